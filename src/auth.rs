@@ -1,0 +1,1 @@
+//! auth: filled in by its issue.

@@ -1,0 +1,1 @@
+//! oauth: filled in by its issue.
