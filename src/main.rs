@@ -1,0 +1,3 @@
+//! The `gatehouse` command line (SPEC §1).
+
+fn main() {}
