@@ -1,3 +1,123 @@
-//! The `gatehouse` command line (SPEC §1).
+//! The `gatehouse` command line (SPEC §1): `serve`, `check-config` and the other commands.
+//! Exit codes: 0 success, 2 bad usage or bad config, 1 anything else, each with a one-line
+//! reason on stderr.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::App;
+use gatehouse::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "A reverse-proxy authentication gateway with an OAuth 2.0 authorization server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The config file.
+        #[arg(long, env = "GATEHOUSE_CONFIG", default_value = "config/gatehouse.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config: exit 0, or print every problem with file:line:column and exit 2.
+    CheckConfig {
+        #[arg(long, env = "GATEHOUSE_CONFIG", default_value = "config/gatehouse.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config } => serve(&config),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!("gatehouse: {} problem(s) in {}", errors.0.len(), path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            println!("{}: ok ({} route(s), {} user(s), {} app(s))", path.display(), config.routes.len(), config.users.len(), config.apps.len());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(config.log.format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(e) => return fail(&e.to_string()),
+        };
+        tracing::info!(
+            public = %app.public_addr(),
+            plain = ?app.plain_addr(),
+            redirect = ?app.redirect_addr(),
+            admin = %app.admin_addr(),
+            "listening"
+        );
+        app.run(shutdown_signal()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn fail(reason: &str) -> ExitCode {
+    eprintln!("gatehouse: {reason}");
+    ExitCode::from(1)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Text or JSON lines on stderr; `RUST_LOG` wins over `log.level`.
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,1 +1,7 @@
-//! proxy: being written for issue 2.
+//! The proxy half of the gateway (SPEC §3.4): path normalization, the route table, header
+//! rewriting and forwarding to upstreams.
+
+pub mod forward;
+pub mod headers;
+pub mod path;
+pub mod routes;

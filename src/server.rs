@@ -1,4 +1,300 @@
-//! Listeners, TLS, dispatch and graceful shutdown (being written for issue 2).
+//! The running gateway: `App::build` binds every listener (public TLS, optional plain and
+//! redirect listeners, admin) and `App::run` serves them until shutdown, then drains in-flight
+//! requests within `server.shutdown_grace`.
 
-/// The running gateway.
-pub struct App;
+pub mod admin;
+pub mod conn;
+pub mod dispatch;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::forward::{Forwarder, ForwarderError};
+use crate::proxy::headers::HeaderPolicy;
+use crate::proxy::routes::RouteTable;
+use conn::{ConnInfo, TrackedBody};
+
+/// Why the gateway could not start (exit code 1, one line on stderr).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] ForwarderError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Everything a request handler needs, shared by every connection.
+pub struct Gateway {
+    pub config: Config,
+    pub routes: ArcSwap<RouteTable>,
+    pub forwarder: Forwarder,
+    pub headers: HeaderPolicy,
+    pub metrics: Metrics,
+    tls: ArcSwap<rustls::ServerConfig>,
+    listening: AtomicBool,
+}
+
+impl Gateway {
+    /// Ready when the listeners are bound and serving and the gateway is not draining.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("listeners are not serving");
+        }
+        Ok(())
+    }
+}
+
+struct Listeners {
+    public: TcpListener,
+    plain: Option<TcpListener>,
+    redirect: Option<TcpListener>,
+    admin: TcpListener,
+}
+
+/// A gateway whose listeners are bound; `run` serves them.
+pub struct App {
+    gateway: Arc<Gateway>,
+    listeners: Listeners,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { what, addr, source })
+}
+
+async fn bind_optional(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupError> {
+    match addr {
+        Some(addr) => Ok(Some(bind(what, addr).await?)),
+        None => Ok(None),
+    }
+}
+
+impl App {
+    /// Loads certificates, prepares the upstream clients and binds every listener.
+    pub async fn build(config: Config) -> Result<App, StartupError> {
+        let metrics = Metrics::new()?;
+        let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
+        let forwarder = Forwarder::new(&config.routes)?;
+        let auth = &config.auth;
+        let headers = HeaderPolicy::new(
+            &[&auth.user_header, &auth.scopes_header, &auth.client_id_header],
+            config.server.trusted_proxies.clone(),
+        );
+        let listeners = Listeners {
+            public: bind("server.listen", config.server.listen).await?,
+            plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
+            redirect: bind_optional("server.http_redirect_listen", config.server.http_redirect_listen).await?,
+            admin: bind("admin.listen", config.admin.listen).await?,
+        };
+        if config.server.plain_listen.is_some() {
+            tracing::warn!("server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network");
+        }
+        let gateway = Gateway {
+            routes: ArcSwap::from_pointee(RouteTable::new(&config.routes, &metrics)),
+            forwarder,
+            headers,
+            metrics,
+            tls: ArcSwap::new(tls),
+            listening: AtomicBool::new(false),
+            config,
+        };
+        Ok(App { gateway: Arc::new(gateway), listeners })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        local(&self.listeners.public)
+    }
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.listeners.plain.as_ref().map(local)
+    }
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.listeners.redirect.as_ref().map(local)
+    }
+    pub fn admin_addr(&self) -> SocketAddr {
+        local(&self.listeners.admin)
+    }
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// within `server.shutdown_grace`, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let App { gateway, listeners } = self;
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let server = &gateway.config.server;
+        let limit = Arc::new(Semaphore::new(server.max_connections));
+        let builder = Arc::new(conn::builder(server));
+        let public = Kind::Public { tls: true };
+        tracker.spawn(accept_loop(listeners.public, public, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+        if let Some(plain) = listeners.plain {
+            let kind = Kind::Public { tls: false };
+            tracker.spawn(accept_loop(plain, kind, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+        }
+        if let Some(redirect) = listeners.redirect {
+            tracker.spawn(accept_loop(redirect, Kind::Redirect, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+        }
+        let admin_limit = Arc::new(Semaphore::new(64));
+        let admin = tokio::spawn(accept_loop(listeners.admin, Kind::Admin, gateway.clone(), admin_limit, builder, stop.clone(), TaskTracker::new()));
+        gateway.listening.store(true, Ordering::Relaxed);
+        tracing::info!("gatehouse is serving");
+
+        shutdown.await;
+        gateway.listening.store(false, Ordering::Relaxed);
+        tracing::info!(grace = ?gateway.config.server.shutdown_grace, "shutting down: draining in-flight requests");
+        stop.cancel();
+        tracker.close();
+        if tokio::time::timeout(gateway.config.server.shutdown_grace, tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown grace period over: closing the remaining connections");
+        }
+        admin.abort();
+    }
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Public { tls: bool },
+    Redirect,
+    Admin,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Public { tls: true } => "https",
+            Kind::Public { tls: false } => "http",
+            Kind::Redirect => "redirect",
+            Kind::Admin => "admin",
+        }
+    }
+}
+
+/// Accepts connections while a connection slot is free, until `stop`.
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Kind,
+    gateway: Arc<Gateway>,
+    limit: Arc<Semaphore>,
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let gauge = gateway.metrics.connections_active.with_label_values(&[kind.label()]);
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            permit = limit.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, listener = kind.label(), "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (gateway, builder, stop, gauge) = (gateway.clone(), builder.clone(), stop.clone(), gauge.clone());
+        tracker.spawn(async move {
+            gauge.inc();
+            handle_connection(stream, peer, kind, gateway, builder, stop).await;
+            gauge.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    gateway: Arc<Gateway>,
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    stop: CancellationToken,
+) {
+    let idle = gateway.config.server.idle_timeout;
+    match kind {
+        Kind::Public { tls: true } => {
+            let acceptor = TlsAcceptor::from(gateway.tls.load_full());
+            let handshake = tokio::time::timeout(gateway.config.server.header_read_timeout, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let info = ConnInfo { peer, scheme: "https" };
+            conn::serve(stream, builder, |activity| public_service(gateway, info, activity), idle, stop).await;
+        }
+        Kind::Public { tls: false } => {
+            let info = ConnInfo { peer, scheme: "http" };
+            conn::serve(stream, builder, |activity| public_service(gateway, info, activity), idle, stop).await;
+        }
+        Kind::Redirect => {
+            let service = move |activity: Arc<conn::Activity>| {
+                service_fn(move |req| {
+                    let response = admin::redirect_to_https(&gateway.config.server.public_url, &req);
+                    let guard = activity.begin();
+                    async move { Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard))) }
+                })
+            };
+            conn::serve(stream, builder, service, idle, stop).await;
+        }
+        Kind::Admin => {
+            let service = move |activity: Arc<conn::Activity>| {
+                service_fn(move |req| {
+                    let gateway = gateway.clone();
+                    let guard = activity.begin();
+                    async move { Ok::<_, Infallible>(admin::handle(&gateway, req).await.map(|b| TrackedBody::new(b, guard))) }
+                })
+            };
+            conn::serve(stream, builder, service, idle, stop).await;
+        }
+    }
+}
+
+fn public_service(
+    gateway: Arc<Gateway>,
+    info: ConnInfo,
+    activity: Arc<conn::Activity>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<TrackedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send,
+> + Send {
+    let info = Arc::new(info);
+    service_fn(move |req| {
+        let (gateway, info) = (gateway.clone(), info.clone());
+        let guard = activity.begin();
+        async move {
+            let response = dispatch::handle(&gateway, &info, req).await;
+            Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard)))
+        }
+    })
+}

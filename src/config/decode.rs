@@ -1,0 +1,303 @@
+//! A span-aware reader over a parsed TOML document that keeps going after a mistake, so that
+//! `check-config` reports every problem at once, each with file:line:column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::{Item, TableLike, Value};
+
+use super::duration::parse_duration;
+
+/// One problem in a config file, located at a line and column (both 1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a config file, in the order of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where a value came from, for errors raised after decoding (cross-field checks).
+pub type Span = Option<Range<usize>>;
+
+/// Reads values out of TOML tables, recording every mistake instead of stopping at the first.
+pub struct Decoder<'a> {
+    src: &'a str,
+    file: &'a Path,
+    errors: Vec<(usize, ConfigError)>,
+    lookup_env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(src: &'a str, file: &'a Path, lookup_env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { src, file, errors: Vec::new(), lookup_env }
+    }
+
+    /// Records a problem at `span` (the start of the file when unknown).
+    pub fn error(&mut self, span: Span, message: impl Into<String>) {
+        let offset = span.map_or(0, |r| r.start).min(self.src.len());
+        let before = &self.src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let error = ConfigError { file: self.file.to_path_buf(), line, column, message: message.into() };
+        self.errors.push((offset, error));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// All problems, sorted by position in the file.
+    pub fn into_errors(mut self) -> Vec<ConfigError> {
+        self.errors.sort_by_key(|(offset, _)| *offset);
+        self.errors.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Reports every key of `table` that is not in `known`.
+    pub fn reject_unknown(&mut self, table: &dyn TableLike, section: &str, known: &[&str]) {
+        for (key, _) in table.iter() {
+            if !known.contains(&key) {
+                let span = table.key(key).and_then(|k| k.span());
+                let hint = closest(key, known).map(|k| format!(" (did you mean '{k}'?)")).unwrap_or_default();
+                self.error(span, format!("unknown key '{}'{hint}", dotted(section, key)));
+            }
+        }
+    }
+
+    fn value<'t>(&mut self, t: &'t dyn TableLike, section: &str, key: &str) -> Option<&'t Value> {
+        match t.get(key)? {
+            Item::Value(v) => Some(v),
+            other => {
+                let found = other.type_name();
+                self.error(other.span(), format!("{}: expected a value, found {found}", dotted(section, key)));
+                None
+            }
+        }
+    }
+
+    fn wrong_type(&mut self, v: &Value, section: &str, key: &str, expected: &str) {
+        let msg = format!("{}: expected {expected}, found {}", dotted(section, key), v.type_name());
+        self.error(v.span(), msg);
+    }
+
+    /// A string (with `${ENV}` substituted) and its span; `None` when absent or wrong.
+    pub fn opt_str(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Option<(String, Span)> {
+        let v = self.value(t, section, key)?;
+        match v.as_str() {
+            Some(s) => {
+                let span = v.span();
+                let expanded = self.expand_env(s, span.clone(), section, key);
+                Some((expanded, span))
+            }
+            None => {
+                self.wrong_type(v, section, key, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn str(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> String {
+        self.opt_str(t, section, key).map_or_else(|| default.to_string(), |(s, _)| s)
+    }
+
+    /// A string that must be present.
+    pub fn required_str(&mut self, t: &dyn TableLike, section: &str, key: &str, table_span: Span) -> (String, Span) {
+        if t.get(key).is_none() {
+            self.error(table_span, format!("{}: required", dotted(section, key)));
+            return (String::new(), None);
+        }
+        self.opt_str(t, section, key).unwrap_or_default()
+    }
+
+    pub fn bool(&mut self, t: &dyn TableLike, section: &str, key: &str, default: bool) -> bool {
+        let Some(v) = self.value(t, section, key) else { return default };
+        match v.as_bool() {
+            Some(b) => b,
+            None => {
+                self.wrong_type(v, section, key, "true or false");
+                default
+            }
+        }
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int(&mut self, t: &dyn TableLike, section: &str, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = self.value(t, section, key) else { return default };
+        let Some(n) = v.as_integer() else {
+            self.wrong_type(v, section, key, "an integer");
+            return default;
+        };
+        match u64::try_from(n) {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.error(v.span(), format!("{}: must be between {min} and {max}, got {n}", dotted(section, key)));
+                default
+            }
+        }
+    }
+
+    /// A duration string such as "30s"; must be at least `min`.
+    pub fn duration(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str, min: Duration) -> Duration {
+        let fallback = parse_duration(default).unwrap_or_default();
+        let Some((text, span)) = self.opt_str(t, section, key) else { return fallback };
+        match parse_duration(&text) {
+            Ok(d) if d >= min => d,
+            Ok(_) => {
+                let min = super::duration::format_duration(min);
+                self.error(span, format!("{}: must be at least {min}", dotted(section, key)));
+                fallback
+            }
+            Err(reason) => {
+                self.error(span, format!("{}: {reason}", dotted(section, key)));
+                fallback
+            }
+        }
+    }
+
+    pub fn socket_addr(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> Option<SocketAddr> {
+        let (text, span) = self.opt_str(t, section, key).unwrap_or_else(|| (default.to_string(), None));
+        if text.is_empty() {
+            return None;
+        }
+        match text.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                let msg = format!("{}: '{text}' is not an address such as \"127.0.0.1:8443\"", dotted(section, key));
+                self.error(span, msg);
+                None
+            }
+        }
+    }
+
+    /// An array of strings, each with its span.
+    pub fn str_array(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Vec<(String, Span)> {
+        let Some(v) = self.value(t, section, key) else { return Vec::new() };
+        let Some(array) = v.as_array() else {
+            self.wrong_type(v, section, key, "an array of strings");
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(array.len());
+        for (i, item) in array.iter().enumerate() {
+            let name = format!("{key}[{i}]");
+            match item.as_str() {
+                Some(s) => {
+                    let expanded = self.expand_env(s, item.span(), section, &name);
+                    out.push((expanded, item.span()));
+                }
+                None => self.wrong_type(item, section, &name, "a string"),
+            }
+        }
+        out
+    }
+
+    /// A table of string values, such as a route's `scopes = { GET = "READ" }`.
+    pub fn str_map(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Option<(BTreeMap<String, (String, Span)>, Span)> {
+        let item = t.get(key)?;
+        let Some(table) = item.as_table_like() else {
+            let msg = format!("{}: expected a table such as {{ GET = \"READ\" }}, found {}", dotted(section, key), item.type_name());
+            self.error(item.span(), msg);
+            return None;
+        };
+        let inner = dotted(section, key);
+        let mut out = BTreeMap::new();
+        for (k, _) in table.iter() {
+            if let Some(pair) = self.opt_str(table, &inner, k) {
+                out.insert(k.to_string(), pair);
+            }
+        }
+        Some((out, item.span()))
+    }
+
+    /// Replaces `${NAME}` with the environment variable's value; `$${` writes a literal `${`.
+    fn expand_env(&mut self, raw: &str, span: Span, section: &str, key: &str) -> String {
+        if !raw.contains("${") {
+            return raw.to_string();
+        }
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw;
+        while let Some(pos) = rest.find("${") {
+            if rest[..pos].ends_with('$') {
+                out.push_str(&rest[..pos - 1]);
+                out.push_str("${");
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 2..];
+            let Some(end) = after.find('}') else {
+                self.error(span, format!("{}: unterminated '${{' (write $${{ for a literal)", dotted(section, key)));
+                return out;
+            };
+            let name = &after[..end];
+            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.error(span.clone(), format!("{}: '${{{name}}}' is not an environment variable name", dotted(section, key)));
+            } else {
+                match (self.lookup_env)(name) {
+                    Some(value) => out.push_str(&value),
+                    None => self.error(span.clone(), format!("{}: environment variable {name} is not set", dotted(section, key))),
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// `section.key`, or `key` for top-level keys.
+pub fn dotted(section: &str, key: &str) -> String {
+    if section.is_empty() { key.to_string() } else { format!("{section}.{key}") }
+}
+
+/// The known key nearest to a misspelt one, when it is close enough to be a likely typo.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

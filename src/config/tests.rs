@@ -1,0 +1,170 @@
+//! Config parsing and validation tests: defaults, every-problem-at-once reporting with
+//! file:line:column, `${ENV}` substitution, and secrets that never print.
+
+use super::*;
+use std::path::Path;
+
+const MINIMAL: &str = r#"
+[server]
+public_url = "https://gw.example.com"
+[server.tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+[oauth]
+signing_keys = ["keys/k1.pem"]
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(src: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(src, Path::new("/etc/gatehouse/gatehouse.toml"), &no_env)
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.listen, "0.0.0.0:8443".parse().unwrap());
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.server.max_header_bytes, 16_384);
+    assert!(c.server.http_redirect_listen.is_none());
+    assert_eq!(c.server.tls.cert, Path::new("/etc/gatehouse/tls/cert.pem"));
+    assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(c.log, LogConfig { format: LogFormat::Text, level: "info".into() });
+    assert_eq!(c.store.url.expose(), "sqlite:///var/lib/gatehouse/gatehouse.db");
+    assert_eq!(c.store.max_connections, 16);
+    assert_eq!(c.oauth.signing_keys, vec![PathBuf::from("/etc/gatehouse/keys/k1.pem")]);
+    assert_eq!(c.audience(), "https://gw.example.com");
+    assert_eq!(c.oauth.access_token_ttl, Duration::from_secs(7200));
+    assert_eq!(c.oauth.refresh_token_ttl, Duration::from_secs(30 * 86400));
+    assert_eq!(c.oauth.refresh_grace, Duration::from_secs(10));
+    assert_eq!(c.oauth.code_ttl, Duration::from_secs(60));
+    assert_eq!(c.oauth.require_pkce, RequirePkce::Public);
+    assert!(c.oauth.allow_plain_pkce && c.oauth.confluence_paths);
+    assert!(!c.oauth.allow_insecure_redirect_uris && !c.oauth.allow_query_credentials);
+    assert_eq!(c.auth.cache_ttl, Duration::from_secs(30));
+    assert_eq!(c.auth.cache_max_entries, 100_000);
+    assert_eq!(c.auth.negative_cache_ttl, Duration::from_secs(5));
+    assert_eq!(c.auth.leeway, Duration::from_secs(5));
+    assert_eq!(c.auth.revocation_propagation, Duration::from_secs(1));
+    assert_eq!(c.auth.user_header, "x-auth-user");
+    assert_eq!(c.auth.scopes_header, "x-auth-scopes");
+    assert_eq!(c.auth.client_id_header, "x-auth-client-id");
+    assert_eq!(c.login.max_failures, 5);
+    assert_eq!(c.login.window, Duration::from_secs(300));
+    assert_eq!(c.login.ban, Duration::from_secs(900));
+    assert_eq!(c.login.session_ttl, Duration::from_secs(12 * 3600));
+    assert!(c.scopes.is_empty() && c.users.is_empty() && c.apps.is_empty() && c.routes.is_empty());
+}
+
+#[test]
+fn three_mistakes_are_reported_at_once_with_locations() {
+    let src = format!(
+        "{MINIMAL}\n[auth]\ncache_ttl = \"30 parsecs\"\ncahce_max_entries = 5\n\n[[routes]]\npath = \"/rest/api\"\nupstream = \"ftp://x\"\nscope = \"READ\"\n"
+    );
+    let errors = parse(&src).unwrap_err().0;
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 3, "{lines:#?}");
+    assert_eq!((errors[0].line, errors[0].column), (12, 13), "{lines:#?}");
+    assert!(errors[0].message.contains("auth.cache_ttl"), "{lines:#?}");
+    assert_eq!((errors[1].line, errors[1].column), (13, 1));
+    assert!(errors[1].message.contains("unknown key 'auth.cahce_max_entries' (did you mean 'cache_max_entries'?)"));
+    assert_eq!(errors[2].line, 17);
+    assert!(errors[2].message.contains("routes[0].upstream"));
+    assert!(lines[0].starts_with("/etc/gatehouse/gatehouse.toml:12:13: "));
+}
+
+#[test]
+fn syntax_errors_carry_a_location() {
+    let errors = parse("[server]\npublic_url = \n").unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].line, 2);
+    assert!(errors[0].message.starts_with("TOML syntax"));
+}
+
+#[test]
+fn required_keys_are_reported() {
+    let errors = parse("[server]\n").unwrap_err().0;
+    let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    for needle in ["server.public_url: required", "server.tls.cert: required", "server.tls.key: required", "oauth.signing_keys: required"] {
+        assert!(text.iter().any(|m| m.contains(needle)), "missing {needle}: {text:#?}");
+    }
+}
+
+#[test]
+fn env_substitution_and_missing_variables() {
+    let src = format!(
+        "{MINIMAL}\n[[apps]]\nclient_id = \"rep\"\nclient_secret = \"${{REP_SECRET}}\"\ndisplay_name = \"R $${{literal}}\"\nallowed_callback_urls = [\"https://r.example.com/cb\"]\n"
+    );
+    let env = |name: &str| (name == "REP_SECRET").then(|| "s3cret-value-0123456789".to_string());
+    let c = Config::parse(&src, Path::new("g.toml"), &env).unwrap();
+    assert_eq!(c.apps[0].client_secret.as_ref().unwrap().expose(), "s3cret-value-0123456789");
+    assert_eq!(c.apps[0].display_name, "R ${literal}");
+    let errors = parse(&src).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].message.contains("environment variable REP_SECRET is not set"));
+}
+
+#[test]
+fn secrets_never_print() {
+    let src = format!(
+        "{MINIMAL}\n[store]\nurl = \"postgres://gh:hunter2pass@db/gh\"\n[[users]]\nname = \"alice\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\nmax_scope = \"WRITE\"\n[[apps]]\nclient_id = \"rep\"\nclient_secret = \"topsecret-topsecret\"\ndisplay_name = \"R\"\nallowed_callback_urls = [\"https://r.example.com/cb\"]\n"
+    );
+    let c = parse(&src).unwrap();
+    let printed = format!("{c:?}");
+    for secret in ["hunter2pass", "topsecret-topsecret", "aGFzaGhhc2hoYXNoaGFzaA"] {
+        assert!(!printed.contains(secret), "{secret} leaked");
+    }
+    assert!(printed.contains("***"));
+}
+
+#[test]
+fn routes_are_validated() {
+    let src = format!(
+        "{MINIMAL}\n[[routes]]\npath = \"/rest/../x\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"bearer\"\n[[routes]]\npath = \"/a/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n[[routes]]\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"bearer\"\nscopes = {{ GET = \"READ\", get = \"NOPE\" }}\n"
+    );
+    let errors = parse(&src).unwrap_err().0;
+    let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    for needle in [
+        "routes[0].path: '/rest/../x' must be a normalized",
+        "routes[0]: a route with auth = \"bearer\" or \"session\" must name",
+        "routes[2].path: another route already has path '/a'",
+        "'get' is not an upper-case HTTP method",
+        "routes[2].scopes.get: unknown scope 'NOPE'",
+    ] {
+        assert!(text.iter().any(|m| m.contains(needle)), "missing {needle}: {text:#?}");
+    }
+}
+
+#[test]
+fn custom_scope_sets_replace_the_default() {
+    let src = format!(
+        "{MINIMAL}\n[[scopes]]\nname = \"view\"\n[[scopes]]\nname = \"edit\"\nimplies = [\"view\", \"ghost\"]\n[[users]]\nname = \"bob\"\npassword_hash = \"$argon2id$x\"\nmax_scope = \"WRITE\"\n"
+    );
+    let text: Vec<String> = parse(&src).unwrap_err().0.iter().map(|e| e.message.clone()).collect();
+    assert!(text.iter().any(|m| m.contains("scopes[1].implies: unknown scope 'ghost'")), "{text:#?}");
+    assert!(text.iter().any(|m| m.contains("users[0].max_scope: unknown scope 'WRITE'")), "{text:#?}");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid_and_names_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gatehouse.toml");
+    let src = std::fs::read_to_string(&path).unwrap();
+    let env = |_: &str| Some("example-secret-value-0123456789".to_string());
+    Config::parse(&src, &path, &env).unwrap_or_else(|e| panic!("{e}"));
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (section, keys) in sections::KNOWN_KEYS {
+        for key in *keys {
+            if *key == "tls" {
+                continue;
+            }
+            let needle = format!("{key} =");
+            assert!(src.contains(&needle), "config/gatehouse.toml does not show {section}.{key}");
+            assert!(readme.contains(&format!("`{section}.{key}`")), "README's config reference lacks `{section}.{key}`");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Header rewriting between client and upstream (RFC 9110 §7.6.1 hop-by-hop fields, RFC 7239
+//! and the X-Forwarded-* convention, SECURITY.md "Headers between client and upstream"):
+//! identity headers are stripped in every spelling a backend might fold together, headers
+//! named in `Connection` are dropped, and forwarding headers are replaced unless the peer is a
+//! trusted proxy.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_AUTH_ASSERTION: HeaderName = HeaderName::from_static("x-auth-assertion");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+];
+
+/// Client-sent names (after folding `_` and `.` to `-`) that only a trusted proxy may set.
+const FORWARDING_NAMES: &[&str] = &["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url", "x-original-uri"];
+
+/// What the gateway adds and what it refuses to pass on.
+#[derive(Clone, Debug)]
+pub struct HeaderPolicy {
+    /// Identity header names, lower-case with `-`; stripped from every request in any spelling.
+    identity: Vec<String>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// Facts about the client's connection that go into forwarding headers.
+pub struct ClientFacts<'a> {
+    pub peer: IpAddr,
+    /// `"https"` or `"http"`.
+    pub scheme: &'static str,
+    pub host: Option<HeaderValue>,
+    pub request_id: &'a HeaderValue,
+}
+
+impl HeaderPolicy {
+    pub fn new(identity_headers: &[&HeaderName], trusted_proxies: Vec<IpNet>) -> Self {
+        let mut identity: Vec<String> = identity_headers.iter().map(|h| h.as_str().replace(['_', '.'], "-")).collect();
+        identity.push(X_AUTH_ASSERTION.as_str().to_string());
+        identity.push(X_REQUEST_ID.as_str().to_string());
+        identity.sort();
+        identity.dedup();
+        Self { identity, trusted_proxies }
+    }
+
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
+    /// Rewrites a client's request headers for the upstream. `upgrade` keeps `Upgrade` and
+    /// `Connection: upgrade` for a WebSocket handshake.
+    pub fn prepare_request(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, upgrade: bool) {
+        let trusted = self.is_trusted(facts.peer);
+        remove_connection_named(headers);
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        if !upgrade {
+            headers.remove(header::UPGRADE);
+        }
+        headers.remove(header::HOST);
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.is_identity(name.as_str()) || (!trusted && is_forwarding(name.as_str())))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+        self.set_forwarding(headers, facts, trusted);
+        headers.insert(X_REQUEST_ID.clone(), facts.request_id.clone());
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+
+    fn is_identity(&self, name: &str) -> bool {
+        name.starts_with('x') && self.identity.iter().any(|id| folded_eq(name, id))
+    }
+
+    fn set_forwarding(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, trusted: bool) {
+        let peer = ip_header_value(facts.peer);
+        match headers.get(&X_FORWARDED_FOR).filter(|_| trusted).map(|v| v.as_bytes()) {
+            Some(prior) => {
+                let mut joined = Vec::with_capacity(prior.len() + 2 + peer.len());
+                joined.extend_from_slice(prior);
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(peer.as_bytes());
+                if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                    headers.insert(X_FORWARDED_FOR.clone(), v);
+                }
+            }
+            None => {
+                headers.insert(X_FORWARDED_FOR.clone(), peer);
+            }
+        }
+        if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(facts.scheme));
+        }
+        if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            match facts.host.clone() {
+                Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+                None => headers.remove(&X_FORWARDED_HOST),
+            };
+        }
+    }
+}
+
+/// Cleans an upstream response for the client: hop-by-hop fields go (except on a `101` for an
+/// upgrade), and the request id is echoed.
+pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
+    if !switching_protocols {
+        remove_connection_named(headers);
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        headers.remove(header::UPGRADE);
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// Drops every field named in `Connection` (RFC 9110 §7.6.1).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// Whether the `Connection` header of a request names `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A valid client `X-Request-Id` (1–128 of `[A-Za-z0-9._-]`, not named in `Connection`), or a
+/// new UUID.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        let valid = (1..=128).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        if valid && !connection_has(headers, "x-request-id") {
+            return v.clone();
+        }
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn is_forwarding(name: &str) -> bool {
+    let starts_x_forwarded = name.len() > 12 && folded_eq(&name[..12], "x-forwarded-");
+    starts_x_forwarded || FORWARDING_NAMES.iter().any(|f| folded_eq(name, f))
+}
+
+/// Compares a lower-case header name with `target`, treating `_` and `.` as `-` the way WSGI,
+/// PHP and others fold them into the same variable.
+fn folded_eq(name: &str, target: &str) -> bool {
+    name.len() == target.len()
+        && name.bytes().zip(target.bytes()).all(|(a, b)| {
+            let a = if a == b'_' || a == b'.' { b'-' } else { a };
+            a == b
+        })
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(trusted: &[&str]) -> HeaderPolicy {
+        let user = HeaderName::from_static("x-auth-user");
+        let scopes = HeaderName::from_static("x-auth-scopes");
+        HeaderPolicy::new(&[&user, &scopes], trusted.iter().map(|c| c.parse().unwrap()).collect())
+    }
+
+    fn facts(rid: &HeaderValue) -> ClientFacts<'_> {
+        ClientFacts { peer: "203.0.113.7".parse().unwrap(), scheme: "https", host: Some(HeaderValue::from_static("gw.example.com")), request_id: rid }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forged_identity_headers_go_in_every_spelling() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = headers(&[("x-auth-user", "admin"), ("x_auth_user", "admin"), ("x.auth.scopes", "ADMIN"), ("x-auth-assertion", "x"), ("x-other", "ok")]);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        assert!(h.get("x-auth-user").is_none() && h.get("x_auth_user").is_none() && h.get("x.auth.scopes").is_none());
+        assert!(h.get("x-auth-assertion").is_none());
+        assert_eq!(h["x-other"], "ok");
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil"), ("forwarded", "for=1.2.3.4"), ("x_forwarded_uri", "/admin"), ("x-original-url", "/admin")]);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(h["x-forwarded-host"], "gw.example.com");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(h.get("forwarded").is_none() && h.get("x_forwarded_uri").is_none() && h.get("x-original-url").is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_are_appended_to() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "http"), ("forwarded", "for=1.2.3.4")]);
+        policy(&["203.0.113.0/24"]).prepare_request(&mut h, &facts(&rid), false);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 203.0.113.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=1.2.3.4");
+    }
+
+    #[test]
+    fn connection_named_and_hop_by_hop_headers_go_but_ours_stay() {
+        let rid = HeaderValue::from_static("fresh-id");
+        let mut h = headers(&[("connection", "keep-alive, X-Request-Id, x-forwarded-for, x-secret"), ("x-secret", "1"), ("x-request-id", "client"), ("te", "trailers"), ("upgrade", "h2c"), ("keep-alive", "5"), ("host", "gw")]);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("upgrade").is_none());
+        assert!(h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("host").is_none());
+        assert_eq!(h["x-request-id"], "fresh-id");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_valid() {
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_x.y")])), "abc-123_x.y");
+        for bad in ["has space", "semi;colon", &"a".repeat(129)] {
+            let id = request_id(&headers(&[("x-request-id", bad)]));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 36);
+        }
+        let named = headers(&[("x-request-id", "abc"), ("connection", "x-request-id")]);
+        assert_ne!(request_id(&named), "abc");
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_fields_and_echo_the_id() {
+        let rid = HeaderValue::from_static("r9");
+        let mut h = headers(&[("connection", "close, x-internal"), ("x-internal", "1"), ("keep-alive", "5"), ("content-type", "text/plain")]);
+        prepare_response(&mut h, &rid, false);
+        assert!(h.get("x-internal").is_none() && h.get("connection").is_none());
+        assert_eq!(h["x-request-id"], "r9");
+        assert_eq!(h["content-type"], "text/plain");
+    }
+}

@@ -1,0 +1,170 @@
+//! One client connection: the TLS handshake under the header-read deadline, HTTP/1.1 or HTTP/2
+//! (hyper-util's auto builder, RFC 9112 / RFC 9113) with header limits, an idle watchdog that
+//! closes connections with nothing in flight, and a graceful close when the gateway drains.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{Body, BoxError};
+use crate::config::ServerConfig;
+
+/// What the handlers know about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `"https"` for the TLS listener, `"http"` for the plain one.
+    pub scheme: &'static str,
+}
+
+/// Requests in flight and the time of the last one, for the idle watchdog.
+pub struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_millis: AtomicU64::new(0) })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(ms, Ordering::Relaxed);
+    }
+
+    /// Marks a request as started; the guard ends it when the response body is done.
+    pub fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        ActivityGuard(self.clone())
+    }
+
+    /// When the connection may be closed for idleness, or `None` while requests are in flight.
+    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.last_millis.load(Ordering::Relaxed)) + idle)
+    }
+}
+
+/// Ends one request's activity when dropped.
+pub struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is fully sent.
+    pub struct TrackedBody {
+        #[pin]
+        inner: Body,
+        guard: Option<ActivityGuard>,
+    }
+}
+
+impl TrackedBody {
+    pub fn new(inner: Body, guard: ActivityGuard) -> Self {
+        Self { inner, guard: Some(guard) }
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.guard.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The HTTP/1.1 + HTTP/2 connection builder with the configured limits.
+pub fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes.max(8192))
+        .max_headers(server.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(250)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Serves one connection until the client leaves, it idles out, or the gateway drains.
+pub async fn serve<I, S>(
+    io: I,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    make_service: impl FnOnce(Arc<Activity>) -> S,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<TrackedBody>, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Activity::new();
+    let service = make_service(activity.clone());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let deadline = activity.idle_deadline(idle_timeout).unwrap_or_else(|| Instant::now() + idle_timeout);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(deadline.into()), if !closing => {
+                if activity.idle_deadline(idle_timeout).is_some_and(|d| d <= Instant::now()) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
