@@ -131,6 +131,17 @@ mod tests {
     #[test]
     fn every_family_is_registered_at_start() {
         let m = Metrics::new().unwrap();
+        // Labelled families appear with their first observation (SPEC §4); observe each once.
+        m.http_requests.with_label_values(&["/", "GET", "200"]).inc();
+        m.http_request_duration.with_label_values(&["/"]).observe(0.1);
+        m.upstream_request_duration.with_label_values(&["/"]).observe(0.1);
+        m.upstream_errors.with_label_values(&["/", "connect"]).inc();
+        m.auth_decisions.with_label_values(&["/", "allowed"]).inc();
+        m.token_cache_requests.with_label_values(&["hit"]).inc();
+        m.tokens_issued.with_label_values(&["authorization_code"]).inc();
+        m.token_errors.with_label_values(&["invalid_grant"]).inc();
+        m.login_attempts.with_label_values(&["success"]).inc();
+        m.connections_active.with_label_values(&["https"]).inc();
         let text = String::from_utf8(m.render()).unwrap();
         for name in [
             "gatehouse_http_requests_total", "gatehouse_http_request_duration_seconds",

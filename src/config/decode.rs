@@ -114,8 +114,11 @@ impl<'a> Decoder<'a> {
         match v.as_str() {
             Some(s) => {
                 let span = v.span();
+                let before = self.errors.len();
                 let expanded = self.expand_env(s, span.clone(), section, key);
-                Some((expanded, span))
+                // A value whose substitution failed is left out, so no rule downstream
+                // reports a second, confusing problem about the same value.
+                (self.errors.len() == before).then_some((expanded, span))
             }
             None => {
                 self.wrong_type(v, section, key, "a string");

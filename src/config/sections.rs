@@ -371,7 +371,7 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
         };
         let secret = d.opt_str(t, &sec, "client_secret");
         match (&secret, client_type) {
-            (None, ClientType::Confidential) => d.error(span.clone(), format!("{sec}.client_secret: required for a confidential app")),
+            (None, ClientType::Confidential) if t.get("client_secret").is_none() => d.error(span.clone(), format!("{sec}.client_secret: required for a confidential app")),
             (Some((_, s)), ClientType::Public) => d.error(s.clone(), format!("{sec}.client_secret: a public app has no secret")),
             (Some((v, s)), _) if v.len() < 16 => d.error(s.clone(), format!("{sec}.client_secret: must be at least 16 characters")),
             _ => {}
