@@ -242,7 +242,11 @@ pub enum AuthMode {
 impl RouteConfig {
     /// The label used in metrics and logs: the configured path, prefixed by the host if any.
     pub fn label(&self) -> String {
-        if self.host.is_empty() { self.path.clone() } else { format!("{}{}", self.host, self.path) }
+        if self.host.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}{}", self.host, self.path)
+        }
     }
 }
 
@@ -261,7 +265,11 @@ impl Config {
     }
 
     /// Parses and validates `src` as if read from `path`; `env` looks up `${VARS}`.
-    pub fn parse(src: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    pub fn parse(
+        src: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
         sections::decode(src, path, env)
     }
 
@@ -272,7 +280,11 @@ impl Config {
 
     /// The `aud` for access tokens.
     pub fn audience(&self) -> &str {
-        if self.oauth.audience.is_empty() { &self.server.public_url } else { &self.oauth.audience }
+        if self.oauth.audience.is_empty() {
+            &self.server.public_url
+        } else {
+            &self.oauth.audience
+        }
     }
 }
 

@@ -13,6 +13,8 @@ pub enum GatewayError {
     NoRoute,
     /// The path is malformed or dangerous (400): encoded `/` or `\`, NUL, climbing above root.
     BadPath(&'static str),
+    /// The request's framing is ambiguous (400, and the connection is closed).
+    BadFraming(&'static str),
     /// The route has no scope for this method (405).
     MethodNotAllowed,
     /// The upstream could not be reached or broke the exchange (502).
@@ -31,7 +33,7 @@ impl GatewayError {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BadFraming(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -45,7 +47,7 @@ impl GatewayError {
     pub fn code(self) -> &'static str {
         match self {
             Self::NoRoute => "not_found",
-            Self::BadPath(_) => "invalid_argument",
+            Self::BadPath(_) | Self::BadFraming(_) => "invalid_argument",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UpstreamUnreachable => "bad_gateway",
             Self::UpstreamTimeout => "gateway_timeout",
@@ -59,7 +61,7 @@ impl GatewayError {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoRoute => "no route for this path",
-            Self::BadPath(why) => why,
+            Self::BadPath(why) | Self::BadFraming(why) => why,
             Self::MethodNotAllowed => "method not allowed on this route",
             Self::UpstreamUnreachable => "the upstream service is unavailable",
             Self::UpstreamTimeout => "the upstream service did not answer in time",
@@ -76,14 +78,22 @@ impl GatewayError {
 }
 
 /// A response in SPEC §3.3's error shape.
-pub fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Body> {
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Body> {
     let body = serde_json::json!({
         "error": { "code": code, "message": message, "details": { "requestId": request_id } }
     });
     let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

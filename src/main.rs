@@ -10,7 +10,11 @@ use gatehouse::App;
 use gatehouse::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "A reverse-proxy authentication gateway with an OAuth 2.0 authorization server")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A reverse-proxy authentication gateway with an OAuth 2.0 authorization server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,12 +25,20 @@ enum Command {
     /// Run the gateway.
     Serve {
         /// The config file.
-        #[arg(long, env = "GATEHOUSE_CONFIG", default_value = "config/gatehouse.toml")]
+        #[arg(
+            long,
+            env = "GATEHOUSE_CONFIG",
+            default_value = "config/gatehouse.toml"
+        )]
         config: PathBuf,
     },
     /// Validate the config: exit 0, or print every problem with file:line:column and exit 2.
     CheckConfig {
-        #[arg(long, env = "GATEHOUSE_CONFIG", default_value = "config/gatehouse.toml")]
+        #[arg(
+            long,
+            env = "GATEHOUSE_CONFIG",
+            default_value = "config/gatehouse.toml"
+        )]
         config: PathBuf,
     },
 }
@@ -49,7 +61,11 @@ fn main() -> ExitCode {
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
         eprintln!("{errors}");
-        eprintln!("gatehouse: {} problem(s) in {}", errors.0.len(), path.display());
+        eprintln!(
+            "gatehouse: {} problem(s) in {}",
+            errors.0.len(),
+            path.display()
+        );
         ExitCode::from(2)
     })
 }
@@ -57,7 +73,13 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Ok(config) => {
-            println!("{}: ok ({} route(s), {} user(s), {} app(s))", path.display(), config.routes.len(), config.users.len(), config.apps.len());
+            println!(
+                "{}: ok ({} route(s), {} user(s), {} app(s))",
+                path.display(),
+                config.routes.len(),
+                config.users.len(),
+                config.apps.len()
+            );
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -70,7 +92,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(config.log.format, &config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
@@ -100,7 +125,10 @@ fn fail(reason: &str) -> ExitCode {
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -115,7 +143,9 @@ fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

@@ -32,7 +32,11 @@ use conn::{ConnInfo, TrackedBody};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -76,10 +80,15 @@ pub struct App {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { what, addr, source })
 }
 
-async fn bind_optional(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupError> {
+async fn bind_optional(
+    what: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, StartupError> {
     match addr {
         Some(addr) => Ok(Some(bind(what, addr).await?)),
         None => Ok(None),
@@ -94,17 +103,27 @@ impl App {
         let forwarder = Forwarder::new(&config.routes)?;
         let auth = &config.auth;
         let headers = HeaderPolicy::new(
-            &[&auth.user_header, &auth.scopes_header, &auth.client_id_header],
+            &[
+                &auth.user_header,
+                &auth.scopes_header,
+                &auth.client_id_header,
+            ],
             config.server.trusted_proxies.clone(),
         );
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
-            redirect: bind_optional("server.http_redirect_listen", config.server.http_redirect_listen).await?,
+            redirect: bind_optional(
+                "server.http_redirect_listen",
+                config.server.http_redirect_listen,
+            )
+            .await?,
             admin: bind("admin.listen", config.admin.listen).await?,
         };
         if config.server.plain_listen.is_some() {
-            tracing::warn!("server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network");
+            tracing::warn!(
+                "server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network"
+            );
         }
         let gateway = Gateway {
             routes: ArcSwap::from_pointee(RouteTable::new(&config.routes, &metrics)),
@@ -115,7 +134,10 @@ impl App {
             listening: AtomicBool::new(false),
             config,
         };
-        Ok(App { gateway: Arc::new(gateway), listeners })
+        Ok(App {
+            gateway: Arc::new(gateway),
+            listeners,
+        })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -144,16 +166,50 @@ impl App {
         let limit = Arc::new(Semaphore::new(server.max_connections));
         let builder = Arc::new(conn::builder(server));
         let public = Kind::Public { tls: true };
-        tracker.spawn(accept_loop(listeners.public, public, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+        tracker.spawn(accept_loop(
+            listeners.public,
+            public,
+            gateway.clone(),
+            limit.clone(),
+            builder.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
         if let Some(plain) = listeners.plain {
             let kind = Kind::Public { tls: false };
-            tracker.spawn(accept_loop(plain, kind, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+            tracker.spawn(accept_loop(
+                plain,
+                kind,
+                gateway.clone(),
+                limit.clone(),
+                builder.clone(),
+                stop.clone(),
+                tracker.clone(),
+            ));
         }
         if let Some(redirect) = listeners.redirect {
-            tracker.spawn(accept_loop(redirect, Kind::Redirect, gateway.clone(), limit.clone(), builder.clone(), stop.clone(), tracker.clone()));
+            tracker.spawn(accept_loop(
+                redirect,
+                Kind::Redirect,
+                gateway.clone(),
+                limit.clone(),
+                builder.clone(),
+                stop.clone(),
+                tracker.clone(),
+            ));
         }
         let admin_limit = Arc::new(Semaphore::new(64));
-        let admin = tokio::spawn(accept_loop(listeners.admin, Kind::Admin, gateway.clone(), admin_limit, builder, stop.clone(), TaskTracker::new()));
+        // The admin listener outlives the drain so that /readyz can say 503 while it runs.
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(accept_loop(
+            listeners.admin,
+            Kind::Admin,
+            gateway.clone(),
+            admin_limit,
+            builder,
+            admin_stop.clone(),
+            TaskTracker::new(),
+        ));
         gateway.listening.store(true, Ordering::Relaxed);
         tracing::info!("gatehouse is serving");
 
@@ -162,15 +218,21 @@ impl App {
         tracing::info!(grace = ?gateway.config.server.shutdown_grace, "shutting down: draining in-flight requests");
         stop.cancel();
         tracker.close();
-        if tokio::time::timeout(gateway.config.server.shutdown_grace, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(gateway.config.server.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown grace period over: closing the remaining connections");
         }
+        admin_stop.cancel();
         admin.abort();
     }
 }
 
 fn local(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 #[derive(Clone, Copy)]
@@ -201,7 +263,10 @@ async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let gauge = gateway.metrics.connections_active.with_label_values(&[kind.label()]);
+    let gauge = gateway
+        .metrics
+        .connections_active
+        .with_label_values(&[kind.label()]);
     loop {
         let permit = tokio::select! {
             () = stop.cancelled() => return,
@@ -220,7 +285,12 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (gateway, builder, stop, gauge) = (gateway.clone(), builder.clone(), stop.clone(), gauge.clone());
+        let (gateway, builder, stop, gauge) = (
+            gateway.clone(),
+            builder.clone(),
+            stop.clone(),
+            gauge.clone(),
+        );
         tracker.spawn(async move {
             gauge.inc();
             handle_connection(stream, peer, kind, gateway, builder, stop).await;
@@ -242,23 +312,48 @@ async fn handle_connection(
     match kind {
         Kind::Public { tls: true } => {
             let acceptor = TlsAcceptor::from(gateway.tls.load_full());
-            let handshake = tokio::time::timeout(gateway.config.server.header_read_timeout, acceptor.accept(stream)).await;
+            let handshake = tokio::time::timeout(
+                gateway.config.server.header_read_timeout,
+                acceptor.accept(stream),
+            )
+            .await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let info = ConnInfo { peer, scheme: "https" };
-            conn::serve(stream, builder, |activity| public_service(gateway, info, activity), idle, stop).await;
+            let info = ConnInfo {
+                peer,
+                scheme: "https",
+            };
+            conn::serve(
+                stream,
+                builder,
+                |activity| public_service(gateway, info, activity),
+                idle,
+                stop,
+            )
+            .await;
         }
         Kind::Public { tls: false } => {
-            let info = ConnInfo { peer, scheme: "http" };
-            conn::serve(stream, builder, |activity| public_service(gateway, info, activity), idle, stop).await;
+            let info = ConnInfo {
+                peer,
+                scheme: "http",
+            };
+            conn::serve(
+                stream,
+                builder,
+                |activity| public_service(gateway, info, activity),
+                idle,
+                stop,
+            )
+            .await;
         }
         Kind::Redirect => {
             let service = move |activity: Arc<conn::Activity>| {
                 service_fn(move |req| {
-                    let response = admin::redirect_to_https(&gateway.config.server.public_url, &req);
+                    let response =
+                        admin::redirect_to_https(&gateway.config.server.public_url, &req);
                     let guard = activity.begin();
                     async move { Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard))) }
                 })
@@ -270,7 +365,13 @@ async fn handle_connection(
                 service_fn(move |req| {
                     let gateway = gateway.clone();
                     let guard = activity.begin();
-                    async move { Ok::<_, Infallible>(admin::handle(&gateway, req).await.map(|b| TrackedBody::new(b, guard))) }
+                    async move {
+                        Ok::<_, Infallible>(
+                            admin::handle(&gateway, req)
+                                .await
+                                .map(|b| TrackedBody::new(b, guard)),
+                        )
+                    }
                 })
             };
             conn::serve(stream, builder, service, idle, stop).await;

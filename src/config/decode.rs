@@ -23,7 +23,14 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -48,6 +55,9 @@ impl std::error::Error for ConfigErrors {}
 /// Where a value came from, for errors raised after decoding (cross-field checks).
 pub type Span = Option<Range<usize>>;
 
+/// A table of strings with the span of each value, and the table's own span.
+pub type SpannedMap = (BTreeMap<String, (String, Span)>, Span);
+
 /// Reads values out of TOML tables, recording every mistake instead of stopping at the first.
 pub struct Decoder<'a> {
     src: &'a str,
@@ -57,8 +67,17 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    pub fn new(src: &'a str, file: &'a Path, lookup_env: &'a dyn Fn(&str) -> Option<String>) -> Self {
-        Self { src, file, errors: Vec::new(), lookup_env }
+    pub fn new(
+        src: &'a str,
+        file: &'a Path,
+        lookup_env: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        Self {
+            src,
+            file,
+            errors: Vec::new(),
+            lookup_env,
+        }
     }
 
     /// Records a problem at `span` (the start of the file when unknown).
@@ -67,7 +86,12 @@ impl<'a> Decoder<'a> {
         let before = &self.src[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        let error = ConfigError { file: self.file.to_path_buf(), line, column, message: message.into() };
+        let error = ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        };
         self.errors.push((offset, error));
     }
 
@@ -86,8 +110,13 @@ impl<'a> Decoder<'a> {
         for (key, _) in table.iter() {
             if !known.contains(&key) {
                 let span = table.key(key).and_then(|k| k.span());
-                let hint = closest(key, known).map(|k| format!(" (did you mean '{k}'?)")).unwrap_or_default();
-                self.error(span, format!("unknown key '{}'{hint}", dotted(section, key)));
+                let hint = closest(key, known)
+                    .map(|k| format!(" (did you mean '{k}'?)"))
+                    .unwrap_or_default();
+                self.error(
+                    span,
+                    format!("unknown key '{}'{hint}", dotted(section, key)),
+                );
             }
         }
     }
@@ -97,19 +126,31 @@ impl<'a> Decoder<'a> {
             Item::Value(v) => Some(v),
             other => {
                 let found = other.type_name();
-                self.error(other.span(), format!("{}: expected a value, found {found}", dotted(section, key)));
+                self.error(
+                    other.span(),
+                    format!("{}: expected a value, found {found}", dotted(section, key)),
+                );
                 None
             }
         }
     }
 
     fn wrong_type(&mut self, v: &Value, section: &str, key: &str, expected: &str) {
-        let msg = format!("{}: expected {expected}, found {}", dotted(section, key), v.type_name());
+        let msg = format!(
+            "{}: expected {expected}, found {}",
+            dotted(section, key),
+            v.type_name()
+        );
         self.error(v.span(), msg);
     }
 
     /// A string (with `${ENV}` substituted) and its span; `None` when absent or wrong.
-    pub fn opt_str(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Option<(String, Span)> {
+    pub fn opt_str(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+    ) -> Option<(String, Span)> {
         let v = self.value(t, section, key)?;
         match v.as_str() {
             Some(s) => {
@@ -128,11 +169,18 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn str(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> String {
-        self.opt_str(t, section, key).map_or_else(|| default.to_string(), |(s, _)| s)
+        self.opt_str(t, section, key)
+            .map_or_else(|| default.to_string(), |(s, _)| s)
     }
 
     /// A string that must be present.
-    pub fn required_str(&mut self, t: &dyn TableLike, section: &str, key: &str, table_span: Span) -> (String, Span) {
+    pub fn required_str(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        table_span: Span,
+    ) -> (String, Span) {
         if t.get(key).is_none() {
             self.error(table_span, format!("{}: required", dotted(section, key)));
             return (String::new(), None);
@@ -141,7 +189,9 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn bool(&mut self, t: &dyn TableLike, section: &str, key: &str, default: bool) -> bool {
-        let Some(v) = self.value(t, section, key) else { return default };
+        let Some(v) = self.value(t, section, key) else {
+            return default;
+        };
         match v.as_bool() {
             Some(b) => b,
             None => {
@@ -152,8 +202,18 @@ impl<'a> Decoder<'a> {
     }
 
     /// An integer within `min..=max`.
-    pub fn int(&mut self, t: &dyn TableLike, section: &str, key: &str, default: u64, min: u64, max: u64) -> u64 {
-        let Some(v) = self.value(t, section, key) else { return default };
+    pub fn int(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> u64 {
+        let Some(v) = self.value(t, section, key) else {
+            return default;
+        };
         let Some(n) = v.as_integer() else {
             self.wrong_type(v, section, key, "an integer");
             return default;
@@ -161,21 +221,39 @@ impl<'a> Decoder<'a> {
         match u64::try_from(n) {
             Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                self.error(v.span(), format!("{}: must be between {min} and {max}, got {n}", dotted(section, key)));
+                self.error(
+                    v.span(),
+                    format!(
+                        "{}: must be between {min} and {max}, got {n}",
+                        dotted(section, key)
+                    ),
+                );
                 default
             }
         }
     }
 
     /// A duration string such as "30s"; must be at least `min`.
-    pub fn duration(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str, min: Duration) -> Duration {
+    pub fn duration(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        default: &str,
+        min: Duration,
+    ) -> Duration {
         let fallback = parse_duration(default).unwrap_or_default();
-        let Some((text, span)) = self.opt_str(t, section, key) else { return fallback };
+        let Some((text, span)) = self.opt_str(t, section, key) else {
+            return fallback;
+        };
         match parse_duration(&text) {
             Ok(d) if d >= min => d,
             Ok(_) => {
                 let min = super::duration::format_duration(min);
-                self.error(span, format!("{}: must be at least {min}", dotted(section, key)));
+                self.error(
+                    span,
+                    format!("{}: must be at least {min}", dotted(section, key)),
+                );
                 fallback
             }
             Err(reason) => {
@@ -185,15 +263,26 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn socket_addr(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> Option<SocketAddr> {
-        let (text, span) = self.opt_str(t, section, key).unwrap_or_else(|| (default.to_string(), None));
+    pub fn socket_addr(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        default: &str,
+    ) -> Option<SocketAddr> {
+        let (text, span) = self
+            .opt_str(t, section, key)
+            .unwrap_or_else(|| (default.to_string(), None));
         if text.is_empty() {
             return None;
         }
         match text.parse() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                let msg = format!("{}: '{text}' is not an address such as \"127.0.0.1:8443\"", dotted(section, key));
+                let msg = format!(
+                    "{}: '{text}' is not an address such as \"127.0.0.1:8443\"",
+                    dotted(section, key)
+                );
                 self.error(span, msg);
                 None
             }
@@ -201,8 +290,15 @@ impl<'a> Decoder<'a> {
     }
 
     /// An array of strings, each with its span.
-    pub fn str_array(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Vec<(String, Span)> {
-        let Some(v) = self.value(t, section, key) else { return Vec::new() };
+    pub fn str_array(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+    ) -> Vec<(String, Span)> {
+        let Some(v) = self.value(t, section, key) else {
+            return Vec::new();
+        };
         let Some(array) = v.as_array() else {
             self.wrong_type(v, section, key, "an array of strings");
             return Vec::new();
@@ -222,10 +318,14 @@ impl<'a> Decoder<'a> {
     }
 
     /// A table of string values, such as a route's `scopes = { GET = "READ" }`.
-    pub fn str_map(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Option<(BTreeMap<String, (String, Span)>, Span)> {
+    pub fn str_map(&mut self, t: &dyn TableLike, section: &str, key: &str) -> Option<SpannedMap> {
         let item = t.get(key)?;
         let Some(table) = item.as_table_like() else {
-            let msg = format!("{}: expected a table such as {{ GET = \"READ\" }}, found {}", dotted(section, key), item.type_name());
+            let msg = format!(
+                "{}: expected a table such as {{ GET = \"READ\" }}, found {}",
+                dotted(section, key),
+                item.type_name()
+            );
             self.error(item.span(), msg);
             return None;
         };
@@ -256,17 +356,36 @@ impl<'a> Decoder<'a> {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 2..];
             let Some(end) = after.find('}') else {
-                self.error(span, format!("{}: unterminated '${{' (write $${{ for a literal)", dotted(section, key)));
+                self.error(
+                    span,
+                    format!(
+                        "{}: unterminated '${{' (write $${{ for a literal)",
+                        dotted(section, key)
+                    ),
+                );
                 return out;
             };
             let name = &after[..end];
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
-                self.error(span.clone(), format!("{}: '${{{name}}}' is not an environment variable name", dotted(section, key)));
+                self.error(
+                    span.clone(),
+                    format!(
+                        "{}: '${{{name}}}' is not an environment variable name",
+                        dotted(section, key)
+                    ),
+                );
             } else {
                 match (self.lookup_env)(name) {
                     Some(value) => out.push_str(&value),
-                    None => self.error(span.clone(), format!("{}: environment variable {name} is not set", dotted(section, key))),
+                    None => self.error(
+                        span.clone(),
+                        format!(
+                            "{}: environment variable {name} is not set",
+                            dotted(section, key)
+                        ),
+                    ),
                 }
             }
             rest = &after[end + 1..];
@@ -278,7 +397,11 @@ impl<'a> Decoder<'a> {
 
 /// `section.key`, or `key` for top-level keys.
 pub fn dotted(section: &str, key: &str) -> String {
-    if section.is_empty() { key.to_string() } else { format!("{section}.{key}") }
+    if section.is_empty() {
+        key.to_string()
+    } else {
+        format!("{section}.{key}")
+    }
 }
 
 /// The known key nearest to a misspelt one, when it is close enough to be a likely typo.

@@ -14,10 +14,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("'{text}' is not a duration (use e.g. \"30s\", \"15m\", \"2h\")"));
+            return Err(format!(
+                "'{text}' is not a duration (use e.g. \"30s\", \"15m\", \"2h\")"
+            ));
         }
         let (number, tail) = rest.split_at(digits);
-        let number: u64 = number.parse().map_err(|_| format!("'{text}': number too large"))?;
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("'{text}': number too large"))?;
         let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, tail) = tail.split_at(unit_len);
         let unit_millis: u64 = match unit {
@@ -27,7 +31,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => return Err(format!("'{text}': missing unit (ms, s, m, h or d)")),
-            other => return Err(format!("'{text}': unknown unit '{other}' (ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "'{text}': unknown unit '{other}' (ms, s, m, h or d)"
+                ));
+            }
         };
         let millis = number
             .checked_mul(unit_millis)
@@ -43,8 +51,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way the config writes it (used in docs and `check-config` output).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= size && ms % size == 0 {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

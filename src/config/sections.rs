@@ -10,45 +10,105 @@ use toml_edit::{Document, Item, TableLike};
 use super::decode::{ConfigErrors, Decoder, Span, dotted};
 use super::*;
 
-const TOP: &[&str] = &["server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps", "routes"];
+const TOP: &[&str] = &[
+    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
+    "routes",
+];
 const SERVER: &[&str] = &[
-    "listen", "public_url", "trusted_proxies", "shutdown_grace", "header_read_timeout", "idle_timeout",
-    "max_connections", "max_header_bytes", "max_headers", "http_redirect_listen", "plain_listen", "tls",
+    "listen",
+    "public_url",
+    "trusted_proxies",
+    "shutdown_grace",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+    "max_header_bytes",
+    "max_headers",
+    "http_redirect_listen",
+    "plain_listen",
+    "tls",
 ];
 const TLS: &[&str] = &["cert", "key"];
 const ADMIN: &[&str] = &["listen"];
 const LOG: &[&str] = &["format", "level"];
 const STORE: &[&str] = &["url", "max_connections"];
 const OAUTH: &[&str] = &[
-    "signing_keys", "audience", "access_token_ttl", "refresh_token_ttl", "refresh_grace", "code_ttl",
-    "require_pkce", "allow_plain_pkce", "allow_insecure_redirect_uris", "allow_query_credentials", "confluence_paths",
+    "signing_keys",
+    "audience",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "refresh_grace",
+    "code_ttl",
+    "require_pkce",
+    "allow_plain_pkce",
+    "allow_insecure_redirect_uris",
+    "allow_query_credentials",
+    "confluence_paths",
 ];
 const AUTH: &[&str] = &[
-    "cache_ttl", "cache_max_entries", "negative_cache_ttl", "leeway", "revocation_propagation",
-    "user_header", "scopes_header", "client_id_header",
+    "cache_ttl",
+    "cache_max_entries",
+    "negative_cache_ttl",
+    "leeway",
+    "revocation_propagation",
+    "user_header",
+    "scopes_header",
+    "client_id_header",
 ];
 const LOGIN: &[&str] = &["max_failures", "window", "ban", "session_ttl"];
 const SCOPE: &[&str] = &["name", "description", "implies"];
 const USER: &[&str] = &["name", "password_hash", "max_scope"];
 const APP: &[&str] = &[
-    "client_id", "client_secret", "display_name", "description", "logo_uri", "client_type",
-    "allowed_callback_urls", "allowed_logout_urls", "allowed_web_origins", "scopes", "skip_consent", "active",
+    "client_id",
+    "client_secret",
+    "display_name",
+    "description",
+    "logo_uri",
+    "client_type",
+    "allowed_callback_urls",
+    "allowed_logout_urls",
+    "allowed_web_origins",
+    "scopes",
+    "skip_consent",
+    "active",
 ];
 const ROUTE: &[&str] = &[
-    "path", "host", "upstream", "auth", "scope", "scopes", "timeout", "forward_authorization", "assertion", "upstream_ca",
+    "path",
+    "host",
+    "upstream",
+    "auth",
+    "scope",
+    "scopes",
+    "timeout",
+    "forward_authorization",
+    "assertion",
+    "upstream_ca",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
 /// example config in step with the code.
 pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
-    ("server", SERVER), ("server.tls", TLS), ("admin", ADMIN), ("log", LOG), ("store", STORE),
-    ("oauth", OAUTH), ("auth", AUTH), ("login", LOGIN), ("scopes", SCOPE), ("users", USER),
-    ("apps", APP), ("routes", ROUTE),
+    ("server", SERVER),
+    ("server.tls", TLS),
+    ("admin", ADMIN),
+    ("log", LOG),
+    ("store", STORE),
+    ("oauth", OAUTH),
+    ("auth", AUTH),
+    ("login", LOGIN),
+    ("scopes", SCOPE),
+    ("users", USER),
+    ("apps", APP),
+    ("routes", ROUTE),
 ];
 
 const DEFAULT_SCOPES: &[&str] = &["READ", "WRITE", "ADMIN", "SYSTEM_ADMIN"];
 
-pub(super) fn decode(src: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+pub(super) fn decode(
+    src: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let mut d = Decoder::new(src, path, env);
     let doc = match Document::parse(src) {
         Ok(doc) => doc,
@@ -67,7 +127,9 @@ pub(super) fn decode(src: &str, path: &Path, env: &dyn Fn(&str) -> Option<String
     let admin_t = section(&mut d, root, "admin", &empty);
     d.reject_unknown(admin_t, "admin", ADMIN);
     let admin = AdminConfig {
-        listen: d.socket_addr(admin_t, "admin", "listen", "127.0.0.1:9090").unwrap_or_else(default_admin),
+        listen: d
+            .socket_addr(admin_t, "admin", "listen", "127.0.0.1:9090")
+            .unwrap_or_else(default_admin),
     };
     let t = section(&mut d, root, "log", &empty);
     let log = log(&mut d, t);
@@ -92,7 +154,20 @@ pub(super) fn decode(src: &str, path: &Path, env: &dyn Fn(&str) -> Option<String
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
     }
-    Ok(Config { path: path.to_path_buf(), server, admin, log, store, oauth, auth, login, scopes, users, apps, routes })
+    Ok(Config {
+        path: path.to_path_buf(),
+        server,
+        admin,
+        log,
+        store,
+        oauth,
+        auth,
+        login,
+        scopes,
+        users,
+        apps,
+        routes,
+    })
 }
 
 fn default_admin() -> std::net::SocketAddr {
@@ -100,13 +175,21 @@ fn default_admin() -> std::net::SocketAddr {
 }
 
 /// The table at `key`, or `empty` when absent (a non-table is reported).
-fn section<'t>(d: &mut Decoder<'_>, parent: &'t dyn TableLike, key: &str, empty: &'t toml_edit::Table) -> &'t dyn TableLike {
+fn section<'t>(
+    d: &mut Decoder<'_>,
+    parent: &'t dyn TableLike,
+    key: &str,
+    empty: &'t toml_edit::Table,
+) -> &'t dyn TableLike {
     match parent.get(key) {
         None => empty,
         Some(item) => match item.as_table_like() {
             Some(t) => t,
             None => {
-                d.error(item.span(), format!("{key}: expected a table, found {}", item.type_name()));
+                d.error(
+                    item.span(),
+                    format!("{key}: expected a table, found {}", item.type_name()),
+                );
                 empty
             }
         },
@@ -114,12 +197,25 @@ fn section<'t>(d: &mut Decoder<'_>, parent: &'t dyn TableLike, key: &str, empty:
 }
 
 /// The entries of an array of tables such as `[[routes]]`, each with its span.
-fn array_of_tables<'t>(d: &mut Decoder<'_>, root: &'t dyn TableLike, key: &str) -> Vec<(&'t dyn TableLike, Span)> {
+fn array_of_tables<'t>(
+    d: &mut Decoder<'_>,
+    root: &'t dyn TableLike,
+    key: &str,
+) -> Vec<(&'t dyn TableLike, Span)> {
     match root.get(key) {
         None => Vec::new(),
-        Some(Item::ArrayOfTables(array)) => array.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+        Some(Item::ArrayOfTables(array)) => array
+            .iter()
+            .map(|t| (t as &dyn TableLike, t.span()))
+            .collect(),
         Some(item) => {
-            d.error(item.span(), format!("{key}: expected [[{key}]] entries, found {}", item.type_name()));
+            d.error(
+                item.span(),
+                format!(
+                    "{key}: expected [[{key}]] entries, found {}",
+                    item.type_name()
+                ),
+            );
             Vec::new()
         }
     }
@@ -127,13 +223,19 @@ fn array_of_tables<'t>(d: &mut Decoder<'_>, root: &'t dyn TableLike, key: &str) 
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = PathBuf::from(p);
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
     d.reject_unknown(t, "server", SERVER);
     let s = "server";
-    let listen = d.socket_addr(t, s, "listen", "0.0.0.0:8443").unwrap_or_else(|| ([0, 0, 0, 0], 8443).into());
+    let listen = d
+        .socket_addr(t, s, "listen", "0.0.0.0:8443")
+        .unwrap_or_else(|| ([0, 0, 0, 0], 8443).into());
     let (public_url, span) = d.required_str(t, s, "public_url", None);
     let public_url = public_url.trim_end_matches('/').to_string();
     if !public_url.is_empty() {
@@ -145,9 +247,15 @@ fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
     }
     let mut trusted_proxies = Vec::new();
     for (cidr, span) in d.str_array(t, s, "trusted_proxies") {
-        match cidr.parse::<ipnet::IpNet>().or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
+        match cidr
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        {
             Ok(net) => trusted_proxies.push(net),
-            Err(_) => d.error(span, format!("server.trusted_proxies: '{cidr}' is not a CIDR such as \"10.0.0.0/8\"")),
+            Err(_) => d.error(
+                span,
+                format!("server.trusted_proxies: '{cidr}' is not a CIDR such as \"10.0.0.0/8\""),
+            ),
         }
     }
     let empty = toml_edit::Table::new();
@@ -161,14 +269,23 @@ fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
         public_url,
         trusted_proxies,
         shutdown_grace: d.duration(t, s, "shutdown_grace", "30s", Duration::ZERO),
-        header_read_timeout: d.duration(t, s, "header_read_timeout", "10s", Duration::from_millis(100)),
+        header_read_timeout: d.duration(
+            t,
+            s,
+            "header_read_timeout",
+            "10s",
+            Duration::from_millis(100),
+        ),
         idle_timeout: d.duration(t, s, "idle_timeout", "60s", Duration::from_millis(100)),
         max_connections: d.int(t, s, "max_connections", 10_000, 1, 1_000_000) as usize,
         max_header_bytes: d.int(t, s, "max_header_bytes", 16_384, 8_192, 1_048_576) as usize,
         max_headers: d.int(t, s, "max_headers", 100, 8, 1_000) as usize,
         http_redirect_listen: d.socket_addr(t, s, "http_redirect_listen", ""),
         plain_listen: d.socket_addr(t, s, "plain_listen", ""),
-        tls: TlsConfig { cert: resolve(base, &cert), key: resolve(base, &key) },
+        tls: TlsConfig {
+            cert: resolve(base, &cert),
+            key: resolve(base, &key),
+        },
     }
 }
 
@@ -179,25 +296,38 @@ fn log(d: &mut Decoder<'_>, t: &dyn TableLike) -> LogConfig {
         Some((f, _)) if f == "text" => LogFormat::Text,
         Some((f, _)) if f == "json" => LogFormat::Json,
         Some((f, span)) => {
-            d.error(span, format!("log.format: must be \"text\" or \"json\", got \"{f}\""));
+            d.error(
+                span,
+                format!("log.format: must be \"text\" or \"json\", got \"{f}\""),
+            );
             LogFormat::Text
         }
     };
-    let (level, span) = d.opt_str(t, "log", "level").unwrap_or_else(|| ("info".into(), None));
+    let (level, span) = d
+        .opt_str(t, "log", "level")
+        .unwrap_or_else(|| ("info".into(), None));
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        d.error(span, format!("log.level: '{level}' is not a level or filter such as \"info\""));
+        d.error(
+            span,
+            format!("log.level: '{level}' is not a level or filter such as \"info\""),
+        );
     }
     LogConfig { format, level }
 }
 
 fn store(d: &mut Decoder<'_>, t: &dyn TableLike) -> StoreConfig {
     d.reject_unknown(t, "store", STORE);
-    let (url, span) = d.opt_str(t, "store", "url").unwrap_or_else(|| ("sqlite:///var/lib/gatehouse/gatehouse.db".into(), None));
+    let (url, span) = d
+        .opt_str(t, "store", "url")
+        .unwrap_or_else(|| ("sqlite:///var/lib/gatehouse/gatehouse.db".into(), None));
     let known = ["sqlite://", "postgres://", "postgresql://"];
     if !known.iter().any(|p| url.starts_with(p)) {
         d.error(span, "store.url: must start with sqlite:// or postgres://");
     }
-    StoreConfig { url: Secret::new(url), max_connections: d.int(t, "store", "max_connections", 16, 1, 1_000) as u32 }
+    StoreConfig {
+        url: Secret::new(url),
+        max_connections: d.int(t, "store", "max_connections", 16, 1, 1_000) as u32,
+    }
 }
 
 fn oauth(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> OAuthConfig {
@@ -210,15 +340,17 @@ fn oauth(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> OAuthConfig {
     }
     let require_pkce = match d.opt_str(t, s, "require_pkce") {
         None => RequirePkce::Public,
-        Some((v, span)) => match v.as_str() {
-            "public" => RequirePkce::Public,
-            "all" => RequirePkce::All,
-            "none" => RequirePkce::None,
-            _ => {
-                d.error(span, format!("oauth.require_pkce: must be \"public\", \"all\" or \"none\", got \"{v}\""));
-                RequirePkce::Public
+        Some((v, span)) => {
+            match v.as_str() {
+                "public" => RequirePkce::Public,
+                "all" => RequirePkce::All,
+                "none" => RequirePkce::None,
+                _ => {
+                    d.error(span, format!("oauth.require_pkce: must be \"public\", \"all\" or \"none\", got \"{v}\""));
+                    RequirePkce::Public
+                }
             }
-        },
+        }
     };
     OAuthConfig {
         signing_keys: keys.iter().map(|(k, _)| resolve(base, k)).collect(),
@@ -235,13 +367,23 @@ fn oauth(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> OAuthConfig {
     }
 }
 
-fn header_name(d: &mut Decoder<'_>, t: &dyn TableLike, key: &str, default: &'static str) -> http::HeaderName {
+fn header_name(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    key: &str,
+    default: &'static str,
+) -> http::HeaderName {
     let fallback = http::HeaderName::from_static(lowercase_static(default));
-    let Some((name, span)) = d.opt_str(t, "auth", key) else { return fallback };
+    let Some((name, span)) = d.opt_str(t, "auth", key) else {
+        return fallback;
+    };
     match http::HeaderName::from_bytes(name.as_bytes()) {
         Ok(h) => h,
         Err(_) => {
-            d.error(span, format!("auth.{key}: '{name}' is not a valid header name"));
+            d.error(
+                span,
+                format!("auth.{key}: '{name}' is not a valid header name"),
+            );
             fallback
         }
     }
@@ -263,7 +405,13 @@ fn auth(d: &mut Decoder<'_>, t: &dyn TableLike) -> AuthConfig {
         cache_max_entries: d.int(t, s, "cache_max_entries", 100_000, 0, 100_000_000),
         negative_cache_ttl: d.duration(t, s, "negative_cache_ttl", "5s", Duration::ZERO),
         leeway: d.duration(t, s, "leeway", "5s", Duration::ZERO),
-        revocation_propagation: d.duration(t, s, "revocation_propagation", "1s", Duration::from_millis(10)),
+        revocation_propagation: d.duration(
+            t,
+            s,
+            "revocation_propagation",
+            "1s",
+            Duration::from_millis(10),
+        ),
         user_header: header_name(d, t, "user_header", "X-Auth-User"),
         scopes_header: header_name(d, t, "scopes_header", "X-Auth-Scopes"),
         client_id_header: header_name(d, t, "client_id_header", "X-Auth-Client-Id"),
@@ -282,7 +430,9 @@ fn login(d: &mut Decoder<'_>, t: &dyn TableLike) -> LoginConfig {
 }
 
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn scopes(d: &mut Decoder<'_>, root: &dyn TableLike) -> Vec<ScopeEntry> {
@@ -294,20 +444,35 @@ fn scopes(d: &mut Decoder<'_>, root: &dyn TableLike) -> Vec<ScopeEntry> {
         d.reject_unknown(t, &sec, SCOPE);
         let (name, name_span) = d.required_str(t, &sec, "name", span);
         if !name.is_empty() && !is_scope_token(&name) {
-            d.error(name_span.clone(), format!("{sec}.name: '{name}' has characters not allowed in a scope (RFC 6749 §3.3)"));
+            d.error(
+                name_span.clone(),
+                format!(
+                    "{sec}.name: '{name}' has characters not allowed in a scope (RFC 6749 §3.3)"
+                ),
+            );
         }
         if out.iter().any(|s| s.name == name) {
-            d.error(name_span, format!("{sec}.name: scope '{name}' is declared twice"));
+            d.error(
+                name_span,
+                format!("{sec}.name: scope '{name}' is declared twice"),
+            );
         }
         let description = d.str(t, &sec, "description", "");
         let implies = d.str_array(t, &sec, "implies");
         spans.push(implies.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>());
-        out.push(ScopeEntry { name, description, implies: implies.into_iter().map(|(s, _)| s).collect() });
+        out.push(ScopeEntry {
+            name,
+            description,
+            implies: implies.into_iter().map(|(s, _)| s).collect(),
+        });
     }
     for (i, entry) in out.iter().enumerate() {
         for (j, implied) in entry.implies.iter().enumerate() {
             if !out.iter().any(|s| &s.name == implied) {
-                d.error(spans[i][j].clone(), format!("scopes[{i}].implies: unknown scope '{implied}'"));
+                d.error(
+                    spans[i][j].clone(),
+                    format!("scopes[{i}].implies: unknown scope '{implied}'"),
+                );
             }
         }
     }
@@ -318,7 +483,13 @@ fn check_scope(d: &mut Decoder<'_>, known: &HashSet<String>, name: &str, span: S
     if !known.contains(name) {
         let mut list: Vec<&str> = known.iter().map(String::as_str).collect();
         list.sort_unstable();
-        d.error(span, format!("{field}: unknown scope '{name}' (known: {})", list.join(", ")));
+        d.error(
+            span,
+            format!(
+                "{field}: unknown scope '{name}' (known: {})",
+                list.join(", ")
+            ),
+        );
     }
 }
 
@@ -328,22 +499,47 @@ fn users(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> 
         let sec = format!("users[{i}]");
         d.reject_unknown(t, &sec, USER);
         let (name, name_span) = d.required_str(t, &sec, "name", span.clone());
-        let valid = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
         if !name.is_empty() && !valid {
-            d.error(name_span.clone(), format!("{sec}.name: '{name}' must be 1-64 characters of A-Z a-z 0-9 . _ @ -"));
+            d.error(
+                name_span.clone(),
+                format!("{sec}.name: '{name}' must be 1-64 characters of A-Z a-z 0-9 . _ @ -"),
+            );
         }
         if out.iter().any(|u| u.name == name) {
-            d.error(name_span, format!("{sec}.name: user '{name}' is declared twice"));
+            d.error(
+                name_span,
+                format!("{sec}.name: user '{name}' is declared twice"),
+            );
         }
         let (hash, hash_span) = d.required_str(t, &sec, "password_hash", span.clone());
         if !hash.is_empty() && !hash.starts_with("$argon2id$") {
-            d.error(hash_span, format!("{sec}.password_hash: must be an argon2id hash from `gatehouse hash-password`"));
+            d.error(
+                hash_span,
+                format!(
+                    "{sec}.password_hash: must be an argon2id hash from `gatehouse hash-password`"
+                ),
+            );
         }
         let (max_scope, scope_span) = d.required_str(t, &sec, "max_scope", span);
         if !max_scope.is_empty() {
-            check_scope(d, known, &max_scope, scope_span, &format!("{sec}.max_scope"));
+            check_scope(
+                d,
+                known,
+                &max_scope,
+                scope_span,
+                &format!("{sec}.max_scope"),
+            );
         }
-        out.push(UserEntry { name, password_hash: Secret::new(hash), max_scope });
+        out.push(UserEntry {
+            name,
+            password_hash: Secret::new(hash),
+            max_scope,
+        });
     }
     out
 }
@@ -354,32 +550,59 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
         let sec = format!("apps[{i}]");
         d.reject_unknown(t, &sec, APP);
         let (client_id, id_span) = d.required_str(t, &sec, "client_id", span.clone());
-        if !client_id.is_empty() && !client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
-            d.error(id_span.clone(), format!("{sec}.client_id: only URL-unreserved characters (A-Z a-z 0-9 - . _ ~)"));
+        if !client_id.is_empty()
+            && !client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            d.error(
+                id_span.clone(),
+                format!("{sec}.client_id: only URL-unreserved characters (A-Z a-z 0-9 - . _ ~)"),
+            );
         }
         if out.iter().any(|a| a.client_id == client_id) {
-            d.error(id_span, format!("{sec}.client_id: '{client_id}' is declared twice"));
+            d.error(
+                id_span,
+                format!("{sec}.client_id: '{client_id}' is declared twice"),
+            );
         }
         let client_type = match d.opt_str(t, &sec, "client_type") {
             None => ClientType::Confidential,
             Some((v, _)) if v == "confidential" => ClientType::Confidential,
             Some((v, _)) if v == "public" => ClientType::Public,
             Some((v, s)) => {
-                d.error(s, format!("{sec}.client_type: must be \"confidential\" or \"public\", got \"{v}\""));
+                d.error(
+                    s,
+                    format!(
+                        "{sec}.client_type: must be \"confidential\" or \"public\", got \"{v}\""
+                    ),
+                );
                 ClientType::Confidential
             }
         };
         let secret = d.opt_str(t, &sec, "client_secret");
         match (&secret, client_type) {
-            (None, ClientType::Confidential) if t.get("client_secret").is_none() => d.error(span.clone(), format!("{sec}.client_secret: required for a confidential app")),
-            (Some((_, s)), ClientType::Public) => d.error(s.clone(), format!("{sec}.client_secret: a public app has no secret")),
-            (Some((v, s)), _) if v.len() < 16 => d.error(s.clone(), format!("{sec}.client_secret: must be at least 16 characters")),
+            (None, ClientType::Confidential) if t.get("client_secret").is_none() => d.error(
+                span.clone(),
+                format!("{sec}.client_secret: required for a confidential app"),
+            ),
+            (Some((_, s)), ClientType::Public) => d.error(
+                s.clone(),
+                format!("{sec}.client_secret: a public app has no secret"),
+            ),
+            (Some((v, s)), _) if v.len() < 16 => d.error(
+                s.clone(),
+                format!("{sec}.client_secret: must be at least 16 characters"),
+            ),
             _ => {}
         }
         let (display_name, _) = d.required_str(t, &sec, "display_name", span.clone());
         let callbacks = d.str_array(t, &sec, "allowed_callback_urls");
         if callbacks.is_empty() {
-            d.error(span, format!("{sec}.allowed_callback_urls: at least one is required"));
+            d.error(
+                span,
+                format!("{sec}.allowed_callback_urls: at least one is required"),
+            );
         }
         let scopes = d.str_array(t, &sec, "scopes");
         for (j, (scope, s)) in scopes.iter().enumerate() {
@@ -393,8 +616,16 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
             logo_uri: d.str(t, &sec, "logo_uri", ""),
             client_type,
             allowed_callback_urls: callbacks.into_iter().map(|(s, _)| s).collect(),
-            allowed_logout_urls: d.str_array(t, &sec, "allowed_logout_urls").into_iter().map(|(s, _)| s).collect(),
-            allowed_web_origins: d.str_array(t, &sec, "allowed_web_origins").into_iter().map(|(s, _)| s).collect(),
+            allowed_logout_urls: d
+                .str_array(t, &sec, "allowed_logout_urls")
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
+            allowed_web_origins: d
+                .str_array(t, &sec, "allowed_web_origins")
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
             scopes: scopes.into_iter().map(|(s, _)| s).collect(),
             skip_consent: d.bool(t, &sec, "skip_consent", false),
             active: d.bool(t, &sec, "active", true),
@@ -403,7 +634,12 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
     out
 }
 
-fn routes(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>, base: &Path) -> Vec<RouteConfig> {
+fn routes(
+    d: &mut Decoder<'_>,
+    root: &dyn TableLike,
+    known: &HashSet<String>,
+    base: &Path,
+) -> Vec<RouteConfig> {
     let mut out: Vec<RouteConfig> = Vec::new();
     for (i, (t, span)) in array_of_tables(d, root, "routes").into_iter().enumerate() {
         let sec = format!("routes[{i}]");
@@ -412,24 +648,32 @@ fn routes(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>, ba
         let path = route_path(d, &path, path_span.clone(), &sec);
         let host = d.str(t, &sec, "host", "").to_ascii_lowercase();
         if out.iter().any(|r| r.path == path && r.host == host) {
-            d.error(path_span, format!("{sec}.path: another route already has path '{path}' and host '{host}'"));
+            d.error(
+                path_span,
+                format!("{sec}.path: another route already has path '{path}' and host '{host}'"),
+            );
         }
         let (upstream, up_span) = d.required_str(t, &sec, "upstream", span.clone());
         let upstream = upstream_uri(d, &upstream, up_span, &sec);
         let auth = match d.opt_str(t, &sec, "auth") {
             None => AuthMode::Bearer,
-            Some((v, s)) => match v.as_str() {
-                "bearer" => AuthMode::Bearer,
-                "session" => AuthMode::Session,
-                "none" => AuthMode::None,
-                _ => {
-                    d.error(s, format!("{sec}.auth: must be \"bearer\", \"session\" or \"none\", got \"{v}\""));
-                    AuthMode::Bearer
+            Some((v, s)) => {
+                match v.as_str() {
+                    "bearer" => AuthMode::Bearer,
+                    "session" => AuthMode::Session,
+                    "none" => AuthMode::None,
+                    _ => {
+                        d.error(s, format!("{sec}.auth: must be \"bearer\", \"session\" or \"none\", got \"{v}\""));
+                        AuthMode::Bearer
+                    }
                 }
-            },
+            }
         };
         let scopes = route_scopes(d, t, &sec, auth, known, span);
-        let upstream_ca = d.opt_str(t, &sec, "upstream_ca").filter(|(p, _)| !p.is_empty()).map(|(p, _)| resolve(base, &p));
+        let upstream_ca = d
+            .opt_str(t, &sec, "upstream_ca")
+            .filter(|(p, _)| !p.is_empty())
+            .map(|(p, _)| resolve(base, &p));
         out.push(RouteConfig {
             path,
             host,
@@ -449,7 +693,11 @@ fn route_path(d: &mut Decoder<'_>, path: &str, span: Span, sec: &str) -> String 
     if path.is_empty() {
         return "/".into();
     }
-    let trimmed = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let trimmed = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let ok = trimmed.starts_with('/')
         && !trimmed.contains("//")
         && !trimmed.contains(['?', '#', '%', '\\', ';'])
@@ -466,22 +714,44 @@ fn upstream_uri(d: &mut Decoder<'_>, text: &str, span: Span, sec: &str) -> http:
         return fallback;
     }
     match text.parse::<http::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() && u.query().is_none() => u,
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some()
+                && u.query().is_none() =>
+        {
+            u
+        }
         _ => {
-            d.error(span, format!("{sec}.upstream: '{text}' must be an http:// or https:// URL without query"));
+            d.error(
+                span,
+                format!(
+                    "{sec}.upstream: '{text}' must be an http:// or https:// URL without query"
+                ),
+            );
             fallback
         }
     }
 }
 
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "*"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "*",
+];
 
-fn route_scopes(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str, auth: AuthMode, known: &HashSet<String>, span: Span) -> BTreeMap<String, String> {
+fn route_scopes(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    sec: &str,
+    auth: AuthMode,
+    known: &HashSet<String>,
+    span: Span,
+) -> BTreeMap<String, String> {
     let single = d.opt_str(t, sec, "scope");
     let map = d.str_map(t, sec, "scopes");
     let mut out = BTreeMap::new();
     match (single, map) {
-        (Some((_, s)), Some(_)) => d.error(s, format!("{sec}: give either scope or scopes, not both")),
+        (Some((_, s)), Some(_)) => {
+            d.error(s, format!("{sec}: give either scope or scopes, not both"))
+        }
         (Some((scope, s)), None) => {
             check_scope(d, known, &scope, s, &format!("{sec}.scope"));
             out.insert("*".to_string(), scope);
@@ -489,7 +759,13 @@ fn route_scopes(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str, auth: AuthMod
         (None, Some((map, _))) => {
             for (method, (scope, s)) in map {
                 if !METHODS.contains(&method.as_str()) {
-                    d.error(s.clone(), format!("{}: '{method}' is not an upper-case HTTP method or \"*\"", dotted(sec, "scopes")));
+                    d.error(
+                        s.clone(),
+                        format!(
+                            "{}: '{method}' is not an upper-case HTTP method or \"*\"",
+                            dotted(sec, "scopes")
+                        ),
+                    );
                 }
                 check_scope(d, known, &scope, s, &format!("{sec}.scopes.{method}"));
                 out.insert(method, scope);
@@ -502,12 +778,22 @@ fn route_scopes(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str, auth: AuthMod
         }
     }
     if auth == AuthMode::None && !out.is_empty() {
-        let s = t.get("scope").or_else(|| t.get("scopes")).and_then(Item::span);
-        d.error(s, format!("{sec}: scopes have no effect on a route with auth = \"none\""));
+        let s = t
+            .get("scope")
+            .or_else(|| t.get("scopes"))
+            .and_then(Item::span);
+        d.error(
+            s,
+            format!("{sec}: scopes have no effect on a route with auth = \"none\""),
+        );
     }
     out
 }
 
 fn is_loopback_host(host: &str) -> bool {
-    host == "localhost" || host == "[::1]" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

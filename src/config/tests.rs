@@ -34,10 +34,22 @@ fn minimal_config_gets_every_default() {
     assert!(c.server.http_redirect_listen.is_none());
     assert_eq!(c.server.tls.cert, Path::new("/etc/gatehouse/tls/cert.pem"));
     assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().unwrap());
-    assert_eq!(c.log, LogConfig { format: LogFormat::Text, level: "info".into() });
-    assert_eq!(c.store.url.expose(), "sqlite:///var/lib/gatehouse/gatehouse.db");
+    assert_eq!(
+        c.log,
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into()
+        }
+    );
+    assert_eq!(
+        c.store.url.expose(),
+        "sqlite:///var/lib/gatehouse/gatehouse.db"
+    );
     assert_eq!(c.store.max_connections, 16);
-    assert_eq!(c.oauth.signing_keys, vec![PathBuf::from("/etc/gatehouse/keys/k1.pem")]);
+    assert_eq!(
+        c.oauth.signing_keys,
+        vec![PathBuf::from("/etc/gatehouse/keys/k1.pem")]
+    );
     assert_eq!(c.audience(), "https://gw.example.com");
     assert_eq!(c.oauth.access_token_ttl, Duration::from_secs(7200));
     assert_eq!(c.oauth.refresh_token_ttl, Duration::from_secs(30 * 86400));
@@ -72,7 +84,11 @@ fn three_mistakes_are_reported_at_once_with_locations() {
     assert_eq!((errors[0].line, errors[0].column), (11, 13), "{lines:#?}");
     assert!(errors[0].message.contains("auth.cache_ttl"), "{lines:#?}");
     assert_eq!((errors[1].line, errors[1].column), (12, 1));
-    assert!(errors[1].message.contains("unknown key 'auth.cahce_max_entries' (did you mean 'cache_max_entries'?)"));
+    assert!(
+        errors[1]
+            .message
+            .contains("unknown key 'auth.cahce_max_entries' (did you mean 'cache_max_entries'?)")
+    );
     assert_eq!(errors[2].line, 16);
     assert!(errors[2].message.contains("routes[0].upstream"));
     assert!(lines[0].starts_with("/etc/gatehouse/gatehouse.toml:11:13: "));
@@ -90,8 +106,16 @@ fn syntax_errors_carry_a_location() {
 fn required_keys_are_reported() {
     let errors = parse("[server]\n").unwrap_err().0;
     let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-    for needle in ["server.public_url: required", "server.tls.cert: required", "server.tls.key: required", "oauth.signing_keys: required"] {
-        assert!(text.iter().any(|m| m.contains(needle)), "missing {needle}: {text:#?}");
+    for needle in [
+        "server.public_url: required",
+        "server.tls.cert: required",
+        "server.tls.key: required",
+        "oauth.signing_keys: required",
+    ] {
+        assert!(
+            text.iter().any(|m| m.contains(needle)),
+            "missing {needle}: {text:#?}"
+        );
     }
 }
 
@@ -102,11 +126,18 @@ fn env_substitution_and_missing_variables() {
     );
     let env = |name: &str| (name == "REP_SECRET").then(|| "s3cret-value-0123456789".to_string());
     let c = Config::parse(&src, Path::new("g.toml"), &env).unwrap();
-    assert_eq!(c.apps[0].client_secret.as_ref().unwrap().expose(), "s3cret-value-0123456789");
+    assert_eq!(
+        c.apps[0].client_secret.as_ref().unwrap().expose(),
+        "s3cret-value-0123456789"
+    );
     assert_eq!(c.apps[0].display_name, "R ${literal}");
     let errors = parse(&src).unwrap_err().0;
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].message.contains("environment variable REP_SECRET is not set"));
+    assert!(
+        errors[0]
+            .message
+            .contains("environment variable REP_SECRET is not set")
+    );
 }
 
 #[test]
@@ -116,7 +147,11 @@ fn secrets_never_print() {
     );
     let c = parse(&src).unwrap();
     let printed = format!("{c:?}");
-    for secret in ["hunter2pass", "topsecret-topsecret", "aGFzaGhhc2hoYXNoaGFzaA"] {
+    for secret in [
+        "hunter2pass",
+        "topsecret-topsecret",
+        "aGFzaGhhc2hoYXNoaGFzaA",
+    ] {
         assert!(!printed.contains(secret), "{secret} leaked");
     }
     assert!(printed.contains("***"));
@@ -136,7 +171,10 @@ fn routes_are_validated() {
         "'get' is not an upper-case HTTP method",
         "routes[2].scopes.get: unknown scope 'NOPE'",
     ] {
-        assert!(text.iter().any(|m| m.contains(needle)), "missing {needle}: {text:#?}");
+        assert!(
+            text.iter().any(|m| m.contains(needle)),
+            "missing {needle}: {text:#?}"
+        );
     }
 }
 
@@ -145,9 +183,22 @@ fn custom_scope_sets_replace_the_default() {
     let src = format!(
         "{MINIMAL}\n[[scopes]]\nname = \"view\"\n[[scopes]]\nname = \"edit\"\nimplies = [\"view\", \"ghost\"]\n[[users]]\nname = \"bob\"\npassword_hash = \"$argon2id$x\"\nmax_scope = \"WRITE\"\n"
     );
-    let text: Vec<String> = parse(&src).unwrap_err().0.iter().map(|e| e.message.clone()).collect();
-    assert!(text.iter().any(|m| m.contains("scopes[1].implies: unknown scope 'ghost'")), "{text:#?}");
-    assert!(text.iter().any(|m| m.contains("users[0].max_scope: unknown scope 'WRITE'")), "{text:#?}");
+    let text: Vec<String> = parse(&src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|m| m.contains("scopes[1].implies: unknown scope 'ghost'")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.contains("users[0].max_scope: unknown scope 'WRITE'")),
+        "{text:#?}"
+    );
 }
 
 #[test]
@@ -155,18 +206,29 @@ fn the_shipped_example_config_is_valid_and_names_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gatehouse.toml");
     let src = std::fs::read_to_string(&path).unwrap();
     let env = |name: &str| {
-        Some(if name.ends_with("_HASH") { "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string() } else { "example-secret-value-0123456789".to_string() })
+        Some(if name.ends_with("_HASH") {
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string()
+        } else {
+            "example-secret-value-0123456789".to_string()
+        })
     };
     Config::parse(&src, &path, &env).unwrap_or_else(|e| panic!("{e}"));
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     for (section, keys) in sections::KNOWN_KEYS {
         for key in *keys {
             if *key == "tls" {
                 continue;
             }
             let needle = format!("{key} =");
-            assert!(src.contains(&needle), "config/gatehouse.toml does not show {section}.{key}");
-            assert!(readme.contains(&format!("`{section}.{key}`")), "README's config reference lacks `{section}.{key}`");
+            assert!(
+                src.contains(&needle),
+                "config/gatehouse.toml does not show {section}.{key}"
+            );
+            assert!(
+                readme.contains(&format!("`{section}.{key}`")),
+                "README's config reference lacks `{section}.{key}`"
+            );
         }
     }
 }

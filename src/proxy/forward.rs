@@ -29,7 +29,10 @@ type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 #[derive(Debug, thiserror::Error)]
 pub enum ForwarderError {
     #[error("{path}: cannot read upstream CA: {source}")]
-    CaFile { path: PathBuf, source: std::io::Error },
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: no PEM certificate found")]
     CaEmpty { path: PathBuf },
     #[error("TLS client setup: {0}")]
@@ -62,7 +65,12 @@ impl Forwarder {
     }
 
     fn client_for(&self, route: &Route) -> &UpstreamClient {
-        route.config.upstream_ca.as_ref().and_then(|p| self.with_ca.get(p)).unwrap_or(&self.default)
+        route
+            .config
+            .upstream_ca
+            .as_ref()
+            .and_then(|p| self.with_ca.get(p))
+            .unwrap_or(&self.default)
     }
 
     /// Sends `req` to `route`'s upstream and returns its response, streaming both bodies.
@@ -84,11 +92,17 @@ impl Forwarder {
 
         let started = Instant::now();
         let sent = tokio::time::timeout(route.timeout, self.client_for(route).request(req)).await;
-        route.upstream_duration.observe(started.elapsed().as_secs_f64());
+        route
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                let kind = if e.is_connect() { "connect" } else { "protocol" };
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
                 tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
             }
@@ -103,13 +117,20 @@ impl Forwarder {
             let upstream_side = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_side, upstream_side));
         }
-        prepare_response(response.headers_mut(), facts.request_id, switching && upgrade);
+        prepare_response(
+            response.headers_mut(),
+            facts.request_id,
+            switching && upgrade,
+        );
         Ok(response.map(boxed))
     }
 }
 
 fn count(route: &Route, kind: &'static str) {
-    route.upstream_errors.with_label_values(&[route.label.as_str(), kind]).inc();
+    route
+        .upstream_errors
+        .with_label_values(&[route.label.as_str(), kind])
+        .inc();
 }
 
 /// Copies bytes both ways between the client's and the upstream's upgraded connections.
@@ -129,13 +150,22 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 
 /// The upstream URL: the route's scheme and authority, its base path, then the normalized path
 /// and the original query.
-fn upstream_uri(route: &Route, original: &Uri, rewritten_path: Option<&str>) -> Result<Uri, GatewayError> {
+fn upstream_uri(
+    route: &Route,
+    original: &Uri,
+    rewritten_path: Option<&str>,
+) -> Result<Uri, GatewayError> {
     let path = rewritten_path.unwrap_or(original.path());
-    let path_and_query = match (route.base_path.is_empty() && rewritten_path.is_none(), original.path_and_query()) {
+    let path_and_query = match (
+        route.base_path.is_empty() && rewritten_path.is_none(),
+        original.path_and_query(),
+    ) {
         (true, Some(pq)) => pq.clone(),
         _ => {
             let query = original.query();
-            let mut s = String::with_capacity(route.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+            let mut s = String::with_capacity(
+                route.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+            );
             s.push_str(&route.base_path);
             s.push_str(path);
             if let Some(q) = query {
@@ -154,13 +184,18 @@ fn upstream_uri(route: &Route, original: &Uri, rewritten_path: Option<&str>) -> 
 }
 
 fn read_ca(path: &Path) -> Result<rustls::RootCertStore, ForwarderError> {
-    let pem = std::fs::read(path).map_err(|source| ForwarderError::CaFile { path: path.to_path_buf(), source })?;
+    let pem = std::fs::read(path).map_err(|source| ForwarderError::CaFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
         roots.add(cert)?;
     }
     if roots.is_empty() {
-        return Err(ForwarderError::CaEmpty { path: path.to_path_buf() });
+        return Err(ForwarderError::CaEmpty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(roots)
 }
@@ -190,6 +225,8 @@ fn build_client(roots: rustls::RootCertStore) -> Result<UpstreamClient, Forwarde
 
 /// Used by the server to mark a response as carrying the request id when no upstream answered.
 pub fn with_request_id(mut response: Response<Body>, request_id: &HeaderValue) -> Response<Body> {
-    response.headers_mut().insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
+    response
+        .headers_mut()
+        .insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
     response
 }

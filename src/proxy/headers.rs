@@ -30,7 +30,13 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
 ];
 
 /// Client-sent names (after folding `_` and `.` to `-`) that only a trusted proxy may set.
-const FORWARDING_NAMES: &[&str] = &["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url", "x-original-uri"];
+const FORWARDING_NAMES: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+];
 
 /// What the gateway adds and what it refuses to pass on.
 #[derive(Clone, Debug)]
@@ -51,12 +57,18 @@ pub struct ClientFacts<'a> {
 
 impl HeaderPolicy {
     pub fn new(identity_headers: &[&HeaderName], trusted_proxies: Vec<IpNet>) -> Self {
-        let mut identity: Vec<String> = identity_headers.iter().map(|h| h.as_str().replace(['_', '.'], "-")).collect();
+        let mut identity: Vec<String> = identity_headers
+            .iter()
+            .map(|h| h.as_str().replace(['_', '.'], "-"))
+            .collect();
         identity.push(X_AUTH_ASSERTION.as_str().to_string());
         identity.push(X_REQUEST_ID.as_str().to_string());
         identity.sort();
         identity.dedup();
-        Self { identity, trusted_proxies }
+        Self {
+            identity,
+            trusted_proxies,
+        }
     }
 
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
@@ -67,6 +79,12 @@ impl HeaderPolicy {
     /// `Connection: upgrade` for a WebSocket handshake.
     pub fn prepare_request(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, upgrade: bool) {
         let trusted = self.is_trusted(facts.peer);
+        // `Connection: upgrade` names the Upgrade field itself; keep its value for the handshake.
+        let upgrade_to = if upgrade {
+            headers.get(header::UPGRADE).cloned()
+        } else {
+            None
+        };
         remove_connection_named(headers);
         for name in HOP_BY_HOP {
             headers.remove(name);
@@ -77,7 +95,9 @@ impl HeaderPolicy {
         headers.remove(header::HOST);
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| self.is_identity(name.as_str()) || (!trusted && is_forwarding(name.as_str())))
+            .filter(|name| {
+                self.is_identity(name.as_str()) || (!trusted && is_forwarding(name.as_str()))
+            })
             .cloned()
             .collect();
         for name in doomed {
@@ -85,7 +105,8 @@ impl HeaderPolicy {
         }
         self.set_forwarding(headers, facts, trusted);
         headers.insert(X_REQUEST_ID.clone(), facts.request_id.clone());
-        if upgrade {
+        if let Some(protocol) = upgrade_to {
+            headers.insert(header::UPGRADE, protocol);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
     }
@@ -96,7 +117,11 @@ impl HeaderPolicy {
 
     fn set_forwarding(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, trusted: bool) {
         let peer = ip_header_value(facts.peer);
-        match headers.get(&X_FORWARDED_FOR).filter(|_| trusted).map(|v| v.as_bytes()) {
+        match headers
+            .get(&X_FORWARDED_FOR)
+            .filter(|_| trusted)
+            .map(|v| v.as_bytes())
+        {
             Some(prior) => {
                 let mut joined = Vec::with_capacity(prior.len() + 2 + peer.len());
                 joined.extend_from_slice(prior);
@@ -111,7 +136,10 @@ impl HeaderPolicy {
             }
         }
         if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(facts.scheme));
+            headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(facts.scheme),
+            );
         }
         if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
             match facts.host.clone() {
@@ -124,7 +152,11 @@ impl HeaderPolicy {
 
 /// Cleans an upstream response for the client: hop-by-hop fields go (except on a `101` for an
 /// upgrade), and the request id is echoed.
-pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    request_id: &HeaderValue,
+    switching_protocols: bool,
+) {
     if !switching_protocols {
         remove_connection_named(headers);
         for name in HOP_BY_HOP {
@@ -167,7 +199,9 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
-        let valid = (1..=128).contains(&b.len()) && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        let valid = (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
         if valid && !connection_has(headers, "x-request-id") {
             return v.clone();
         }
@@ -207,17 +241,28 @@ mod tests {
     fn policy(trusted: &[&str]) -> HeaderPolicy {
         let user = HeaderName::from_static("x-auth-user");
         let scopes = HeaderName::from_static("x-auth-scopes");
-        HeaderPolicy::new(&[&user, &scopes], trusted.iter().map(|c| c.parse().unwrap()).collect())
+        HeaderPolicy::new(
+            &[&user, &scopes],
+            trusted.iter().map(|c| c.parse().unwrap()).collect(),
+        )
     }
 
     fn facts(rid: &HeaderValue) -> ClientFacts<'_> {
-        ClientFacts { peer: "203.0.113.7".parse().unwrap(), scheme: "https", host: Some(HeaderValue::from_static("gw.example.com")), request_id: rid }
+        ClientFacts {
+            peer: "203.0.113.7".parse().unwrap(),
+            scheme: "https",
+            host: Some(HeaderValue::from_static("gw.example.com")),
+            request_id: rid,
+        }
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -225,9 +270,19 @@ mod tests {
     #[test]
     fn forged_identity_headers_go_in_every_spelling() {
         let rid = HeaderValue::from_static("r1");
-        let mut h = headers(&[("x-auth-user", "admin"), ("x_auth_user", "admin"), ("x.auth.scopes", "ADMIN"), ("x-auth-assertion", "x"), ("x-other", "ok")]);
+        let mut h = headers(&[
+            ("x-auth-user", "admin"),
+            ("x_auth_user", "admin"),
+            ("x.auth.scopes", "ADMIN"),
+            ("x-auth-assertion", "x"),
+            ("x-other", "ok"),
+        ]);
         policy(&[]).prepare_request(&mut h, &facts(&rid), false);
-        assert!(h.get("x-auth-user").is_none() && h.get("x_auth_user").is_none() && h.get("x.auth.scopes").is_none());
+        assert!(
+            h.get("x-auth-user").is_none()
+                && h.get("x_auth_user").is_none()
+                && h.get("x.auth.scopes").is_none()
+        );
         assert!(h.get("x-auth-assertion").is_none());
         assert_eq!(h["x-other"], "ok");
     }
@@ -235,18 +290,32 @@ mod tests {
     #[test]
     fn untrusted_forwarding_headers_are_replaced() {
         let rid = HeaderValue::from_static("r1");
-        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil"), ("forwarded", "for=1.2.3.4"), ("x_forwarded_uri", "/admin"), ("x-original-url", "/admin")]);
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x_forwarded_uri", "/admin"),
+            ("x-original-url", "/admin"),
+        ]);
         policy(&[]).prepare_request(&mut h, &facts(&rid), false);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
         assert_eq!(h["x-forwarded-host"], "gw.example.com");
         assert_eq!(h["x-forwarded-proto"], "https");
-        assert!(h.get("forwarded").is_none() && h.get("x_forwarded_uri").is_none() && h.get("x-original-url").is_none());
+        assert!(
+            h.get("forwarded").is_none()
+                && h.get("x_forwarded_uri").is_none()
+                && h.get("x-original-url").is_none()
+        );
     }
 
     #[test]
     fn trusted_proxies_are_appended_to() {
         let rid = HeaderValue::from_static("r1");
-        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "http"), ("forwarded", "for=1.2.3.4")]);
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
         policy(&["203.0.113.0/24"]).prepare_request(&mut h, &facts(&rid), false);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 203.0.113.7");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -256,17 +325,35 @@ mod tests {
     #[test]
     fn connection_named_and_hop_by_hop_headers_go_but_ours_stay() {
         let rid = HeaderValue::from_static("fresh-id");
-        let mut h = headers(&[("connection", "keep-alive, X-Request-Id, x-forwarded-for, x-secret"), ("x-secret", "1"), ("x-request-id", "client"), ("te", "trailers"), ("upgrade", "h2c"), ("keep-alive", "5"), ("host", "gw")]);
+        let mut h = headers(&[
+            (
+                "connection",
+                "keep-alive, X-Request-Id, x-forwarded-for, x-secret",
+            ),
+            ("x-secret", "1"),
+            ("x-request-id", "client"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("keep-alive", "5"),
+            ("host", "gw"),
+        ]);
         policy(&[]).prepare_request(&mut h, &facts(&rid), false);
         assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("upgrade").is_none());
-        assert!(h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("host").is_none());
+        assert!(
+            h.get("connection").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get("host").is_none()
+        );
         assert_eq!(h["x-request-id"], "fresh-id");
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
     }
 
     #[test]
     fn request_ids_are_kept_only_when_valid() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_x.y")])), "abc-123_x.y");
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123_x.y")])),
+            "abc-123_x.y"
+        );
         for bad in ["has space", "semi;colon", &"a".repeat(129)] {
             let id = request_id(&headers(&[("x-request-id", bad)]));
             assert_ne!(id, bad);
@@ -279,7 +366,12 @@ mod tests {
     #[test]
     fn responses_lose_hop_by_hop_fields_and_echo_the_id() {
         let rid = HeaderValue::from_static("r9");
-        let mut h = headers(&[("connection", "close, x-internal"), ("x-internal", "1"), ("keep-alive", "5"), ("content-type", "text/plain")]);
+        let mut h = headers(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("keep-alive", "5"),
+            ("content-type", "text/plain"),
+        ]);
         prepare_response(&mut h, &rid, false);
         assert!(h.get("x-internal").is_none() && h.get("connection").is_none());
         assert_eq!(h["x-request-id"], "r9");

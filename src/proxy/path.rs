@@ -71,12 +71,22 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
         return Err(PathError::Malformed);
     }
     if is_plain(bytes) {
-        return Ok(NormalizedPath { forward: Cow::Borrowed(path), matching: Cow::Borrowed(path) });
+        return Ok(NormalizedPath {
+            forward: Cow::Borrowed(path),
+            matching: Cow::Borrowed(path),
+        });
     }
     let decoded = decode_unreserved(bytes)?;
     let forward = remove_dot_segments(&decoded)?;
-    let matching = if forward.contains(';') { strip_parameters(&forward) } else { forward.clone() };
-    Ok(NormalizedPath { forward: Cow::Owned(forward), matching: Cow::Owned(matching) })
+    let matching = if forward.contains(';') {
+        strip_parameters(&forward)
+    } else {
+        forward.clone()
+    };
+    Ok(NormalizedPath {
+        forward: Cow::Owned(forward),
+        matching: Cow::Owned(matching),
+    })
 }
 
 /// Decodes percent-encoded unreserved characters, upper-cases the hex of the rest, and refuses
@@ -90,7 +100,10 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
             0 => return Err(PathError::Nul),
             b'\\' => return Err(PathError::Backslash),
             b'%' => {
-                let (Some(hi), Some(lo)) = (bytes.get(i + 1).and_then(|&h| hex(h)), bytes.get(i + 2).and_then(|&l| hex(l))) else {
+                let (Some(hi), Some(lo)) = (
+                    bytes.get(i + 1).and_then(|&h| hex(h)),
+                    bytes.get(i + 2).and_then(|&l| hex(l)),
+                ) else {
                     return Err(PathError::Malformed);
                 };
                 let value = hi * 16 + lo;
@@ -224,8 +237,14 @@ mod tests {
         let n = normalize("/rest;jsessionid=1/api").unwrap();
         assert_eq!(n.forward, "/rest;jsessionid=1/api");
         assert_eq!(n.matching, "/rest/api");
-        assert_eq!(fwd("/rest/api/..;/admin"), Err(PathError::DotSegmentParameter));
-        assert_eq!(fwd("/rest/api/.;x/admin"), Err(PathError::DotSegmentParameter));
+        assert_eq!(
+            fwd("/rest/api/..;/admin"),
+            Err(PathError::DotSegmentParameter)
+        );
+        assert_eq!(
+            fwd("/rest/api/.;x/admin"),
+            Err(PathError::DotSegmentParameter)
+        );
     }
 
     proptest! {

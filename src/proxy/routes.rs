@@ -33,11 +33,18 @@ impl Route {
         let label = config.label();
         let upstream: &Uri = &config.upstream;
         let scheme = upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let authority = upstream.authority().cloned().unwrap_or_else(|| Authority::from_static("127.0.0.1"));
+        let authority = upstream
+            .authority()
+            .cloned()
+            .unwrap_or_else(|| Authority::from_static("127.0.0.1"));
         let base_path = upstream.path().trim_end_matches('/').to_string();
         Self {
-            request_duration: metrics.http_request_duration.with_label_values(&[label.as_str()]),
-            upstream_duration: metrics.upstream_request_duration.with_label_values(&[label.as_str()]),
+            request_duration: metrics
+                .http_request_duration
+                .with_label_values(&[label.as_str()]),
+            upstream_duration: metrics
+                .upstream_request_duration
+                .with_label_values(&[label.as_str()]),
             upstream_errors: metrics.upstream_errors.clone(),
             timeout: config.timeout,
             auth: config.auth,
@@ -53,11 +60,13 @@ impl Route {
     fn matches_path(&self, path: &str) -> bool {
         let prefix = self.config.path.as_str();
         prefix == "/"
-            || (path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+            || (path.starts_with(prefix)
+                && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
     }
 
     fn matches_host(&self, host: Option<&str>) -> bool {
-        self.config.host.is_empty() || host.is_some_and(|h| h.eq_ignore_ascii_case(&self.config.host))
+        self.config.host.is_empty()
+            || host.is_some_and(|h| h.eq_ignore_ascii_case(&self.config.host))
     }
 }
 
@@ -70,9 +79,18 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(configs: &[RouteConfig], metrics: &Metrics) -> Self {
-        let mut routes: Vec<Arc<Route>> = configs.iter().cloned().map(|c| Arc::new(Route::new(c, metrics))).collect();
+        let mut routes: Vec<Arc<Route>> = configs
+            .iter()
+            .cloned()
+            .map(|c| Arc::new(Route::new(c, metrics)))
+            .collect();
         routes.sort_by(|a, b| {
-            let key = |r: &Route| (r.config.host.is_empty(), std::cmp::Reverse(r.config.path.len()));
+            let key = |r: &Route| {
+                (
+                    r.config.host.is_empty(),
+                    std::cmp::Reverse(r.config.path.len()),
+                )
+            };
             key(a).cmp(&key(b))
         });
         Self { routes }
@@ -80,7 +98,9 @@ impl RouteTable {
 
     /// The route for a request to `host` (without port) and normalized `path`.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches_host(host) && r.matches_path(path))
+        self.routes
+            .iter()
+            .find(|r| r.matches_host(host) && r.matches_path(path))
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -151,8 +171,14 @@ mod tests {
     #[test]
     fn host_specific_routes_win_and_compare_case_insensitively() {
         let t = table();
-        assert_eq!(upstream(&t, Some("WIKI.example.com"), "/rest/api/x"), "wiki");
-        assert_eq!(upstream(&t, Some("other.example.com"), "/rest/api/x"), "api");
+        assert_eq!(
+            upstream(&t, Some("WIKI.example.com"), "/rest/api/x"),
+            "wiki"
+        );
+        assert_eq!(
+            upstream(&t, Some("other.example.com"), "/rest/api/x"),
+            "api"
+        );
         assert_eq!(upstream(&t, Some("wiki.example.com"), "/rest/x"), "rest");
     }
 
@@ -168,7 +194,13 @@ mod tests {
     fn host_without_port() {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::HOST, "Wiki.Example.com:8443".parse().unwrap());
-        assert_eq!(request_host(&"/x".parse().unwrap(), &h), Some("Wiki.Example.com"));
-        assert_eq!(request_host(&"https://[::1]:8443/x".parse().unwrap(), &h), Some("[::1]"));
+        assert_eq!(
+            request_host(&"/x".parse().unwrap(), &h),
+            Some("Wiki.Example.com")
+        );
+        assert_eq!(
+            request_host(&"https://[::1]:8443/x".parse().unwrap(), &h),
+            Some("[::1]")
+        );
     }
 }

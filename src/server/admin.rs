@@ -24,7 +24,10 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>) -> Response<Body> {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match gateway.readiness().await {
             Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {why}\n"),
+            ),
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -33,8 +36,13 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>) -> Response<Body> {
 fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

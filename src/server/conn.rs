@@ -36,7 +36,11 @@ pub struct Activity {
 
 impl Activity {
     fn new() -> Arc<Self> {
-        Arc::new(Self { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_millis: AtomicU64::new(0) })
+        Arc::new(Self {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_millis: AtomicU64::new(0),
+        })
     }
 
     fn touch(&self) {
@@ -81,7 +85,10 @@ pin_project_lite::pin_project! {
 
 impl TrackedBody {
     pub fn new(inner: Body, guard: ActivityGuard) -> Self {
-        Self { inner, guard: Some(guard) }
+        Self {
+            inner,
+            guard: Some(guard),
+        }
     }
 }
 
@@ -89,7 +96,10 @@ impl hyper::body::Body for TrackedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(None) = polled {
@@ -136,8 +146,11 @@ pub async fn serve<I, S>(
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<TrackedBody>, Error = std::convert::Infallible>
-        + Send
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<TrackedBody>,
+            Error = std::convert::Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -147,7 +160,9 @@ pub async fn serve<I, S>(
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        let deadline = activity.idle_deadline(idle_timeout).unwrap_or_else(|| Instant::now() + idle_timeout);
+        let deadline = activity
+            .idle_deadline(idle_timeout)
+            .unwrap_or_else(|| Instant::now() + idle_timeout);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {

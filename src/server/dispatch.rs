@@ -23,8 +23,18 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
     let method = method_label(req.method());
+    let http2 = req.version() == http::Version::HTTP_2;
     let (response, route) = proxy(gateway, conn, req, &request_id).await;
-    let response = response.unwrap_or_else(|e| with_request_id(e.into_response(id_str(&request_id)), &request_id));
+    let response = response.unwrap_or_else(|e| {
+        let mut response = with_request_id(e.into_response(id_str(&request_id)), &request_id);
+        if matches!(e, GatewayError::BadFraming(_)) && !http2 {
+            // The rest of the byte stream cannot be trusted: close after answering.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    });
     let status = response.status();
     let elapsed = started.elapsed();
     let label = match &route {
@@ -34,7 +44,11 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
         }
         None => "none",
     };
-    gateway.metrics.http_requests.with_label_values(&[label, method, status_label(status)]).inc();
+    gateway
+        .metrics
+        .http_requests
+        .with_label_values(&[label, method, status_label(status)])
+        .inc();
     tracing::info!(
         target: "gatehouse::access",
         request_id = id_str(&request_id),
@@ -51,9 +65,38 @@ fn id_str(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("-")
 }
 
-type Routed = (Result<Response<Body>, GatewayError>, Option<std::sync::Arc<crate::proxy::routes::Route>>);
+type Routed = (
+    Result<Response<Body>, GatewayError>,
+    Option<std::sync::Arc<crate::proxy::routes::Route>>,
+);
 
-async fn proxy(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>, request_id: &HeaderValue) -> Routed {
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`. hyper already refuses duplicate
+/// or invalid `Content-Length`, obs-fold, whitespace before the colon and bare LF, and reads
+/// `Transfer-Encoding` + `Content-Length` by the former alone, then closes the connection
+/// (RFC 9112 §6.3), so nothing after that request is ever parsed.
+fn framing_error(req: &Request<Incoming>) -> Option<GatewayError> {
+    if req.version() > http::Version::HTTP_11 {
+        return None;
+    }
+    let headers = req.headers();
+    let hosts = headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == http::Version::HTTP_11) {
+        return Some(GatewayError::BadFraming(
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
+    None
+}
+
+async fn proxy(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> Routed {
+    if let Some(e) = framing_error(&req) {
+        return (Err(e), None);
+    }
     let path = match normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
@@ -72,8 +115,16 @@ async fn proxy(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>, reque
         std::borrow::Cow::Borrowed(_) => None,
         std::borrow::Cow::Owned(p) => Some(p),
     };
-    let facts = ClientFacts { peer: conn.peer.ip(), scheme: conn.scheme, host: forwarded_host(&req), request_id };
-    let result = gateway.forwarder.forward(&route, req, rewritten.as_deref(), &gateway.headers, &facts).await;
+    let facts = ClientFacts {
+        peer: conn.peer.ip(),
+        scheme: conn.scheme,
+        host: forwarded_host(&req),
+        request_id,
+    };
+    let result = gateway
+        .forwarder
+        .forward(&route, req, rewritten.as_deref(), &gateway.headers, &facts)
+        .await;
     (result, Some(route))
 }
 

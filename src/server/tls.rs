@@ -26,7 +26,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A rustls server config for `cert` and `key`, offering h2 and http/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let cert_err = |reason: String| TlsError::Cert { path: cert.to_path_buf(), reason };
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert.to_path_buf(),
+        reason,
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| cert_err(e.to_string()))?
         .collect::<Result<_, _>>()
@@ -34,12 +37,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     if chain.is_empty() {
         return Err(cert_err("no PEM certificate found".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key { path: key.to_path_buf(), reason: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
-        .map_err(|e| TlsError::Key { path: key.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Key {
+            path: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

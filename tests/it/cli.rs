@@ -10,8 +10,17 @@ use crate::harness::process::binary;
 fn check_config_accepts_a_good_file() {
     let dir = ConfigDir::new();
     let path = dir.write("", "");
-    let out = Command::new(binary()).args(["check-config", "--config"]).arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
 
@@ -22,24 +31,51 @@ fn check_config_reports_three_mistakes_at_once_and_exits_2() {
         "idle_timeout = \"forever\"",
         "[auth]\nlewway = \"5s\"\n\n[[routes]]\npath = \"/rest/api\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"bearer\"\nscope = \"READ_ALL\"\n",
     );
-    let out = Command::new(binary()).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let problems: Vec<&str> = stderr.lines().filter(|l| l.contains("gatehouse.toml:")).collect();
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("gatehouse.toml:"))
+        .collect();
     assert_eq!(problems.len(), 3, "{stderr}");
     let file = path.display().to_string();
-    assert!(problems[0].starts_with(&format!("{file}:5:16: server.idle_timeout")), "{stderr}");
-    assert!(problems[1].starts_with(&format!("{file}:29:1: unknown key 'auth.lewway' (did you mean 'leeway'?)")), "{stderr}");
-    assert!(problems[2].starts_with(&format!("{file}:35:9: routes[0].scope: unknown scope 'READ_ALL'")), "{stderr}");
+    assert!(
+        problems[0].starts_with(&format!("{file}:5:16: server.idle_timeout")),
+        "{stderr}"
+    );
+    assert!(
+        problems[1].starts_with(&format!(
+            "{file}:24:1: unknown key 'auth.lewway' (did you mean 'leeway'?)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        problems[2].starts_with(&format!(
+            "{file}:30:9: routes[0].scope: unknown scope 'READ_ALL'"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn serve_refuses_a_bad_config_with_the_same_messages() {
     let dir = ConfigDir::new();
     let path = dir.write("max_connections = 0", "");
-    let out = Command::new(binary()).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("server.max_connections: must be between 1 and"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("server.max_connections: must be between 1 and")
+    );
 }
 
 #[test]
@@ -47,7 +83,11 @@ fn missing_certificate_is_a_startup_error_naming_the_file() {
     let dir = ConfigDir::new();
     let path = dir.write("", "");
     std::fs::remove_file(dir.dir.path().join("cert.pem")).unwrap();
-    let out = Command::new(binary()).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cert.pem"), "{stderr}");
@@ -67,7 +107,11 @@ fn secrets_from_the_environment_never_print() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(all.contains("unknown scope 'NOPE'"), "{all}");
     assert!(!all.contains("very-secret-value"), "{all}");
 }

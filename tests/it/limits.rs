@@ -12,12 +12,24 @@ use crate::harness::{ConfigDir, TestGateway, open_route, read_until_close};
 #[tokio::test]
 async fn oversized_or_too_many_headers_get_431() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start("max_header_bytes = 8192\nmax_headers = 20", &open_route("/", up.addr, "")).await;
-    let big = format!("GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n", "a".repeat(10_000));
+    let gw = TestGateway::start(
+        "max_header_bytes = 8192\nmax_headers = 20",
+        &open_route("/", up.addr, ""),
+    )
+    .await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
     let answer = gw.raw(big.as_bytes(), Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     let many: String = (0..30).map(|i| format!("x-h{i}: v\r\n")).collect();
-    let answer = gw.raw(format!("GET / HTTP/1.1\r\nhost: localhost\r\n{many}\r\n").as_bytes(), Duration::from_secs(5)).await;
+    let answer = gw
+        .raw(
+            format!("GET / HTTP/1.1\r\nhost: localhost\r\n{many}\r\n").as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     assert_eq!(up.count(), 0);
 }
@@ -26,8 +38,19 @@ async fn oversized_or_too_many_headers_get_431() {
 async fn smuggling_shapes_are_rejected_and_the_connection_closed() {
     let up = Upstream::start().await;
     let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    // TE + CL: read by Transfer-Encoding alone and the connection closed after one answer
+    // (RFC 9112 §6.3), so the request hidden behind it is never parsed.
+    let te_cl = "POST /first HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let answer = gw.raw(te_cl.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    let first = up.last();
+    assert_eq!(first.uri, "/first");
+    assert!(
+        first.headers.get("content-length").is_none_or(|v| v == "0"),
+        "{:?}",
+        first.headers
+    );
     let cases: &[&str] = &[
-        "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: localhost\r\n\r\n",
         "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
         "GET / HTTP/1.1\r\nhost: localhost\r\nx-folded: a\r\n  b\r\n\r\n",
         "GET / HTTP/1.1\r\nhost : localhost\r\n\r\n",
@@ -36,19 +59,36 @@ async fn smuggling_shapes_are_rejected_and_the_connection_closed() {
         let answer = gw.raw(case.as_bytes(), Duration::from_secs(5)).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{case:?} → {answer}");
     }
-    assert!(up.records.lock().unwrap().iter().all(|r| r.uri != "/smuggled"), "nothing smuggled through");
+    assert!(
+        up.records
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.uri != "/smuggled"),
+        "nothing smuggled through"
+    );
 }
 
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start("header_read_timeout = \"400ms\"", &open_route("/", up.addr, "")).await;
+    let gw = TestGateway::start(
+        "header_read_timeout = \"400ms\"",
+        &open_route("/", up.addr, ""),
+    )
+    .await;
     let mut stream = gw.dir.pki.tls_connect(gw.public).await;
     let started = Instant::now();
-    stream.write_all(b"GET / HTTP/1.1\r\nhost: local").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: local")
+        .await
+        .unwrap();
     let answer = read_until_close(&mut stream, Duration::from_secs(10)).await;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "closed after {waited:?}: {answer}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "closed after {waited:?}: {answer}"
+    );
     assert_eq!(up.count(), 0);
 }
 
@@ -57,12 +97,18 @@ async fn idle_keep_alive_connections_are_closed() {
     let up = Upstream::start().await;
     let gw = TestGateway::start("idle_timeout = \"500ms\"", &open_route("/", up.addr, "")).await;
     let mut stream = gw.dir.pki.tls_connect(gw.public).await;
-    stream.write_all(b"GET /a HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /a HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let answer = read_until_close(&mut stream, Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -76,15 +122,23 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         let addr = gw.public;
         tokio::spawn(async move {
             let mut s = pki.tls_connect(addr).await;
-            s.write_all(b"GET /third HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+            s.write_all(b"GET /third HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
             read_until_close(&mut s, Duration::from_secs(10)).await
         })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(!third.is_finished(), "a third connection was served beyond the cap");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond the cap"
+    );
     first.shutdown().await.unwrap();
     drop(first);
-    let answer = tokio::time::timeout(Duration::from_secs(10), third).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
@@ -97,22 +151,43 @@ async fn ten_mib_bodies_stream_through_without_the_gateway_holding_them() {
     let client = dir.pki.client(gw.public, true);
     let url = |p: &str| format!("https://localhost:{}{p}", gw.public.port());
     // Warm up: pools, TLS, allocator arenas.
-    client.get(url("/download?bytes=65536")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(url("/download?bytes=65536"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let before = gw.status_kib("VmHWM");
 
     const SIZE: usize = 10 * 1024 * 1024;
-    let chunks = futures_util::stream::iter((0..SIZE / 65536).map(|_| Ok::<_, std::io::Error>(vec![b'u'; 65536])));
-    let r = client.post(url("/upload")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    let chunks = futures_util::stream::iter(
+        (0..SIZE / 65536).map(|_| Ok::<_, std::io::Error>(vec![b'u'; 65536])),
+    );
+    let r = client
+        .post(url("/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), format!("{{\"bytes\":{SIZE}}}"));
 
-    let mut r = client.get(url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
+    let mut r = client
+        .get(url(&format!("/download?bytes={SIZE}")))
+        .send()
+        .await
+        .unwrap();
     let mut received = 0;
     while let Some(chunk) = r.chunk().await.unwrap() {
         received += chunk.len();
     }
     assert_eq!(received, SIZE);
     let growth_kib = gw.status_kib("VmHWM").saturating_sub(before);
-    assert!(growth_kib < 4 * 1024, "peak memory grew by {growth_kib} KiB moving 2 × 10 MiB");
+    assert!(
+        growth_kib < 4 * 1024,
+        "peak memory grew by {growth_kib} KiB moving 2 × 10 MiB"
+    );
 }
 
 #[tokio::test]
@@ -131,7 +206,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     gw.signal("TERM");
     let admin = gw.admin;
     crate::harness::poll_until(Duration::from_secs(5), || async {
-        reqwest::get(format!("http://{admin}/readyz")).await.is_ok_and(|r| r.status() == 503)
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 503)
     })
     .await;
     let fresh = tokio::net::TcpStream::connect(gw.public).await;
@@ -139,7 +216,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
         // The listener may still exist in the kernel backlog, but nobody accepts: no answer.
         let _ = s.write_all(b"x").await;
         let answer = read_until_close(&mut s, Duration::from_millis(300)).await;
-        assert!(answer.is_empty(), "a new connection was served during the drain: {answer}");
+        assert!(
+            answer.is_empty(),
+            "a new connection was served during the drain: {answer}"
+        );
     }
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
@@ -154,9 +234,17 @@ async fn every_request_logs_one_json_line() {
     let path = dir.write("", &open_route("/rest", up.addr, ""));
     let gw = GatewayProcess::start(&path);
     let client = dir.pki.client(gw.public, true);
-    let r = client.get(format!("https://localhost:{}/rest/x", gw.public.port())).header("x-request-id", "log-me-1").send().await.unwrap();
+    let r = client
+        .get(format!("https://localhost:{}/rest/x", gw.public.port()))
+        .header("x-request-id", "log-me-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    crate::harness::poll_until(Duration::from_secs(5), || async { gw.log_lines().iter().any(|l| l.contains("log-me-1")) }).await;
+    crate::harness::poll_until(Duration::from_secs(5), || async {
+        gw.log_lines().iter().any(|l| l.contains("log-me-1"))
+    })
+    .await;
     let lines: Vec<serde_json::Value> = gw
         .log_lines()
         .iter()
@@ -170,4 +258,22 @@ async fn every_request_logs_one_json_line() {
     assert_eq!(line["method"], "GET");
     assert_eq!(line["status"], 200);
     assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test]
+async fn requests_without_exactly_one_host_are_refused() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let none = gw
+        .raw(b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(5))
+        .await;
+    assert!(none.starts_with("HTTP/1.1 400"), "{none}");
+    let two = gw
+        .raw(
+            b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+    assert_eq!(up.count(), 0);
 }

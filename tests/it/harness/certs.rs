@@ -21,13 +21,20 @@ impl TestPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "gatehouse test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "gatehouse test CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let server_cert = params.signed_by(&server_key, &issuer).unwrap();
-        Self { ca_pem: ca_cert.pem(), server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() }
+        Self {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+        }
     }
 
     pub fn client(&self, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
@@ -63,13 +70,17 @@ impl TestPki {
     pub async fn tls_connect(&self, addr: SocketAddr) -> TlsStream<TcpStream> {
         let connector = tokio_rustls::TlsConnector::from(self.client_config(&[b"http/1.1"]));
         let tcp = TcpStream::connect(addr).await.unwrap();
-        connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
     }
 
     /// A server config for an https upstream, with a certificate from this CA.
     pub fn upstream_tls(&self) -> Arc<rustls::ServerConfig> {
         let chain = vec![CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).unwrap()];
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -83,5 +94,7 @@ impl TestPki {
 
 /// A fresh Ed25519 private key in PKCS#8 PEM.
 pub fn ed25519_pem() -> String {
-    KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap().serialize_pem()
+    KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .unwrap()
+        .serialize_pem()
 }

@@ -70,7 +70,9 @@ signing_keys = ["signing.pem"]
 
 /// A route to `upstream` with `auth = "none"`.
 pub fn open_route(path: &str, upstream: SocketAddr, extra: &str) -> String {
-    format!("[[routes]]\npath = \"{path}\"\nupstream = \"http://{upstream}\"\nauth = \"none\"\n{extra}\n")
+    format!(
+        "[[routes]]\npath = \"{path}\"\nupstream = \"http://{upstream}\"\nauth = \"none\"\n{extra}\n"
+    )
 }
 
 /// The gateway running in this process.
@@ -86,16 +88,33 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(server_extra: &str, extra: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("gatehouse=debug")
+            .try_init();
         let dir = ConfigDir::new();
         let path = dir.write(server_extra, extra);
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let app = App::build(config).await.unwrap();
-        let (public, admin, plain, redirect) = (app.public_addr(), app.admin_addr(), app.plain_addr(), app.redirect_addr());
+        let (public, admin, plain, redirect) = (
+            app.public_addr(),
+            app.admin_addr(),
+            app.plain_addr(),
+            app.redirect_addr(),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        let gw = Self { public, admin, plain, redirect, dir, stop: Some(tx), task: Some(task) };
+        let gw = Self {
+            public,
+            admin,
+            plain,
+            redirect,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        };
         gw.wait_ready().await;
         gw
     }
@@ -103,7 +122,11 @@ impl TestGateway {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         poll_until(Duration::from_secs(10), || async {
-            client.get(format!("http://{}/readyz", self.admin)).send().await.is_ok_and(|r| r.status() == 200)
+            client
+                .get(format!("http://{}/readyz", self.admin))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
         })
         .await;
     }
@@ -120,7 +143,12 @@ impl TestGateway {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Stops accepting and drains, as SIGTERM would.
@@ -150,7 +178,10 @@ impl Drop for TestGateway {
 }
 
 /// Reads what arrives until EOF, an error, or `timeout`.
-pub async fn read_until_close<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, timeout: Duration) -> String {
+pub async fn read_until_close<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + timeout;
@@ -172,12 +203,19 @@ where
 {
     let deadline = Instant::now() + limit;
     while !check().await {
-        assert!(Instant::now() < deadline, "condition not met within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// The value of one metric sample line (`name{labels} value`), if present.
 pub fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

@@ -41,23 +41,43 @@ impl GatewayProcess {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let found = lines.lock().unwrap().iter().find(|l| l.contains("\"listening\"")).cloned();
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("\"listening\""))
+                .cloned();
             if let Some(line) = found {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 let public = v["public"].as_str().unwrap().parse().unwrap();
                 let admin = v["admin"].as_str().unwrap().parse().unwrap();
-                return Self { child, public, admin, lines };
+                return Self {
+                    child,
+                    public,
+                    admin,
+                    lines,
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("gatehouse exited with {status}: {:?}", lines.lock().unwrap());
+                panic!(
+                    "gatehouse exited with {status}: {:?}",
+                    lines.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "gatehouse did not start: {:?}", lines.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not start: {:?}",
+                lines.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -68,7 +88,10 @@ impl GatewayProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "gatehouse did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

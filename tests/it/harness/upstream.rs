@@ -44,19 +44,28 @@ impl Upstream {
         let rec = records.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let rec = rec.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(req, rec.clone()));
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(config) => {
-                            let Ok(s) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else { return };
+                            let Ok(s) =
+                                tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                            else {
+                                return;
+                            };
                             let _ = builder.serve_connection(TokioIo::new(s), service).await;
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
                         }
                     }
                 });
@@ -66,7 +75,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.records.lock().unwrap().last().cloned().expect("the upstream received no request")
+        self.records
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream received no request")
     }
 
     pub fn count(&self) -> usize {
@@ -79,13 +93,23 @@ type Body = BoxBody<Bytes, Infallible>;
 fn query_number(req: &Request<Incoming>, key: &str) -> u64 {
     req.uri()
         .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')))
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-async fn answer(req: Request<Incoming>, records: Arc<Mutex<Vec<Recorded>>>) -> Result<Response<Body>, Infallible> {
-    let recorded = Recorded { method: req.method().to_string(), uri: req.uri().to_string(), headers: req.headers().clone() };
+async fn answer(
+    req: Request<Incoming>,
+    records: Arc<Mutex<Vec<Recorded>>>,
+) -> Result<Response<Body>, Infallible> {
+    let recorded = Recorded {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req.headers().clone(),
+    };
     records.lock().unwrap().push(recorded.clone());
     let body = match req.uri().path() {
         "/slow" => {
@@ -123,16 +147,27 @@ async fn answer(req: Request<Incoming>, records: Arc<Mutex<Vec<Recorded>>>) -> R
             let headers: Vec<(String, String)> = recorded
                 .headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let echo = serde_json::json!({ "method": recorded.method, "uri": recorded.uri, "headers": headers });
             full(&echo.to_string())
         }
     };
     let mut response = Response::new(body);
-    response.headers_mut().insert("connection", "x-upstream-private".parse().unwrap());
-    response.headers_mut().insert("x-upstream-private", "secret".parse().unwrap());
-    response.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("connection", "x-upstream-private".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("x-upstream-private", "secret".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("x-upstream", "yes".parse().unwrap());
     Ok(response)
 }
 
@@ -146,9 +181,13 @@ pub async fn websocket_echo() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() || msg.is_binary() {
                         if ws.send(msg).await.is_err() {
