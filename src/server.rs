@@ -322,10 +322,7 @@ async fn handle_connection(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let info = ConnInfo {
-                peer,
-                scheme: "https",
-            };
+            let info = ConnInfo::new(peer, "https");
             conn::serve(
                 stream,
                 builder,
@@ -336,10 +333,7 @@ async fn handle_connection(
             .await;
         }
         Kind::Public { tls: false } => {
-            let info = ConnInfo {
-                peer,
-                scheme: "http",
-            };
+            let info = ConnInfo::new(peer, "http");
             conn::serve(
                 stream,
                 builder,

@@ -49,6 +49,8 @@ pub struct HeaderPolicy {
 /// Facts about the client's connection that go into forwarding headers.
 pub struct ClientFacts<'a> {
     pub peer: IpAddr,
+    /// `peer` as an `X-Forwarded-For` value, made once per connection.
+    pub peer_value: &'a HeaderValue,
     /// `"https"` or `"http"`.
     pub scheme: &'static str,
     pub host: Option<HeaderValue>,
@@ -132,7 +134,7 @@ impl HeaderPolicy {
                 }
             }
             None => {
-                headers.insert(X_FORWARDED_FOR.clone(), peer);
+                headers.insert(X_FORWARDED_FOR.clone(), peer.clone());
             }
         }
         if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -226,7 +228,8 @@ fn folded_eq(name: &str, target: &str) -> bool {
         })
 }
 
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
+/// A client address as a header value (IPv4-mapped IPv6 addresses written as IPv4).
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -247,9 +250,12 @@ mod tests {
         )
     }
 
+    static PEER: HeaderValue = HeaderValue::from_static("203.0.113.7");
+
     fn facts(rid: &HeaderValue) -> ClientFacts<'_> {
         ClientFacts {
             peer: "203.0.113.7".parse().unwrap(),
+            peer_value: &PEER,
             scheme: "https",
             host: Some(HeaderValue::from_static("gw.example.com")),
             request_id: rid,

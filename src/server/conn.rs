@@ -23,6 +23,8 @@ use crate::config::ServerConfig;
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's address as a header value, made once per connection.
+    pub peer_value: http::HeaderValue,
     /// `"https"` for the TLS listener, `"http"` for the plain one.
     pub scheme: &'static str,
 }
@@ -180,6 +182,16 @@ pub async fn serve<I, S>(
                     conn.as_mut().graceful_shutdown();
                 }
             }
+        }
+    }
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+        Self {
+            peer,
+            peer_value: crate::proxy::headers::ip_header_value(peer.ip()),
+            scheme,
         }
     }
 }

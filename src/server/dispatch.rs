@@ -117,6 +117,7 @@ async fn proxy(
     };
     let facts = ClientFacts {
         peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
         scheme: conn.scheme,
         host: forwarded_host(&req),
         request_id,
