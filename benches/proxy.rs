@@ -5,16 +5,28 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::config::{AuthMode, RouteConfig};
 use gatehouse::metrics::Metrics;
 use gatehouse::proxy::headers::{ClientFacts, HeaderPolicy, ip_header_value, request_id};
 use gatehouse::proxy::path::normalize;
 use gatehouse::proxy::routes::RouteTable;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::hint::black_box;
 
 fn routes() -> RouteTable {
-    let paths = ["/", "/rest/api", "/rest/api/content", "/rest/admin", "/wiki", "/download", "/rest/oauth2", "/static", "/plugins", "/s"];
+    let paths = [
+        "/",
+        "/rest/api",
+        "/rest/api/content",
+        "/rest/admin",
+        "/wiki",
+        "/download",
+        "/rest/oauth2",
+        "/static",
+        "/plugins",
+        "/s",
+    ];
     let configs: Vec<RouteConfig> = paths
         .iter()
         .map(|p| RouteConfig {
@@ -36,11 +48,17 @@ fn typical_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in [
         ("host", "wiki.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
         ("accept", "application/json"),
         ("accept-encoding", "gzip, deflate, br"),
         ("accept-language", "en-GB,en;q=0.9"),
-        ("authorization", "Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
+        ),
         ("cookie", "gatehouse_session=abc"),
         ("connection", "keep-alive"),
         ("x-request-id", "client-id-123"),
@@ -51,10 +69,16 @@ fn typical_headers() -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("normalize/plain", |b| b.iter(|| normalize(black_box("/rest/api/content/12345/child/page"))));
-    c.bench_function("normalize/rewritten", |b| b.iter(|| normalize(black_box("/rest/x/../api/./%63ontent//12345"))));
+    c.bench_function("normalize/plain", |b| {
+        b.iter(|| normalize(black_box("/rest/api/content/12345/child/page")))
+    });
+    c.bench_function("normalize/rewritten", |b| {
+        b.iter(|| normalize(black_box("/rest/x/../api/./%63ontent//12345")))
+    });
     let table = routes();
-    c.bench_function("routes/find_10", |b| b.iter(|| table.find(black_box(None), black_box("/rest/api/content/12345"))));
+    c.bench_function("routes/find_10", |b| {
+        b.iter(|| table.find(black_box(None), black_box("/rest/api/content/12345")))
+    });
     let user = HeaderName::from_static("x-auth-user");
     let scopes = HeaderName::from_static("x-auth-scopes");
     let policy = HeaderPolicy::new(&[&user, &scopes], Vec::new());
@@ -78,7 +102,9 @@ fn bench(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
-    c.bench_function("headers/new_request_id", |b| b.iter(|| request_id(black_box(&HeaderMap::new()))));
+    c.bench_function("headers/new_request_id", |b| {
+        b.iter(|| request_id(black_box(&HeaderMap::new())))
+    });
 }
 
 criterion_group!(benches, bench);
