@@ -20,7 +20,9 @@ impl Default for Clock {
 impl Clock {
     /// The wall clock.
     pub fn system() -> Self {
-        Self { offset_micros: Arc::new(AtomicI64::new(0)) }
+        Self {
+            offset_micros: Arc::new(AtomicI64::new(0)),
+        }
     }
 
     /// Moves this clock (and every clone of it) forward by `by`.
