@@ -88,8 +88,14 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// A SHA-256 digest of a token or secret: what the store keeps and the token cache keys on.
 /// Equality is constant-time; `Display` is lowercase hex.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct TokenHash([u8; 32]);
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl TokenHash {
     /// SHA-256 of `token`'s UTF-8 bytes.
