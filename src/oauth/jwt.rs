@@ -23,6 +23,8 @@ pub struct AccessClaims {
     pub iss: String,
     /// The user name.
     pub sub: String,
+    /// The audience; after verification, the one of the policy that matched (the token may
+    /// carry an array).
     pub aud: String,
     /// The app's client id (absent on tokens not issued to an app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
