@@ -1,1 +1,6 @@
-//! auth: filled in by its issue.
+//! auth: principals, bearer validation and the security primitives it builds on — the scope
+//! model (SPEC §2, RFC 6749 §3.3), password hashing (RFC 9106 argon2id) and random secrets.
+
+pub mod password;
+pub mod scope;
+pub mod secret;

@@ -1,1 +1,6 @@
-//! oauth: filled in by its issue.
+//! oauth: the authorization server (RFC 6749) and its primitives — PKCE (RFC 7636), signing
+//! keys and JWKS (RFC 7517, RFC 7638, RFC 8037) and JWT access tokens (RFC 9068, RFC 8725).
+
+pub mod jwt;
+pub mod keys;
+pub mod pkce;

@@ -1,0 +1,242 @@
+//! Tests of argon2id hashing (RFC 9106), config hash validation, the bounded verifier
+//! (busy instead of unbounded queueing, dummy work for unknown users) and password input.
+
+use super::*;
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+/// Cheap parameters so debug-build tests stay fast; the code paths are the same.
+const CHEAP: HashParams = HashParams {
+    m_cost: 64,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+fn cheap_hash(password: &str) -> String {
+    hash_password_with(password, CHEAP).unwrap()
+}
+
+#[test]
+fn owasp_hash_is_a_valid_argon2id_phc_string() {
+    let phc = hash_password("correct horse").unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    assert_eq!(validate_hash(&phc), Ok(HashParams::OWASP));
+    // One OWASP-priced verification (slow in debug builds); wrong passwords are tested cheaply.
+    assert!(verify_password_blocking("correct horse", &phc));
+}
+
+#[test]
+fn salts_differ_between_hashes() {
+    assert_ne!(cheap_hash("same"), cheap_hash("same"));
+}
+
+#[test]
+fn empty_and_oversized_passwords_are_refused() {
+    assert_eq!(hash_password(""), Err(PasswordError::Empty));
+    let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+    assert_eq!(
+        hash_password_with(&long, CHEAP),
+        Err(PasswordError::TooLong)
+    );
+    assert!(hash_password_with(&"x".repeat(MAX_PASSWORD_BYTES), CHEAP).is_ok());
+    assert!(!verify_password_blocking("", &cheap_hash("x")));
+}
+
+#[test]
+fn the_dummy_hash_is_valid_and_owasp_priced() {
+    assert_eq!(validate_hash(DUMMY_HASH), Ok(HashParams::OWASP));
+}
+
+#[test]
+fn validate_hash_rejects_unusable_config_values() {
+    let good = cheap_hash("pw");
+    assert_eq!(validate_hash(&good), Ok(CHEAP));
+    assert!(!CHEAP.is_at_least_owasp());
+    assert!(HashParams::OWASP.is_at_least_owasp());
+    for bad in [
+        "",
+        "hunter2",
+        "$argon2id$",
+        "$argon2id$v=19$m=19456,t=2,p=1$",
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$",
+        "$2b$12$abcdefghijklmnopqrstuuJ9cIqR2qGfGd0oGOcvGmfpWcwZ6y",
+        "$argon2id$v=19$m=notanumber,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+    ] {
+        assert!(validate_hash(bad).is_err(), "{bad:?}");
+    }
+    let argon2i = good.replacen("$argon2id$", "$argon2i$", 1);
+    assert_eq!(
+        validate_hash(&argon2i),
+        Err(InvalidHash::WrongAlgorithm("argon2i".into()))
+    );
+    let v16 = good.replacen("v=19", "v=16", 1);
+    assert_eq!(validate_hash(&v16), Err(InvalidHash::WrongVersion));
+    let huge = good.replacen("m=64", "m=4194304", 1);
+    assert!(matches!(validate_hash(&huge), Err(InvalidHash::Params(_))));
+    // A hash that is not argon2id never verifies, even when it would match.
+    assert!(!verify_password_blocking("pw", &argon2i));
+}
+
+#[tokio::test]
+async fn verifier_accepts_the_right_password_only() {
+    let phc = cheap_hash("s3cret");
+    let v =
+        PasswordVerifier::with_dummy_hash(VerifierLimits::default(), &cheap_hash("dummy")).unwrap();
+    assert_eq!(v.verify("s3cret", Some(&phc)).await, Ok(true));
+    assert_eq!(v.verify("s3cret ", Some(&phc)).await, Ok(false));
+    assert_eq!(v.verify("", Some(&phc)).await, Ok(false));
+    assert_eq!(v.verify("s3cret", Some("garbage")).await, Ok(false));
+    assert_eq!(v.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn unknown_user_is_false_even_with_the_dummy_password() {
+    // The dummy's own password must not log anyone in as an unknown user.
+    let dummy = cheap_hash("dummy-password");
+    let v = PasswordVerifier::with_dummy_hash(VerifierLimits::default(), &dummy).unwrap();
+    assert_eq!(v.verify("dummy-password", None).await, Ok(false));
+    assert!(PasswordVerifier::with_dummy_hash(VerifierLimits::default(), "nope").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_costs_as_much_as_a_wrong_password() {
+    let params = HashParams {
+        m_cost: 2048,
+        t_cost: 2,
+        p_cost: 1,
+    };
+    let dummy = hash_password_with("dummy", params).unwrap();
+    let real = hash_password_with("real", params).unwrap();
+    let v = PasswordVerifier::with_dummy_hash(VerifierLimits::default(), &dummy).unwrap();
+    let time = |stored: Option<String>| {
+        let v = v.clone();
+        async move {
+            let start = Instant::now();
+            for _ in 0..3 {
+                assert_eq!(v.verify("wrong", stored.as_deref()).await, Ok(false));
+            }
+            start.elapsed()
+        }
+    };
+    let wrong_password = time(Some(real)).await;
+    let unknown_user = time(None).await;
+    // Same argon2 work both ways; allow a wide margin for a shared, noisy machine.
+    let ratio = unknown_user.as_secs_f64() / wrong_password.as_secs_f64();
+    assert!(
+        (0.4..2.5).contains(&ratio),
+        "unknown {unknown_user:?} vs wrong {wrong_password:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_fails_fast_with_busy() {
+    let slow = hash_password_with(
+        "pw",
+        HashParams {
+            m_cost: 4096,
+            t_cost: 4,
+            p_cost: 1,
+        },
+    )
+    .unwrap();
+    let limits = VerifierLimits {
+        max_concurrent: 1,
+        max_waiting: 1,
+    };
+    let v = PasswordVerifier::with_dummy_hash(limits, &cheap_hash("d")).unwrap();
+    let (a, b) = (v.clone(), v.clone());
+    let (s1, s2) = (slow.clone(), slow.clone());
+    let first = tokio::spawn(async move { a.verify("pw", Some(&s1)).await });
+    let second = tokio::spawn(async move { b.verify("pw", Some(&s2)).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.in_flight() < 2 {
+        assert!(Instant::now() < deadline, "verifications never started");
+        tokio::task::yield_now().await;
+    }
+    let start = Instant::now();
+    assert_eq!(v.verify("pw", Some(&slow)).await, Err(VerifyError::Busy));
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "busy must not wait"
+    );
+    assert_eq!(first.await.unwrap(), Ok(true));
+    assert_eq!(second.await.unwrap(), Ok(true));
+    assert_eq!(v.in_flight(), 0);
+    // Capacity is back once the work is done.
+    assert_eq!(v.verify("pw", Some(&cheap_hash("pw"))).await, Ok(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_caller_still_releases_its_slot() {
+    let slow = hash_password_with(
+        "pw",
+        HashParams {
+            m_cost: 4096,
+            t_cost: 4,
+            p_cost: 1,
+        },
+    )
+    .unwrap();
+    let limits = VerifierLimits {
+        max_concurrent: 1,
+        max_waiting: 0,
+    };
+    let v = PasswordVerifier::with_dummy_hash(limits, &cheap_hash("d")).unwrap();
+    let fut = v.verify("pw", Some(&slow));
+    let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.in_flight() > 0 {
+        assert!(Instant::now() < deadline, "slot never released");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(v.verify("pw", Some(&cheap_hash("pw"))).await, Ok(true));
+}
+
+#[test]
+fn password_line_strips_only_the_line_ending() {
+    let read = |input: &[u8]| {
+        read_password_line(Cursor::new(input.to_vec())).map(|s| s.expose().to_owned())
+    };
+    assert_eq!(read(b"hunter2\n").unwrap(), "hunter2");
+    assert_eq!(read(b"hunter2\r\n").unwrap(), "hunter2");
+    assert_eq!(read(b"hunter2").unwrap(), "hunter2");
+    assert_eq!(read(b" spaced out \n").unwrap(), " spaced out ");
+    assert_eq!(read(b"first\nsecond\n").unwrap(), "first");
+    assert_eq!(read(b"tab\there\n").unwrap(), "tab\there");
+    assert_eq!(read("pässwörd\n".as_bytes()).unwrap(), "pässwörd");
+    assert_eq!(read(b"a\r\r\n").unwrap(), "a\r");
+}
+
+#[test]
+fn password_line_errors() {
+    let read = |input: &[u8]| read_password_line(Cursor::new(input.to_vec()));
+    assert!(matches!(read(b""), Err(PasswordInputError::Empty)));
+    assert!(matches!(read(b"\n"), Err(PasswordInputError::Empty)));
+    assert!(matches!(read(b"\r\n"), Err(PasswordInputError::Empty)));
+    assert!(matches!(
+        read(b"\xff\xfe\n"),
+        Err(PasswordInputError::NotUtf8)
+    ));
+    let mut long = vec![b'x'; MAX_PASSWORD_BYTES + 1];
+    long.push(b'\n');
+    assert!(matches!(read(&long), Err(PasswordInputError::TooLong)));
+    let mut max = vec![b'x'; MAX_PASSWORD_BYTES];
+    max.extend_from_slice(b"\r\n");
+    assert_eq!(read(&max).unwrap().expose().len(), MAX_PASSWORD_BYTES);
+}
+
+proptest::proptest! {
+    #[test]
+    fn password_line_round_trips(pw in "[^\r\n]{1,100}", crlf in proptest::bool::ANY) {
+        let ending = if crlf { "\r\n" } else { "\n" };
+        let input = format!("{pw}{ending}");
+        let got = read_password_line(Cursor::new(input.into_bytes())).unwrap();
+        proptest::prop_assert_eq!(got.expose(), pw.as_str());
+    }
+
+    #[test]
+    fn validate_hash_never_panics(s in ".{0,200}") {
+        let _ = validate_hash(&s);
+        let _ = verify_password_blocking("pw", &s);
+    }
+}

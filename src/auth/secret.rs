@@ -1,0 +1,380 @@
+//! Random secrets and their storage form: CSPRNG tokens in base64url without padding
+//! (RFC 4648 §5; RFC 6749 §10.10 entropy, RFC 6819 §5.1.4.2.2), recognizable prefixes for
+//! refresh tokens and PATs, SHA-256 hashes for storage, and constant-time comparison.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Prefix of every personal access token, so the proxy tells a PAT from a JWT without a store
+/// lookup and secret scanners can find leaked ones.
+pub const PAT_PREFIX: &str = "gh_pat_";
+/// Prefix of every refresh token.
+pub const REFRESH_TOKEN_PREFIX: &str = "gh_rt_";
+
+/// Bytes of randomness in a client id (144 bits: 24 characters, no partial last character).
+pub const CLIENT_ID_BYTES: usize = 18;
+/// Bytes of randomness in client secrets, codes, refresh tokens and PATs (256 bits).
+pub const SECRET_BYTES: usize = 32;
+
+/// The OS random source failed (it does not on a running Linux; callers answer 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the operating system's random number generator failed")]
+pub struct RngError;
+
+/// A secret string: `Debug` and `Display` print `***`, the memory is wiped on drop, and
+/// equality is constant-time. Read it with [`Secret::expose`].
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself; keep the borrow short and never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The SHA-256 of the secret, as stored in place of it.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.expose())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.expose().as_bytes(), other.expose().as_bytes())
+    }
+}
+
+impl Eq for Secret {}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+/// A SHA-256 digest of a token or secret: what the store keeps and the token cache keys on.
+/// Equality is constant-time; `Display` is lowercase hex.
+#[derive(Clone, Copy)]
+pub struct TokenHash([u8; 32]);
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl TokenHash {
+    /// SHA-256 of `token`'s UTF-8 bytes.
+    pub fn of(token: &str) -> Self {
+        Self(sha256(token.as_bytes()))
+    }
+
+    /// Wraps a digest read back from the store.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = hex_value(pair[0])?;
+            let lo = hex_value(pair[1])?;
+            out[i] = (hi << 4) | lo;
+        }
+        Some(Self(out))
+    }
+
+    /// The raw digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenHash {}
+
+impl fmt::Display for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({self})")
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// What kind of credential a bearer value is, judged by its shape alone (no store lookup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Starts with [`PAT_PREFIX`].
+    PersonalAccessToken,
+    /// Starts with [`REFRESH_TOKEN_PREFIX`] (never valid as a bearer token).
+    RefreshToken,
+    /// Three base64url segments separated by dots (a JWS compact serialization).
+    Jwt,
+    /// Anything else.
+    Unknown,
+}
+
+impl TokenKind {
+    /// Classifies `token` by its prefix or JWS shape.
+    pub fn of(token: &str) -> Self {
+        if token.starts_with(PAT_PREFIX) {
+            Self::PersonalAccessToken
+        } else if token.starts_with(REFRESH_TOKEN_PREFIX) {
+            Self::RefreshToken
+        } else if is_jws_shape(token) {
+            Self::Jwt
+        } else {
+            Self::Unknown
+        }
+    }
+}
+
+fn is_jws_shape(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty() || !part.bytes().all(is_base64url_byte) {
+            return false;
+        }
+    }
+    parts == 3
+}
+
+/// Whether `b` is in the base64url alphabet (RFC 4648 §5), padding excluded.
+pub const fn is_base64url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Fills an array from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RngError> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|_| RngError)?;
+    Ok(out)
+}
+
+/// `N` random bytes as base64url without padding.
+pub fn random_token<const N: usize>() -> Result<String, RngError> {
+    let bytes = Zeroizing::new(random_bytes::<N>()?);
+    Ok(URL_SAFE_NO_PAD.encode(bytes.as_slice()))
+}
+
+/// A new OAuth client id: 144 random bits, 24 URL-unreserved characters.
+pub fn new_client_id() -> Result<String, RngError> {
+    random_token::<CLIENT_ID_BYTES>()
+}
+
+/// A new client secret: 256 random bits, 43 URL-unreserved characters.
+pub fn new_client_secret() -> Result<Secret, RngError> {
+    random_token::<SECRET_BYTES>().map(Secret::new)
+}
+
+/// A new authorization code: 256 random bits (RFC 6749 §10.10 asks for ≥ 128).
+pub fn new_authorization_code() -> Result<Secret, RngError> {
+    random_token::<SECRET_BYTES>().map(Secret::new)
+}
+
+/// A new refresh token: `gh_rt_` and 256 random bits.
+pub fn new_refresh_token() -> Result<Secret, RngError> {
+    prefixed(REFRESH_TOKEN_PREFIX)
+}
+
+/// A new personal access token: `gh_pat_` and 256 random bits.
+pub fn new_personal_access_token() -> Result<Secret, RngError> {
+    prefixed(PAT_PREFIX)
+}
+
+/// A new random identifier (128 bits), e.g. a JWT `jti`, a grant id or a consent id.
+pub fn new_id() -> Result<String, RngError> {
+    random_token::<16>()
+}
+
+fn prefixed(prefix: &str) -> Result<Secret, RngError> {
+    let body = Zeroizing::new(random_token::<SECRET_BYTES>()?);
+    let mut out = String::with_capacity(prefix.len() + body.len());
+    out.push_str(prefix);
+    out.push_str(&body);
+    Ok(Secret::new(out))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Compares two byte strings in time independent of their contents (the length may leak).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn decoded_len(token: &str) -> usize {
+        URL_SAFE_NO_PAD.decode(token).unwrap().len()
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(***)");
+        assert_eq!(s.expose(), "hunter2");
+        let from_json: Secret = serde_json::from_str("\"x\"").unwrap();
+        assert_eq!(from_json.expose(), "x");
+    }
+
+    #[test]
+    fn token_sizes_meet_the_entropy_floor() {
+        let id = new_client_id().unwrap();
+        assert_eq!(id.len(), 24);
+        assert!(decoded_len(&id) * 8 >= 128);
+        let secret = new_client_secret().unwrap();
+        assert!(decoded_len(secret.expose()) * 8 >= 256);
+        let code = new_authorization_code().unwrap();
+        assert!(decoded_len(code.expose()) * 8 >= 128);
+        assert_eq!(decoded_len(&new_id().unwrap()), 16);
+    }
+
+    #[test]
+    fn tokens_use_only_unreserved_characters() {
+        for t in [
+            new_client_id().unwrap(),
+            new_client_secret().unwrap().expose().to_owned(),
+            new_personal_access_token().unwrap().expose().to_owned(),
+            new_refresh_token().unwrap().expose().to_owned(),
+        ] {
+            assert!(t.bytes().all(is_base64url_byte), "{t}");
+            assert!(!t.contains('='));
+        }
+    }
+
+    #[test]
+    fn prefixes_identify_pats_and_refresh_tokens() {
+        let pat = new_personal_access_token().unwrap();
+        assert!(pat.expose().starts_with("gh_pat_"));
+        assert_eq!(decoded_len(&pat.expose()[PAT_PREFIX.len()..]), 32);
+        assert_eq!(TokenKind::of(pat.expose()), TokenKind::PersonalAccessToken);
+        let rt = new_refresh_token().unwrap();
+        assert!(rt.expose().starts_with("gh_rt_"));
+        assert_eq!(TokenKind::of(rt.expose()), TokenKind::RefreshToken);
+        assert_eq!(
+            TokenKind::of("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln"),
+            TokenKind::Jwt
+        );
+        for other in ["", "a.b", "a..c", "a.b.c.d", "a b.c.d", "a=.b.c", "gh_pa_x"] {
+            assert_eq!(TokenKind::of(other), TokenKind::Unknown, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_do_not_repeat() {
+        let set: HashSet<String> = (0..1000).map(|_| new_client_id().unwrap()).collect();
+        assert_eq!(set.len(), 1000);
+    }
+
+    #[test]
+    fn sha256_matches_the_fips_vector() {
+        let h = TokenHash::of("abc");
+        assert_eq!(
+            h.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(TokenHash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        assert_eq!(TokenHash::from_hex("zz"), None);
+        assert_eq!(TokenHash::from_hex(&"g".repeat(64)), None);
+        assert_eq!(Secret::new("abc").hash(), h);
+        assert_ne!(TokenHash::of("abd"), h);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_contents_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+        assert_eq!(Secret::new("a"), Secret::new("a"));
+        assert_ne!(Secret::new("a"), Secret::new("b"));
+    }
+
+    proptest! {
+        #[test]
+        fn hex_round_trips(bytes in any::<[u8; 32]>()) {
+            let h = TokenHash::from_bytes(bytes);
+            prop_assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
+        }
+
+        #[test]
+        fn classify_never_panics(s in ".{0,100}") {
+            let _ = TokenKind::of(&s);
+        }
+    }
+}
