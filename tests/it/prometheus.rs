@@ -1,7 +1,8 @@
 //! The shipped Prometheus files (`deploy/prometheus/`) against the real thing: `promtool`
 //! checks the scrape config and the rules and runs the rules' unit tests, then a real
 //! Prometheus, started with the shipped config pointed at a running gateway, scrapes it and
-//! answers queries for `gatehouse_` series and the shipped recording rules.
+//! answers queries for `gatehouse_` series, the shipped recording rules and every query of the
+//! shipped Grafana dashboard.
 //! Without `prometheus`/`promtool` (Debian's `prometheus` package) the test is skipped, unless
 //! `CI` or `GATEHOUSE_REQUIRE_PROMETHEUS=1` is set: then it fails.
 
@@ -125,6 +126,81 @@ async fn shipped_prometheus_config_scrapes_a_running_gateway() {
             "{group} not in {loaded:?}"
         );
     }
+
+    // Every query of the shipped Grafana dashboard runs on this Prometheus.
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 15, "dashboard queries: {queries:?}");
+    let mut with_data = 0;
+    for query in &queries {
+        let query = query
+            .replace("$__rate_interval", "1m")
+            .replace("$job", "gatehouse")
+            .replace("$instance", ".*");
+        let body = api.query(&query).await.unwrap();
+        assert_eq!(body["status"], "success", "{query}: {body}");
+        with_data += usize::from(
+            body["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty()),
+        );
+    }
+    assert!(with_data > 0, "no dashboard query returned data");
+}
+
+/// The shipped rules and dashboard name only metric families the gateway registers (a typo
+/// there would make an alert or a panel silently empty).
+#[test]
+fn deploy_files_name_only_registered_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let registered =
+        gatehouse_names(&std::fs::read_to_string(root.join("src/metrics.rs")).unwrap());
+    assert!(registered.len() >= 12, "{registered:?}");
+    for file in [
+        "deploy/prometheus/gatehouse-rules.yml",
+        "deploy/prometheus/gatehouse-rules.test.yml",
+        "deploy/grafana/gatehouse-dashboard.json",
+    ] {
+        let used = gatehouse_names(&std::fs::read_to_string(root.join(file)).unwrap());
+        assert!(!used.is_empty(), "{file} names no gatehouse_ metric");
+        for name in used {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| registered.contains(*base))
+                .unwrap_or(&name);
+            assert!(
+                registered.contains(family),
+                "{file} uses {name}, which src/metrics.rs does not register"
+            );
+        }
+    }
+}
+
+/// Every `gatehouse_…` metric name in `text`: whole identifiers, not parts of recording-rule
+/// names such as `job:gatehouse_…:rate5m`.
+fn gatehouse_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("gatehouse_") && !t.contains(':'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `expr` of every panel target in the shipped Grafana dashboard.
+fn dashboard_queries() -> Vec<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/gatehouse-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut panels: Vec<&Value> = dashboard["panels"].as_array().unwrap().iter().collect();
+    let mut queries = Vec::new();
+    while let Some(panel) = panels.pop() {
+        if let Some(nested) = panel["panels"].as_array() {
+            panels.extend(nested);
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.extend(target["expr"].as_str().map(str::to_string));
+        }
+    }
+    queries
 }
 
 /// `prometheus` and `promtool`, or `None` (skip) when they are missing outside CI.
@@ -278,8 +354,8 @@ impl ApiClient {
         (body["status"] == "success").then_some(body)
     }
 
-    /// The sum of an instant query's sample values, or `None` while it has no series.
-    async fn sum(&self, query: &str) -> Option<f64> {
+    /// The answer to an instant query, errors included (`status` says which).
+    async fn query(&self, query: &str) -> Option<Value> {
         let response = self
             .http
             .get(format!("{}/api/v1/query", self.base))
@@ -287,7 +363,12 @@ impl ApiClient {
             .send()
             .await
             .ok()?;
-        let body: Value = response.json().await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// The sum of an instant query's sample values, or `None` while it has no series.
+    async fn sum(&self, query: &str) -> Option<f64> {
+        let body = self.query(query).await?;
         let result = body["data"]["result"].as_array()?;
         if result.is_empty() {
             return None;
