@@ -7,3 +7,4 @@ mod harness;
 mod cli;
 mod gateway;
 mod limits;
+mod prometheus;
