@@ -188,6 +188,8 @@ struct Inner {
     admitted: AtomicUsize,
     max_admitted: usize,
     dummy_hash: String,
+    /// argon2 verifications actually run, known user or not.
+    computed: std::sync::atomic::AtomicU64,
 }
 
 /// Counts one admitted verification until dropped.
@@ -220,8 +222,14 @@ impl PasswordVerifier {
                 admitted: AtomicUsize::new(0),
                 max_admitted: concurrent.saturating_add(limits.max_waiting),
                 dummy_hash,
+                computed: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// argon2 verifications run so far, for unknown users as for known ones.
+    pub fn computed(&self) -> u64 {
+        self.inner.computed.load(Ordering::Relaxed)
     }
 
     /// Verifications running or waiting now (for a gauge and for tests).
@@ -245,10 +253,13 @@ impl PasswordVerifier {
         let password = Zeroizing::new(password.to_owned());
         let known = stored_hash.is_some();
         let target = stored_hash.unwrap_or(&self.inner.dummy_hash).to_owned();
+        let inner = Arc::clone(&self.inner);
         let task = tokio::task::spawn_blocking(move || {
             // The permit and the admission end with the work, even if the caller went away.
             let _held = (permit, admission);
-            verify_password_blocking(&password, &target)
+            let matched = verify_password_blocking(&password, &target);
+            inner.computed.fetch_add(1, Ordering::Relaxed);
+            matched
         });
         let matched = task.await.map_err(|_| VerifyError::Internal)?;
         Ok(known && matched)
