@@ -111,6 +111,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             admin = %app.admin_addr(),
             "listening"
         );
+        tokio::spawn(reload_on_sighup(app.gateway().clone(), path.to_path_buf()));
         app.run(shutdown_signal()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -120,6 +121,31 @@ fn serve(path: &std::path::Path) -> ExitCode {
 fn fail(reason: &str) -> ExitCode {
     eprintln!("gatehouse: {reason}");
     ExitCode::from(1)
+}
+
+/// Re-reads the config on every SIGHUP; a broken config is logged and the running one kept.
+async fn reload_on_sighup(gateway: std::sync::Arc<gatehouse::server::Gateway>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match gateway.reload(&path) {
+            Ok(warnings) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                tracing::info!(config = %path.display(), "config reloaded");
+            }
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    tracing::error!("{line}");
+                }
+                tracing::error!(config = %path.display(), "config reload refused; the running config is unchanged");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

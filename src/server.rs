@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod conn;
 pub mod dispatch;
+pub mod reload;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -23,10 +24,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::proxy::forward::{Forwarder, ForwarderError};
-use crate::proxy::headers::HeaderPolicy;
-use crate::proxy::routes::RouteTable;
+use crate::proxy::forward::ForwarderError;
 use conn::{ConnInfo, TrackedBody};
+pub use reload::{Live, ReloadError};
 
 /// Why the gateway could not start (exit code 1, one line on stderr).
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +47,10 @@ pub enum StartupError {
 
 /// Everything a request handler needs, shared by every connection.
 pub struct Gateway {
+    /// The config the process started with: listeners, limits and timeouts come from here.
     pub config: Config,
-    pub routes: ArcSwap<RouteTable>,
-    pub forwarder: Forwarder,
-    pub headers: HeaderPolicy,
+    /// What a reload replaces; each request loads it once.
+    pub live: ArcSwap<Live>,
     pub metrics: Metrics,
     tls: ArcSwap<rustls::ServerConfig>,
     listening: AtomicBool,
@@ -100,16 +100,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let metrics = Metrics::new()?;
         let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
-        let forwarder = Forwarder::new(&config.routes)?;
-        let auth = &config.auth;
-        let headers = HeaderPolicy::new(
-            &[
-                &auth.user_header,
-                &auth.scopes_header,
-                &auth.client_id_header,
-            ],
-            config.server.trusted_proxies.clone(),
-        );
+        let live = Live::build(config.clone(), &metrics)?;
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
@@ -126,9 +117,7 @@ impl App {
             );
         }
         let gateway = Gateway {
-            routes: ArcSwap::from_pointee(RouteTable::new(&config.routes, &metrics)),
-            forwarder,
-            headers,
+            live: ArcSwap::from_pointee(live),
             metrics,
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),

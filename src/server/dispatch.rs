@@ -101,7 +101,8 @@ async fn proxy(
         Ok(p) => p,
         Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
     };
-    let routes = gateway.routes.load();
+    let live = gateway.live.load_full();
+    let routes = &live.routes;
     let host = request_host(req.uri(), req.headers());
     let Some(route) = routes.find(host, &path.matching).cloned() else {
         return (Err(GatewayError::NoRoute), None);
@@ -122,9 +123,9 @@ async fn proxy(
         host: forwarded_host(&req),
         request_id,
     };
-    let result = gateway
+    let result = live
         .forwarder
-        .forward(&route, req, rewritten.as_deref(), &gateway.headers, &facts)
+        .forward(&route, req, rewritten.as_deref(), &live.headers, &facts)
         .await;
     (result, Some(route))
 }

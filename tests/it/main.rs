@@ -8,3 +8,4 @@ mod cli;
 mod gateway;
 mod limits;
 mod prometheus;
+mod reload;

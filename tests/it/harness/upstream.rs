@@ -1,5 +1,5 @@
-//! A real upstream for the tests: records every request it receives and answers by path:
-//! `/slow?ms=N` after N ms, `/stall` never, `/download?bytes=N` with N streamed bytes,
+//! A real upstream for the tests: records every request it receives and answers by the path's
+//! last segment: `…/slow?ms=N` after N ms, `/stall` never, `/download?bytes=N` with N streamed bytes,
 //! `/upload` with the byte count of the streamed request body, anything else with a JSON echo.
 //! `ws` is a WebSocket echo server on its own port.
 
@@ -111,16 +111,23 @@ async fn answer(
         headers: req.headers().clone(),
     };
     records.lock().unwrap().push(recorded.clone());
-    let body = match req.uri().path() {
-        "/slow" => {
+    let last_segment = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let body = match last_segment.as_str() {
+        "slow" => {
             tokio::time::sleep(Duration::from_millis(query_number(&req, "ms"))).await;
             full("slow done")
         }
-        "/stall" => {
+        "stall" => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             full("")
         }
-        "/download" => {
+        "download" => {
             let total = query_number(&req, "bytes");
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let chunks = total.div_ceil(chunk.len() as u64);
@@ -131,7 +138,7 @@ async fn answer(
             });
             BodyExt::boxed(StreamBody::new(stream))
         }
-        "/upload" => {
+        "upload" => {
             let mut body = req.into_body();
             let mut n = 0usize;
             while let Some(frame) = body.frame().await {

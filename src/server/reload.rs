@@ -1,0 +1,107 @@
+//! The part of the gateway that a SIGHUP replaces atomically: routes, upstream clients, header
+//! policy, and the TLS certificate. A new config is validated and fully built before anything
+//! is swapped, so a broken one changes nothing; in-flight requests keep the state they began
+//! with.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Gateway, StartupError, tls};
+use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::proxy::forward::Forwarder;
+use crate::proxy::headers::HeaderPolicy;
+use crate::proxy::routes::RouteTable;
+
+/// What each request reads once, at its start.
+pub struct Live {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub forwarder: Forwarder,
+    pub headers: HeaderPolicy,
+}
+
+impl Live {
+    pub fn build(config: Config, metrics: &Metrics) -> Result<Self, StartupError> {
+        let forwarder = Forwarder::new(&config.routes)?;
+        let auth = &config.auth;
+        let headers = HeaderPolicy::new(
+            &[
+                &auth.user_header,
+                &auth.scopes_header,
+                &auth.client_id_header,
+            ],
+            config.server.trusted_proxies.clone(),
+        );
+        let routes = RouteTable::new(&config.routes, metrics);
+        Ok(Self {
+            config,
+            routes,
+            forwarder,
+            headers,
+        })
+    }
+}
+
+/// Why a reload was refused (the running state is unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Build(#[from] StartupError),
+}
+
+impl Gateway {
+    /// Reads `path` again and swaps in what it describes, or returns why not. Settings bound
+    /// at start (listeners, store, limits) are reported as needing a restart.
+    pub fn reload(&self, path: &Path) -> Result<Vec<String>, ReloadError> {
+        let config = Config::load(path)?;
+        let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)
+            .map_err(StartupError::from)?;
+        let warnings = restart_only_changes(&self.config, &config);
+        let live = Live::build(config, &self.metrics)?;
+        self.tls.store(tls);
+        self.live.store(Arc::new(live));
+        Ok(warnings)
+    }
+}
+
+/// Settings a running process cannot change, by name, when the new config changes them.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.server, &new.server);
+    let checks: [(&str, bool); 12] = [
+        ("server.listen", o.listen != n.listen),
+        ("server.plain_listen", o.plain_listen != n.plain_listen),
+        (
+            "server.http_redirect_listen",
+            o.http_redirect_listen != n.http_redirect_listen,
+        ),
+        ("server.public_url", o.public_url != n.public_url),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
+            "server.max_header_bytes",
+            o.max_header_bytes != n.max_header_bytes,
+        ),
+        ("server.max_headers", o.max_headers != n.max_headers),
+        (
+            "server.header_read_timeout",
+            o.header_read_timeout != n.header_read_timeout,
+        ),
+        ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
+        (
+            "server.shutdown_grace",
+            o.shutdown_grace != n.shutdown_grace,
+        ),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("store.url", old.store.url != new.store.url),
+    ];
+    checks
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| format!("{name} changed: takes effect after a restart"))
+        .collect()
+}
