@@ -57,8 +57,9 @@ Load:
   --warmup D          unmeasured wrk run before each measurement, 0 = none (default 2s)
   --connections N     wrk connections (default 64)
   --threads N         wrk threads (default 2)
-  --rounds N          repeat the whole set N times, interleaved; the table shows
-                      the median per row (default 1)
+  --rounds N          repeat the whole set N times, interleaved, even rounds in
+                      reverse target order; the table shows the median per row
+                      (default 1)
   --targets LIST      subset of direct,nginx,gatehouse (default: all)
   --transports LIST   subset of http,tls (default: both)
   --path P            request path (default /)
@@ -227,14 +228,10 @@ else
 	PLACEMENT="not pinned ($NCPU CPUs shared by everything)"
 fi
 
-# Run "$@" on the CPUs in $1 (or unpinned with --no-pin).
-pinned() {
-	local cpus=$1
-	shift
-	if ((PIN)); then taskset -c "$cpus" "$@"; else "$@"; fi
-}
-
 # ------------------------------------------------------- temp dir, trap ----
+# fd 3 = the original stderr, for the traps: they may fire while a command's
+# stderr is redirected into a wrk output file.
+exec 3>&2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-load.XXXXXX")
 PIDS=()
 # shellcheck disable=SC2317 # called by the trap
@@ -242,6 +239,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	local pid
+	[[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null
 	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	local deadline=$((SECONDS + 5))
 	for pid in "${PIDS[@]}"; do
@@ -250,14 +248,14 @@ cleanup() {
 		wait "$pid" 2>/dev/null || true
 	done
 	if ((KEEP_TMP)); then
-		echo "load.sh: temp dir kept: $WORK" >&2
+		echo "load.sh: temp dir kept: $WORK" >&3
 	else
 		rm -rf "$WORK"
 	fi
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "load.sh: interrupted" >&2; exit 130' INT
+trap 'echo "load.sh: interrupted" >&3; exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------ free ports ----
@@ -529,6 +527,31 @@ declare -A R_RPS=() R_P50=() R_P99=() R_ERR=() R_SRV=() R_UP=() R_WRK=() R_OTHER
 wrk_cmd() { # DURATION URL
 	WRK=(wrk -t "$THREADS" -c "$CONNECTIONS" -d "$1" --latency -s "$LOAD_DIR/report.lua")
 	WRK+=("${HEADER_ARGS[@]}" "$2")
+	((PIN)) && WRK=(taskset -c "$LOAD_CPUS" "${WRK[@]}")
+	return 0
+}
+# Children's user+system CPU seconds of this shell so far, into CHILD_CPU_S.
+# bash's 'times' must run in this shell (a $(...) subshell has its own
+# children), hence the file.
+children_cpu_s() {
+	times >"$WORK/times"
+	CHILD_CPU_S=$(awk 'NR == 2 {
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); t += a[1] * 60 + a[2] }
+		printf "%.3f\n", t
+	}' "$WORK/times")
+}
+# run_wrk OUTFILE : run "${WRK[@]}" appending to OUTFILE; sets WRK_RC. wrk runs
+# in the background and the shell waits for it, so that Ctrl-C reaches the
+# trap at once (wrk itself catches SIGINT and exits 0, which would make bash
+# ignore the signal if wrk were a foreground command); the trap stops it.
+WRK_PID=""
+run_wrk() {
+	WRK_RC=0
+	"${WRK[@]}" >>"$1" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || WRK_RC=$?
+	WRK_PID=""
 }
 
 # measure ROUND TARGET TRANSPORT
@@ -551,19 +574,23 @@ measure() {
 	if ((WARMUP_S > 0)); then
 		wrk_cmd "$WARMUP" "$url"
 		echo "# warm-up: ${WRK[*]}" >"$raw"
-		pinned "$LOAD_CPUS" "${WRK[@]}" >>"$raw" 2>&1 || true
+		run_wrk "$raw"
 	else
 		: >"$raw"
 	fi
 	wrk_cmd "$DURATION" "$url"
 	echo "# measurement: ${WRK[*]}" >>"$raw"
-	local s0 u0 ct0 cb0 cs0 t0 t1 s1 u1 ct1 cb1 cs1 rc=0
+	local s0 u0 ct0 cb0 cs0 t0 t1 s1 u1 ct1 cb1 cs1 w0 w1 rc
 	s0=$(proc_ticks "$srv_pid")
 	u0=$(proc_ticks "$up_pid")
 	read -r ct0 cb0 cs0 < <(cpu_jiffies)
 	t0=$(date +%s%N)
-	local TIMEFORMAT='LOADBENCH_TIME real=%3R user=%3U sys=%3S'
-	{ time pinned "$LOAD_CPUS" "${WRK[@]}" >>"$raw" 2>&1; } 2>>"$raw" || rc=$?
+	children_cpu_s
+	w0=$CHILD_CPU_S
+	run_wrk "$raw"
+	rc=$WRK_RC
+	children_cpu_s
+	w1=$CHILD_CPU_S
 	t1=$(date +%s%N)
 	s1=$(proc_ticks "$srv_pid")
 	u1=$(proc_ticks "$up_pid")
@@ -573,18 +600,22 @@ measure() {
 		warn "wrk exited with $rc for $target/$tr (see $raw)"
 	fi
 	local line
-	line=$(grep '^LOADBENCH ' "$raw" | tail -n 1 || true)
+	line=$(awk '/^# measurement/ { m = 1 } m && /^LOADBENCH / { l = $0 } END { print l }' "$raw")
+	if ! kill -0 "$srv_pid" 2>/dev/null || ! kill -0 "$up_pid" 2>/dev/null; then
+		warn "$server or the upstream exited during $target/$tr; last lines of its log:"
+		tail -n 20 "$WORK/$server.log" >&2 || true
+		SKIP[$target/$tr]="failed: $server exited during the run (round $round)"
+		return 0
+	fi
 	if [[ -z $line ]]; then
 		warn "no result from wrk for $target/$tr; output:"
 		tail -n 20 "$raw" >&2
 		SKIP[$target/$tr]="failed: wrk gave no result (round $round)"
 		return 0
 	fi
-	local tline
-	tline=$(grep '^LOADBENCH_TIME ' "$raw" | tail -n 1 || true)
 	# One awk does all the arithmetic; prints the CSV row.
 	local row
-	row=$(awk -v line="$line" -v tline="$tline" -v round="$round" -v target="$target" -v tr="$tr" \
+	row=$(awk -v line="$line" -v wrk_s="$w0 $w1" -v round="$round" -v target="$target" -v tr="$tr" \
 		-v ds="$((s1 - s0))" -v du="$((u1 - u0))" -v tck="$CLK_TCK" -v wall_ns="$((t1 - t0))" \
 		-v dct="$((ct1 - ct0))" -v dcb="$((cb1 - cb0))" -v dcs="$((cs1 - cs0))" -v direct="$([[ $target == direct ]] && echo 1 || echo 0)" '
 		function kv(s, key,   n, i, a, b) { n = split(s, a, " "); for (i = 1; i <= n; i++) { split(a[i], b, "="); if (b[1] == key) return b[2] } return 0 }
@@ -592,16 +623,17 @@ measure() {
 			req = kv(line, "requests"); dur = kv(line, "duration_us") / 1e6
 			wall = wall_ns / 1e9
 			errs = kv(line, "err_connect") + kv(line, "err_read") + kv(line, "err_write") + kv(line, "err_timeout")
-			wrkcpu = (kv(tline, "user") + kv(tline, "sys")) / wall * 100
+			split(wrk_s, w, " "); wrkcpu = (w[2] - w[1]) / wall * 100
 			srv = ds / tck / wall * 100
-			up = direct ? -1 : du / tck / wall * 100
+			up = du / tck / wall * 100
 			steal = dct > 0 ? dcs / dct * 100 : 0
 			# CPU of everything else on the machine (other users, builds), % of one CPU
-			other = dcb / tck / wall * 100 - srv - (up > 0 ? up : 0) - wrkcpu
+			other = dcb / tck / wall * 100 - srv - (direct ? 0 : up) - wrkcpu
 			if (other < 0) other = 0
-			printf "%d,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,%d,%d,%.0f,%.0f,%.0f,%.0f,%.1f\n", round, target, tr, req, dur, req / dur,
+			# the upstream column is empty for "direct", where it is the server
+			printf "%d,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,%d,%d,%.0f,%s,%.0f,%.0f,%.1f\n", round, target, tr, req, dur, req / dur,
 				kv(line, "p50_us") / 1000, kv(line, "p90_us") / 1000, kv(line, "p99_us") / 1000, kv(line, "max_us") / 1000,
-				errs, kv(line, "err_status"), srv, up, wrkcpu, other, steal
+				errs, kv(line, "err_status"), srv, direct ? "" : sprintf("%.0f", up), wrkcpu, other, steal
 		}')
 	echo "$row" >>"$CSV"
 	local -a c
@@ -636,8 +668,16 @@ fi
 
 for ((round = 1; round <= ROUNDS; round++)); do
 	((ROUNDS > 1)) && log "round $round/$ROUNDS"
+	# Odd rounds go direct, nginx, gatehouse; even rounds the other way round,
+	# so that an order effect (warm caches, a neighbour starting up) does not
+	# always favour the same proxy.
+	order=("${ALL_TARGETS[@]}")
+	if ((round % 2 == 0)); then
+		order=()
+		for ((i = ${#ALL_TARGETS[@]} - 1; i >= 0; i--)); do order+=("${ALL_TARGETS[i]}"); done
+	fi
 	for tr in "${ALL_TRANSPORTS[@]}"; do
-		for target in "${ALL_TARGETS[@]}"; do
+		for target in "${order[@]}"; do
 			[[ -n ${SKIP[$target/$tr]:-} ]] && continue
 			measure "$round" "$target" "$tr"
 		done
@@ -683,7 +723,7 @@ git_rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown
 				wrkc=$(median ${R_WRK[$k]})
 				other=$(median ${R_OTHER[$k]})
 			}
-			[[ $up == -1 ]] && up="="
+			[[ -z $up ]] && up="="
 			[[ $up != "=" ]] && up=$(printf '%.0f%%' "$up")
 			printf '%-10s %-5s %12.0f %10.2f %10.2f %6.0f%% %6s %5.0f%% %5.0f%% %7s  %s\n' \
 				"$target" "$tr" "$rps" "$p50" "$p99" "$srv" "$up" "$wrkc" "$other" "${R_ERR[$k]:-0}" "${NOTE[$k]:-}${SKIP[$k]:+ ${SKIP[$k]}}"
@@ -720,7 +760,7 @@ if ((WRITE_RESULTS)); then
 		{
 			row = "    {"
 			for (i = 1; i <= NF; i++) {
-				v = ($i ~ /^-?[0-9.]+$/) ? $i : "\"" $i "\""
+				v = ($i == "") ? "null" : ($i ~ /^-?[0-9.]+$/) ? $i : "\"" $i "\""
 				row = row (i > 1 ? ", " : "") "\"" h[i] "\": " v
 			}
 			rows[++n] = row "}"
