@@ -2,5 +2,6 @@
 //! model (SPEC §2, RFC 6749 §3.3), password hashing (RFC 9106 argon2id) and random secrets.
 
 pub mod password;
+pub mod rules;
 pub mod scope;
 pub mod secret;
