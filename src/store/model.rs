@@ -254,6 +254,7 @@ pub enum RedeemOutcome {
         grant_id: Option<String>,
     },
     Expired,
+    /// No such code, or its app is inactive.
     Unknown,
 }
 

@@ -172,7 +172,8 @@ macro_rules! tokens_ops {
             let mut tx = self.begin_write(c).await?;
             let sql = format!(
                 "UPDATE auth_codes SET used_at = $2, grant_id = $3 WHERE hash = $1 \
-                 AND used_at IS NULL AND expire_time > $2 RETURNING {}",
+                 AND used_at IS NULL AND expire_time > $2 \
+                 AND client_id IN (SELECT client_id FROM apps WHERE active) RETURNING {}",
                 q::CODE_COLS
             );
             let won = sqlx::query(&sql)
@@ -192,7 +193,9 @@ macro_rules! tokens_ops {
                 };
                 return Ok(match code.used_at {
                     Some(used_at) => RedeemOutcome::AlreadyUsed { used_at, grant_id: code.grant_id },
-                    None => RedeemOutcome::Expired,
+                    None if code.expire_time <= now => RedeemOutcome::Expired,
+                    // Unused and unexpired: its app has been deactivated.
+                    None => RedeemOutcome::Unknown,
                 });
             };
             let code = Self::code_row(&row)?;

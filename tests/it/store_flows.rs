@@ -359,6 +359,16 @@ async fn deactivating_an_app_revokes_its_grants(db: TestDb) {
         }
     );
 
+    // A code issued before the app was paused cannot be redeemed while it is.
+    let mut c = code("paused", "code-while-paused");
+    c.expire_time = at(600);
+    store.create_code(&c).await.unwrap();
+    let out = store
+        .redeem_code(&c.hash, &refresh("n2", "j2", at(52)), at(52))
+        .await
+        .unwrap();
+    assert_eq!(out, RedeemOutcome::Unknown);
+
     // Reactivating does not bring old grants back.
     a.active = true;
     a.update_time = at(60);
