@@ -39,7 +39,16 @@ pub fn cluster_or_skip(what: &str) -> Option<&'static Cluster> {
             panic!("GATEHOUSE_REQUIRE_PG=1 but PostgreSQL is unavailable: {why}")
         }
         Err(why) => {
-            eprintln!("note: skipping {what} on PostgreSQL: {why}");
+            // Straight to stderr (not eprintln!, which the test harness captures), once.
+            static NOTED: std::sync::Once = std::sync::Once::new();
+            NOTED.call_once(|| {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: skipping the PostgreSQL runs ({what} first): {why}; \
+                     set GATEHOUSE_REQUIRE_PG=1 to fail instead"
+                );
+            });
             None
         }
     }
@@ -76,9 +85,14 @@ fn uuid_like() -> String {
     format!("{:x}_{}_{n}", nanos, std::process::id())
 }
 
-/// `initdb`/`pg_ctl`: on PATH, else the highest `/usr/lib/postgresql/*/bin` (Debian).
+/// `initdb`/`pg_ctl`: in `$GATEHOUSE_PG_BIN` if set (and nowhere else), else on PATH, else
+/// the highest `/usr/lib/postgresql/*/bin` (Debian keeps them off PATH).
 pub fn find_bin_dir() -> Option<PathBuf> {
     let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("GATEHOUSE_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return has(&dir).then_some(dir);
+    }
     if let Some(path) = std::env::var_os("PATH")
         && let Some(d) = std::env::split_paths(&path).find(|d| has(d))
     {
@@ -142,8 +156,8 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start() -> Result<Cluster, String> {
-    let bin =
-        find_bin_dir().ok_or("initdb/pg_ctl not found on PATH or in /usr/lib/postgresql/*/bin")?;
+    let bin = find_bin_dir()
+        .ok_or("initdb/pg_ctl not found ($GATEHOUSE_PG_BIN, PATH, /usr/lib/postgresql/*/bin)")?;
     let dir = std::env::temp_dir().join(format!("gatehouse-pg-{}", uuid_like()));
     std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     if is_root() {
