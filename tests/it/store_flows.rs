@@ -15,6 +15,7 @@ contract_tests!(
     deleting_an_app_revokes_everything_at_once,
     deactivating_an_app_revokes_its_grants,
     cleanup_removes_only_expired_rows,
+    background_cleanup_runs_on_its_own,
 );
 
 async fn codes_redeem_once_and_report_the_grant(db: TestDb) {
@@ -450,5 +451,28 @@ async fn cleanup_removes_only_expired_rows(db: TestDb) {
             .total(),
         0
     );
+    store.close().await;
+}
+
+async fn background_cleanup_runs_on_its_own(db: TestDb) {
+    let store = db.open().await;
+    // t0() is in the past of the wall clock, so this session is already expired for it.
+    let s = Session {
+        id_hash: secret_hash("bg-session"),
+        user: "alice".to_owned(),
+        create_time: t0(),
+        expire_time: at(60),
+    };
+    store.create_session(&s).await.unwrap();
+    let task = store.spawn_cleanup(
+        std::time::Duration::from_millis(20),
+        gatehouse::clock::Clock::system(),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.get_session(&s.id_hash, t0()).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "cleanup never ran");
+        tokio::task::yield_now().await;
+    }
+    task.abort();
     store.close().await;
 }
