@@ -97,6 +97,7 @@ pub async fn grant_for(store: &Store, client_id: &str) -> (Grant, RefreshToken) 
 
 contract_tests!(
     opening_twice_keeps_the_schema,
+    replicas_starting_together_migrate_once,
     newer_schema_is_refused_untouched,
     data_survives_a_restart,
     health_is_ok_and_fails_after_close,
@@ -108,6 +109,20 @@ async fn opening_twice_keeps_the_schema(db: TestDb) {
     let store = db.open().await;
     assert!(store.get_app("nope").await.unwrap().is_none());
     store.close().await;
+}
+
+async fn replicas_starting_together_migrate_once(db: TestDb) {
+    let opens = (0..4).map(|_| Store::open(&db.url, db.base.path(), 4));
+    let stores: Vec<Store> = futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect();
+    stores[0].create_app(&app("together", "s")).await.unwrap();
+    for s in &stores {
+        assert!(s.get_app_by_client_id("together").await.unwrap().is_some());
+        s.close().await;
+    }
 }
 
 async fn newer_schema_is_refused_untouched(db: TestDb) {
