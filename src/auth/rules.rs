@@ -27,12 +27,18 @@ impl RouteScopes {
     pub fn new(table: &BTreeMap<String, String>, set: &ScopeSet) -> Result<Self, String> {
         let mut rules = Self::default();
         for (method, name) in table {
-            let required = set.lookup(name).ok_or_else(|| format!("unknown scope '{name}'"))?;
-            let rule = ScopeRule { required, name: name.clone() };
+            let required = set
+                .lookup(name)
+                .ok_or_else(|| format!("unknown scope '{name}'"))?;
+            let rule = ScopeRule {
+                required,
+                name: name.clone(),
+            };
             if method == "*" {
                 rules.otherwise = Some(rule);
             } else {
-                let m = Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method '{method}'"))?;
+                let m = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| format!("bad method '{method}'"))?;
                 rules.by_method.push((m, rule));
             }
         }
@@ -44,7 +50,13 @@ impl RouteScopes {
     pub fn for_method(&self, method: &Method) -> Option<&ScopeRule> {
         let find = |m: &Method| self.by_method.iter().find(|(k, _)| k == m).map(|(_, r)| r);
         find(method)
-            .or_else(|| if method == Method::HEAD { find(&Method::GET) } else { None })
+            .or_else(|| {
+                if method == Method::HEAD {
+                    find(&Method::GET)
+                } else {
+                    None
+                }
+            })
             .or(self.otherwise.as_ref())
     }
 
@@ -58,7 +70,10 @@ mod tests {
     use super::*;
 
     fn rules(pairs: &[(&str, &str)]) -> RouteScopes {
-        let table = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let table = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         RouteScopes::new(&table, &ScopeSet::default_confluence()).unwrap()
     }
 
@@ -79,6 +94,12 @@ mod tests {
     fn unlisted_methods_without_a_default_are_not_allowed() {
         let r = rules(&[("GET", "READ")]);
         assert!(r.for_method(&Method::POST).is_none());
-        assert!(RouteScopes::new(&[("GET".to_string(), "NOPE".to_string())].into(), &ScopeSet::default_confluence()).is_err());
+        assert!(
+            RouteScopes::new(
+                &[("GET".to_string(), "NOPE".to_string())].into(),
+                &ScopeSet::default_confluence()
+            )
+            .is_err()
+        );
     }
 }

@@ -1,11 +1,18 @@
 //! One integration-test binary (linked once) with a module per area; every test starts the
-//! real gateway on port 0 with real TLS and a real upstream.
+//! real parts: the gateway on port 0 with real TLS and a real upstream, SQLite files and a
+//! throwaway PostgreSQL cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
+mod support;
 
 mod cli;
 mod gateway;
 mod limits;
 mod prometheus;
 mod reload;
+mod store;
+mod store_crud;
+mod store_events;
+mod store_flows;
+mod store_races;

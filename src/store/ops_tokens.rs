@@ -1,0 +1,495 @@
+//! Code redemption, grants, refresh-token rotation and access-token revocations (SPEC §3.1),
+//! written once for both engines. The races are decided by conditional single-row `UPDATE`s
+//! (`... WHERE used_at IS NULL`, `... WHERE rotated_at IS NULL`) inside a write transaction:
+//! SQLite serialises writers (`BEGIN IMMEDIATE`), PostgreSQL re-checks the `WHERE` after the
+//! row lock is released, so exactly one caller sees a row come back.
+
+pub(crate) const CODE_COLS: &str = "hash, client_id, user_name, redirect_uri, scope, \
+    code_challenge, code_challenge_method, create_time, expire_time, used_at, grant_id";
+
+pub(crate) const GRANT_COLS: &str =
+    "id, user_name, client_id, scope, create_time, expire_time, revoked_at";
+
+pub(crate) const REFRESH_COLS: &str = "hash, grant_id, generation, parent_hash, create_time, \
+    expire_time, rotated_at, successor_hash, revoked_at, access_jti, access_expire_time";
+
+pub(crate) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, grant_id, generation, \
+    parent_hash, create_time, expire_time, access_jti, access_expire_time) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Live = not revoked, and its app exists and is active.
+pub(crate) const GRANT_LIVE: &str = "SELECT 1 FROM grants g JOIN apps a ON a.client_id = \
+    g.client_id WHERE g.id = $1 AND g.revoked_at IS NULL AND a.active";
+
+pub(crate) const ROTATE: &str = "UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3 \
+    WHERE hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expire_time > $2 \
+    AND grant_id IN (SELECT g.id FROM grants g JOIN apps a ON a.client_id = g.client_id \
+    WHERE g.revoked_at IS NULL AND a.active AND g.client_id = $4) \
+    RETURNING grant_id, generation, access_jti, access_expire_time";
+
+/// Why a rotation did not happen (read after the conditional UPDATE matched nothing).
+pub(crate) const ROTATE_DIAGNOSE: &str = "SELECT t.grant_id, t.rotated_at, t.revoked_at, \
+    t.expire_time, g.client_id, g.revoked_at AS grant_revoked_at, \
+    CAST(CASE WHEN a.active THEN 1 ELSE 0 END AS BIGINT) AS app_active, \
+    CAST(CASE WHEN EXISTS (SELECT 1 FROM refresh_tokens s WHERE s.hash = t.successor_hash \
+    AND s.rotated_at IS NULL AND s.revoked_at IS NULL) THEN 1 ELSE 0 END AS BIGINT) \
+    AS successor_current FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
+    LEFT JOIN apps a ON a.client_id = g.client_id WHERE t.hash = $1";
+
+/// Pushes a grant's expiry out to cover a newly issued token.
+pub(crate) const EXTEND_GRANT: &str = "UPDATE grants SET expire_time = CASE WHEN expire_time < $2 \
+    THEN $2 ELSE expire_time END WHERE id = $1";
+
+pub(crate) const INSERT_REVOCATION: &str = "INSERT INTO token_revocations (jti, grant_id, \
+    expire_time, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING";
+
+/// The later of a refresh token's and its access token's expiry.
+pub(crate) fn issued_until(t: &super::NewRefreshToken) -> i64 {
+    let r = super::codec::micros(t.expire_time);
+    t.access_expire_time
+        .map_or(r, |a| r.max(super::codec::micros(a)))
+}
+
+macro_rules! tokens_ops {
+    ($db:ty) => {
+        fn code_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::store::AuthCode, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use sqlx::Row as _;
+            let c = "decode code";
+            Ok($crate::store::AuthCode {
+                hash: SecretHash::from_db(row.try_get("hash").ctx(c)?)?,
+                client_id: row.try_get("client_id").ctx(c)?,
+                user: row.try_get("user_name").ctx(c)?,
+                redirect_uri: row.try_get("redirect_uri").ctx(c)?,
+                scope: row.try_get("scope").ctx(c)?,
+                code_challenge: row.try_get("code_challenge").ctx(c)?,
+                code_challenge_method: row.try_get("code_challenge_method").ctx(c)?,
+                create_time: from_micros(row.try_get("create_time").ctx(c)?),
+                expire_time: from_micros(row.try_get("expire_time").ctx(c)?),
+                used_at: opt_from_micros(row.try_get("used_at").ctx(c)?),
+                grant_id: row.try_get("grant_id").ctx(c)?,
+            })
+        }
+
+        fn grant_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::store::Grant, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use sqlx::Row as _;
+            let c = "decode grant";
+            Ok($crate::store::Grant {
+                id: row.try_get("id").ctx(c)?,
+                user: row.try_get("user_name").ctx(c)?,
+                client_id: row.try_get("client_id").ctx(c)?,
+                scope: row.try_get("scope").ctx(c)?,
+                create_time: from_micros(row.try_get("create_time").ctx(c)?),
+                expire_time: from_micros(row.try_get("expire_time").ctx(c)?),
+                revoked_at: opt_from_micros(row.try_get("revoked_at").ctx(c)?),
+            })
+        }
+
+        fn refresh_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::store::RefreshToken, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use sqlx::Row as _;
+            let c = "decode refresh token";
+            let hash = |v: Option<Vec<u8>>| v.map(SecretHash::from_db).transpose();
+            Ok($crate::store::RefreshToken {
+                hash: SecretHash::from_db(row.try_get("hash").ctx(c)?)?,
+                grant_id: row.try_get("grant_id").ctx(c)?,
+                generation: row.try_get("generation").ctx(c)?,
+                parent_hash: hash(row.try_get("parent_hash").ctx(c)?)?,
+                create_time: from_micros(row.try_get("create_time").ctx(c)?),
+                expire_time: from_micros(row.try_get("expire_time").ctx(c)?),
+                rotated_at: opt_from_micros(row.try_get("rotated_at").ctx(c)?),
+                successor_hash: hash(row.try_get("successor_hash").ctx(c)?)?,
+                revoked_at: opt_from_micros(row.try_get("revoked_at").ctx(c)?),
+                access_jti: row.try_get("access_jti").ctx(c)?,
+                access_expire_time: opt_from_micros(row.try_get("access_expire_time").ctx(c)?),
+            })
+        }
+
+        pub(crate) async fn create_code(
+            &self,
+            code: &$crate::store::NewAuthCode,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            sqlx::query(
+                "INSERT INTO auth_codes (hash, client_id, user_name, redirect_uri, scope, \
+                 code_challenge, code_challenge_method, create_time, expire_time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(code.hash.0.to_vec())
+            .bind(code.client_id.clone())
+            .bind(code.user.clone())
+            .bind(code.redirect_uri.clone())
+            .bind(code.scope.clone())
+            .bind(code.code_challenge.clone())
+            .bind(code.code_challenge_method.clone())
+            .bind(micros(code.create_time))
+            .bind(micros(code.expire_time))
+            .execute(&self.pool)
+            .await
+            .ctx("create code")?;
+            Ok(())
+        }
+
+        pub(crate) async fn get_code(
+            &self,
+            hash: &$crate::store::SecretHash,
+        ) -> Result<Option<$crate::store::AuthCode>, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let sql =
+                format!("SELECT {} FROM auth_codes WHERE hash = $1", $crate::store::ops_tokens::CODE_COLS);
+            let row = sqlx::query(&sql)
+                .bind(hash.0.to_vec())
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("get code")?;
+            row.as_ref().map(Self::code_row).transpose()
+        }
+
+        pub(crate) async fn redeem_code(
+            &self,
+            hash: &$crate::store::SecretHash,
+            first: &$crate::store::NewRefreshToken,
+            now: std::time::SystemTime,
+        ) -> Result<$crate::store::RedeemOutcome, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use $crate::store::ops_tokens as q;
+            use $crate::store::RedeemOutcome;
+            let c = "redeem code";
+            let now_us = micros(now);
+            let grant_id = new_id();
+            let mut tx = self.begin_write(c).await?;
+            let sql = format!(
+                "UPDATE auth_codes SET used_at = $2, grant_id = $3 WHERE hash = $1 \
+                 AND used_at IS NULL AND expire_time > $2 \
+                 AND client_id IN (SELECT client_id FROM apps WHERE active) RETURNING {}",
+                q::CODE_COLS
+            );
+            let won = sqlx::query(&sql)
+                .bind(hash.0.to_vec())
+                .bind(now_us)
+                .bind(grant_id.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx(c)?;
+            let Some(row) = won else {
+                let sql = format!("SELECT {} FROM auth_codes WHERE hash = $1", q::CODE_COLS);
+                let row =
+                    sqlx::query(&sql).bind(hash.0.to_vec()).fetch_optional(&mut *tx).await.ctx(c)?;
+                tx.rollback().await.ctx(c)?;
+                let Some(code) = row.as_ref().map(Self::code_row).transpose()? else {
+                    return Ok(RedeemOutcome::Unknown);
+                };
+                return Ok(match code.used_at {
+                    Some(used_at) => RedeemOutcome::AlreadyUsed { used_at, grant_id: code.grant_id },
+                    None if code.expire_time <= now => RedeemOutcome::Expired,
+                    // Unused and unexpired: its app has been deactivated.
+                    None => RedeemOutcome::Unknown,
+                });
+            };
+            let code = Self::code_row(&row)?;
+            let sql = format!(
+                "INSERT INTO grants (id, user_name, client_id, scope, create_time, expire_time) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {}",
+                q::GRANT_COLS
+            );
+            let row = sqlx::query(&sql)
+                .bind(grant_id.clone())
+                .bind(code.user.clone())
+                .bind(code.client_id.clone())
+                .bind(code.scope.clone())
+                .bind(now_us)
+                .bind(q::issued_until(first))
+                .fetch_one(&mut *tx)
+                .await
+                .ctx(c)?;
+            let grant = Self::grant_row(&row)?;
+            let refresh_token = self.insert_refresh(&mut tx, &grant_id, 1, None, first, now).await?;
+            tx.commit().await.ctx(c)?;
+            Ok(RedeemOutcome::Redeemed { code, grant, refresh_token })
+        }
+
+        async fn insert_refresh(
+            &self,
+            tx: &mut sqlx::Transaction<'static, $db>,
+            grant_id: &str,
+            generation: i64,
+            parent: Option<&$crate::store::SecretHash>,
+            new: &$crate::store::NewRefreshToken,
+            now: std::time::SystemTime,
+        ) -> Result<$crate::store::RefreshToken, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            let sql = format!(
+                "{} RETURNING {}",
+                $crate::store::ops_tokens::INSERT_REFRESH,
+                $crate::store::ops_tokens::REFRESH_COLS
+            );
+            let row = sqlx::query(&sql)
+                .bind(new.hash.0.to_vec())
+                .bind(grant_id.to_owned())
+                .bind(generation)
+                .bind(parent.map(|h| h.0.to_vec()))
+                .bind(micros(now))
+                .bind(micros(new.expire_time))
+                .bind(new.access_jti.clone())
+                .bind(opt_micros(new.access_expire_time))
+                .fetch_one(&mut **tx)
+                .await
+                .ctx("insert refresh token")?;
+            Self::refresh_row(&row)
+        }
+
+        pub(crate) async fn get_refresh_token(
+            &self,
+            hash: &$crate::store::SecretHash,
+        ) -> Result<Option<$crate::store::RefreshToken>, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let sql = format!(
+                "SELECT {} FROM refresh_tokens WHERE hash = $1",
+                $crate::store::ops_tokens::REFRESH_COLS
+            );
+            let row = sqlx::query(&sql)
+                .bind(hash.0.to_vec())
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("get refresh token")?;
+            row.as_ref().map(Self::refresh_row).transpose()
+        }
+
+        pub(crate) async fn rotate_refresh_token(
+            &self,
+            old: &$crate::store::SecretHash,
+            client_id: &str,
+            new: &$crate::store::NewRefreshToken,
+            now: std::time::SystemTime,
+        ) -> Result<$crate::store::RotateOutcome, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use $crate::store::ops_tokens as q;
+            use sqlx::Row as _;
+            let c = "rotate refresh token";
+            let now_us = micros(now);
+            let mut tx = self.begin_write(c).await?;
+            let won = sqlx::query(q::ROTATE)
+                .bind(old.0.to_vec())
+                .bind(now_us)
+                .bind(new.hash.0.to_vec())
+                .bind(client_id.to_owned())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx(c)?;
+            let Some(row) = won else {
+                let outcome = self.diagnose_rotation(&mut tx, old, client_id, now_us).await?;
+                tx.rollback().await.ctx(c)?;
+                return Ok(outcome);
+            };
+            let grant_id: String = row.try_get("grant_id").ctx(c)?;
+            let generation: i64 = row.try_get("generation").ctx(c)?;
+            let old_jti: Option<String> = row.try_get("access_jti").ctx(c)?;
+            let old_access_exp: Option<i64> = row.try_get("access_expire_time").ctx(c)?;
+            let refresh_token =
+                self.insert_refresh(&mut tx, &grant_id, generation + 1, Some(old), new, now).await?;
+            let mut events = Vec::new();
+            let mut revoked_access_jti = None;
+            if let (Some(jti), Some(exp)) = (old_jti, old_access_exp) {
+                if exp > now_us {
+                    sqlx::query(q::INSERT_REVOCATION)
+                        .bind(jti.clone())
+                        .bind(grant_id.clone())
+                        .bind(exp)
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx(c)?;
+                    events.push($crate::store::StoreEvent::TokenRevoked { jti: jti.clone() });
+                    revoked_access_jti = Some(jti);
+                }
+            }
+            sqlx::query(q::EXTEND_GRANT)
+                .bind(grant_id.clone())
+                .bind(q::issued_until(new))
+                .execute(&mut *tx)
+                .await
+                .ctx(c)?;
+            let sql = format!("SELECT {} FROM grants WHERE id = $1", q::GRANT_COLS);
+            let row = sqlx::query(&sql).bind(grant_id).fetch_one(&mut *tx).await.ctx(c)?;
+            let grant = Self::grant_row(&row)?;
+            self.notify(&mut tx, &events).await?;
+            tx.commit().await.ctx(c)?;
+            self.events.publish(&events);
+            Ok($crate::store::RotateOutcome::Rotated { grant, refresh_token, revoked_access_jti })
+        }
+
+        async fn diagnose_rotation(
+            &self,
+            tx: &mut sqlx::Transaction<'static, $db>,
+            old: &$crate::store::SecretHash,
+            client_id: &str,
+            now_us: i64,
+        ) -> Result<$crate::store::RotateOutcome, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use $crate::store::RotateOutcome as O;
+            use sqlx::Row as _;
+            let c = "diagnose rotation";
+            let row = sqlx::query($crate::store::ops_tokens::ROTATE_DIAGNOSE)
+                .bind(old.0.to_vec())
+                .fetch_optional(&mut **tx)
+                .await
+                .ctx(c)?;
+            let Some(row) = row else { return Ok(O::Unknown) };
+            let grant_id: String = row.try_get("grant_id").ctx(c)?;
+            let owner: String = row.try_get("client_id").ctx(c)?;
+            if owner != client_id {
+                return Ok(O::ClientMismatch);
+            }
+            let rotated_at: Option<i64> = row.try_get("rotated_at").ctx(c)?;
+            let revoked_at: Option<i64> = row.try_get("revoked_at").ctx(c)?;
+            let grant_revoked: Option<i64> = row.try_get("grant_revoked_at").ctx(c)?;
+            let app_active: i64 = row.try_get("app_active").ctx(c)?;
+            let expire: i64 = row.try_get("expire_time").ctx(c)?;
+            let successor_current: i64 = row.try_get("successor_current").ctx(c)?;
+            if revoked_at.is_some() || grant_revoked.is_some() || app_active == 0 {
+                return Ok(O::Revoked { grant_id });
+            }
+            if let Some(at) = rotated_at {
+                return Ok(O::AlreadyRotated {
+                    grant_id,
+                    rotated_at: from_micros(at),
+                    is_immediate_predecessor_of_current: successor_current == 1,
+                });
+            }
+            if expire <= now_us {
+                return Ok(O::Expired { grant_id });
+            }
+            Err($crate::store::StoreError::internal("rotation refused for no known reason"))
+        }
+
+        pub(crate) async fn get_grant(
+            &self,
+            id: &str,
+        ) -> Result<Option<$crate::store::Grant>, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let sql =
+                format!("SELECT {} FROM grants WHERE id = $1", $crate::store::ops_tokens::GRANT_COLS);
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.ctx("get grant")?;
+            row.as_ref().map(Self::grant_row).transpose()
+        }
+
+        pub(crate) async fn is_grant_live(&self, id: &str) -> Result<bool, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let row = sqlx::query($crate::store::ops_tokens::GRANT_LIVE)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("check grant")?;
+            Ok(row.is_some())
+        }
+
+        pub(crate) async fn revoke_grant(
+            &self,
+            id: &str,
+            now: std::time::SystemTime,
+        ) -> Result<bool, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let c = "revoke grant";
+            let now_us = $crate::store::codec::micros(now);
+            let mut tx = self.begin_write(c).await?;
+            let done = sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await
+                .ctx(c)?;
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await
+                .ctx(c)?;
+            let changed = done.rows_affected() > 0;
+            let events = if changed {
+                vec![$crate::store::StoreEvent::GrantRevoked { grant_id: id.to_owned() }]
+            } else {
+                Vec::new()
+            };
+            self.notify(&mut tx, &events).await?;
+            tx.commit().await.ctx(c)?;
+            self.events.publish(&events);
+            Ok(changed)
+        }
+
+        pub(crate) async fn revoke_access_token(
+            &self,
+            jti: &str,
+            grant_id: Option<&str>,
+            expire_time: std::time::SystemTime,
+            now: std::time::SystemTime,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            let c = "revoke access token";
+            let mut tx = self.begin_write(c).await?;
+            sqlx::query($crate::store::ops_tokens::INSERT_REVOCATION)
+                .bind(jti)
+                .bind(grant_id)
+                .bind(micros(expire_time))
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .ctx(c)?;
+            let events = vec![$crate::store::StoreEvent::TokenRevoked { jti: jti.to_owned() }];
+            self.notify(&mut tx, &events).await?;
+            tx.commit().await.ctx(c)?;
+            self.events.publish(&events);
+            Ok(())
+        }
+
+        pub(crate) async fn is_access_token_revoked(
+            &self,
+            jti: &str,
+        ) -> Result<bool, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let row = sqlx::query("SELECT 1 FROM token_revocations WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("check access token")?;
+            Ok(row.is_some())
+        }
+
+        pub(crate) async fn is_access_token_live(
+            &self,
+            jti: &str,
+            grant_id: &str,
+        ) -> Result<bool, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let sql = format!(
+                "SELECT CAST(CASE WHEN EXISTS ({}) AND NOT EXISTS (SELECT 1 FROM \
+                 token_revocations WHERE jti = $2) THEN 1 ELSE 0 END AS BIGINT)",
+                $crate::store::ops_tokens::GRANT_LIVE
+            );
+            let live: i64 = sqlx::query_scalar(&sql)
+                .bind(grant_id)
+                .bind(jti)
+                .fetch_one(&self.pool)
+                .await
+                .ctx("check access token")?;
+            Ok(live == 1)
+        }
+    };
+}
+
+pub(crate) use tokens_ops;

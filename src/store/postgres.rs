@@ -1,0 +1,161 @@
+//! The PostgreSQL engine, for several replicas: a pool of configurable size, revocation
+//! events sent with `pg_notify` inside the changing transaction (so only on commit), and a
+//! background `PgListener` that re-broadcasts other replicas' events and emits
+//! [`StoreEvent::FlushAll`] when its connection was lost and has come back.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::error::SqlxResultExt as _;
+use super::events::{CHANNEL, Events};
+use super::{StoreError, StoreErrorKind, StoreEvent};
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Serialises migrations of replicas that start at the same time.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7254021903)";
+
+pub(crate) struct PostgresEngine {
+    pub(crate) pool: PgPool,
+    pub(crate) events: Events,
+    listen_pool: PgPool,
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+impl PostgresEngine {
+    /// Connects (failing with `Unavailable` when the server cannot be reached), migrates, and
+    /// starts the listener on its own connection, outside the main pool.
+    pub(crate) async fn open(
+        url: &str,
+        max_connections: u32,
+        events: Events,
+    ) -> Result<Self, StoreError> {
+        // Never echo the URL: it may carry a password.
+        let options = PgConnectOptions::from_str(url).map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Internal,
+                "store.url is not a valid PostgreSQL URL",
+            )
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .ctx("connect to PostgreSQL")?;
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options);
+        let mut engine = Self {
+            pool,
+            events: events.clone(),
+            listen_pool: listen_pool.clone(),
+            listener: None,
+        };
+        engine
+            .migrate(super::migrate::POSTGRES, Some(MIGRATION_LOCK))
+            .await?;
+        let mut listener = PgListener::connect_with(&listen_pool)
+            .await
+            .ctx("start listening")?;
+        listener.listen(CHANNEL).await.ctx("start listening")?;
+        engine.listener = Some(tokio::spawn(listen_loop(listener, events)).abort_handle());
+        Ok(engine)
+    }
+
+    async fn begin_write(
+        &self,
+        context: &str,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.ctx(context)
+    }
+
+    /// Queues the events as notifications of `tx`: PostgreSQL delivers them on commit only.
+    async fn notify(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[StoreEvent],
+    ) -> Result<(), StoreError> {
+        for event in events {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(self.events.encode(event))
+                .execute(&mut **tx)
+                .await
+                .ctx("notify replicas")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+        self.listen_pool.close().await;
+        self.pool.close().await;
+    }
+
+    super::ops_apps::apps_ops!(Postgres);
+    super::ops_tokens::tokens_ops!(Postgres);
+    super::ops_misc::misc_ops!(Postgres);
+    super::migrate::migrate_ops!(Postgres);
+}
+
+impl Drop for PostgresEngine {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+/// Re-broadcasts other replicas' events. A lost connection means events may have been
+/// missed: `FlushAll` is sent once the connection is back (and once when it is lost).
+async fn listen_loop(mut listener: PgListener, events: Events) {
+    const MAX_BACKOFF: Duration = Duration::from_secs(5);
+    let mut backoff = Duration::from_millis(100);
+    let mut lost = false;
+    loop {
+        if lost {
+            // Any statement makes the listener reconnect and LISTEN again.
+            match sqlx::query("SELECT 1").execute(&mut listener).await {
+                Ok(_) => {
+                    tracing::info!("revocation notifications are back; flushing token caches");
+                    events.publish(&[StoreEvent::FlushAll]);
+                    lost = false;
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation listener cannot reconnect yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        match listener.try_recv().await {
+            Ok(Some(n)) => {
+                if let Some(event) = events.decode_remote(n.payload()) {
+                    events.publish(&[event]);
+                }
+            }
+            Ok(None) => {
+                // sqlx reconnected (and re-ran LISTEN) before returning: notifications flow
+                // again, but some may have been missed while the connection was down.
+                tracing::warn!("revocation listener reconnected; flushing token caches");
+                events.publish(&[StoreEvent::FlushAll]);
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener lost its connection");
+                events.publish(&[StoreEvent::FlushAll]);
+                lost = true;
+            }
+        }
+    }
+}

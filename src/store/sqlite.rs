@@ -1,0 +1,80 @@
+//! The SQLite engine, the embedded default: one file in WAL mode with a busy timeout,
+//! foreign keys on and `synchronous=NORMAL`. Every write transaction starts with
+//! `BEGIN IMMEDIATE`, so writers queue on the busy timeout instead of failing with
+//! `SQLITE_BUSY_SNAPSHOT`. Revocation events stay in this process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::error::SqlxResultExt as _;
+use super::events::Events;
+use super::{StoreError, StoreErrorKind, StoreEvent};
+
+/// How long a statement waits for another connection's write lock before giving up (503).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct SqliteEngine {
+    pub(crate) pool: SqlitePool,
+    pub(crate) events: Events,
+}
+
+impl SqliteEngine {
+    /// Opens (creating if missing, with its folder) and migrates the file at `path`.
+    pub(crate) async fn open(
+        path: &Path,
+        max_connections: u32,
+        events: Events,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("cannot create the store folder {}: {e}", dir.display()),
+                )
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .ctx("open the SQLite store")?;
+        let engine = Self { pool, events };
+        engine.migrate(super::migrate::SQLITE, None).await?;
+        Ok(engine)
+    }
+
+    /// A write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self, context: &str) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.ctx(context)
+    }
+
+    /// Nothing to send: SQLite's events are published in-process after commit.
+    async fn notify(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+        _events: &[StoreEvent],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    super::ops_apps::apps_ops!(Sqlite);
+    super::ops_tokens::tokens_ops!(Sqlite);
+    super::ops_misc::misc_ops!(Sqlite);
+    super::migrate::migrate_ops!(Sqlite);
+}

@@ -1,0 +1,419 @@
+//! Store contract suite, part 2: create/read/update/delete of every entity, and the proof
+//! that no plaintext secret reaches the database.
+
+use gatehouse::store::*;
+
+use crate::store::{app, at, code, refresh, t0};
+use crate::support::{TestDb, contract_tests};
+
+contract_tests!(
+    apps_crud_and_keyset_pages,
+    app_secret_rotation_with_and_without_grace,
+    config_apps_upsert_and_never_take_over_api_apps,
+    personal_tokens_crud,
+    sessions_expire_and_end,
+    consents_are_consumed_once,
+    no_plaintext_secret_is_stored,
+);
+
+async fn apps_crud_and_keyset_pages(db: TestDb) {
+    let store = db.open().await;
+    let mut first = app("client-a", "secret-a");
+    store.create_app(&first).await.unwrap();
+    assert_eq!(store.get_app(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.get_app_by_client_id("client-a").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_app("missing").await.unwrap(), None);
+
+    let mut dup = app("client-a", "other");
+    let err = store.create_app(&dup).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict, "{err}");
+    dup.client_id = "client-dup".to_owned();
+    dup.id = first.id.clone();
+    assert_eq!(
+        store.create_app(&dup).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+
+    first.display_name = "Renamed".to_owned();
+    first.scopes = vec!["READ".to_owned()];
+    first.skip_consent = true;
+    first.labels.insert("env".to_owned(), "prod".to_owned());
+    first
+        .allowed_callback_urls
+        .push("http://127.0.0.1:8000/cb".to_owned());
+    first.updated_by = "users/bob".to_owned();
+    first.update_time = at(10);
+    store.update_app(&first).await.unwrap();
+    assert_eq!(store.get_app(&first.id).await.unwrap(), Some(first.clone()));
+
+    let mut ghost = app("ghost", "g");
+    ghost.id = "nosuchapp0".to_owned();
+    assert_eq!(
+        store.update_app(&ghost).await.unwrap_err().kind(),
+        StoreErrorKind::NotFound
+    );
+
+    // Five more, two created in the same microsecond: pages follow (create_time, id).
+    let mut ids = vec![first.id.clone()];
+    for i in 0..5u64 {
+        let mut a = app(&format!("client-{i}"), "s");
+        a.create_time = at(100 + i.min(3));
+        store.create_app(&a).await.unwrap();
+        ids.push(a.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<AppCursor> = None;
+    loop {
+        let page = store.list_apps(cursor.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        cursor = Some(AppCursor::after(last));
+        seen.extend(page.iter().map(|a| (a.create_time, a.id.clone())));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "pages come in (create_time, id) order");
+    assert_eq!(seen.len(), 6);
+
+    store.delete_app(&first.id).await.unwrap();
+    assert_eq!(store.get_app(&first.id).await.unwrap(), None);
+    assert_eq!(
+        store.delete_app(&first.id).await.unwrap_err().kind(),
+        StoreErrorKind::NotFound
+    );
+    store.close().await;
+}
+
+async fn app_secret_rotation_with_and_without_grace(db: TestDb) {
+    let store = db.open().await;
+    let a = app("rotating", "secret-1");
+    store.create_app(&a).await.unwrap();
+
+    let grace_end = at(3_600);
+    let rotated = store
+        .rotate_app_secret(
+            &a.id,
+            secret_hash("secret-2"),
+            Some(grace_end),
+            "users/bob",
+            at(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret_hash, Some(secret_hash("secret-2")));
+    assert_eq!(rotated.previous_secret_hash, Some(secret_hash("secret-1")));
+    assert_eq!(rotated.previous_secret_expires_at, Some(grace_end));
+    assert_eq!(rotated.updated_by, "users/bob");
+    assert!(rotated.secret_matches(&secret_hash("secret-1"), at(10)));
+    assert!(!rotated.secret_matches(&secret_hash("secret-1"), at(3_600)));
+    assert!(rotated.secret_matches(&secret_hash("secret-2"), at(99_999)));
+
+    let rotated = store
+        .rotate_app_secret(&a.id, secret_hash("secret-3"), None, "users/bob", at(6))
+        .await
+        .unwrap();
+    assert_eq!(rotated.previous_secret_hash, None);
+    assert_eq!(rotated.previous_secret_expires_at, None);
+    assert!(!rotated.secret_matches(&secret_hash("secret-2"), at(7)));
+    assert_eq!(store.get_app(&a.id).await.unwrap(), Some(rotated));
+
+    let err = store
+        .rotate_app_secret("nosuchapp0", secret_hash("x"), None, "u", at(7))
+        .await;
+    assert_eq!(err.unwrap_err().kind(), StoreErrorKind::NotFound);
+    store.close().await;
+}
+
+async fn config_apps_upsert_and_never_take_over_api_apps(db: TestDb) {
+    let store = db.open().await;
+    let mut cfg = app("reporting", "cfg-secret-1");
+    cfg.managed_by = ManagedBy::Config;
+    let stored = store.upsert_config_app(&cfg).await.unwrap();
+    assert_eq!(stored, cfg);
+
+    // Next start: same client id, new definition and a new random id that must not stick.
+    let mut next = app("reporting", "cfg-secret-2");
+    next.display_name = "Reporting v2".to_owned();
+    next.update_time = at(60);
+    next.create_time = at(60);
+    let stored = store.upsert_config_app(&next).await.unwrap();
+    assert_eq!(stored.id, cfg.id, "an existing config app keeps its id");
+    assert_eq!(stored.create_time, cfg.create_time);
+    assert_eq!(stored.display_name, "Reporting v2");
+    assert_eq!(stored.secret_hash, Some(secret_hash("cfg-secret-2")));
+    assert_eq!(stored.managed_by, ManagedBy::Config);
+
+    let api = app("api-owned", "s");
+    store.create_app(&api).await.unwrap();
+    let err = store
+        .upsert_config_app(&app("api-owned", "evil"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict, "{err}");
+    assert_eq!(store.get_app(&api.id).await.unwrap(), Some(api));
+    store.close().await;
+}
+
+async fn personal_tokens_crud(db: TestDb) {
+    let store = db.open().await;
+    let mut events = store.subscribe();
+    let mk = |id: &str, user: &str, secs: u64| PersonalToken {
+        id: id.to_owned(),
+        user: user.to_owned(),
+        display_name: format!("token {id}"),
+        scope: "READ".to_owned(),
+        token_hash: secret_hash(&format!("pat-secret-{id}")),
+        create_time: at(secs),
+        expire_time: at(secs + 86_400),
+        last_used_time: None,
+    };
+    let (p1, p2, p3) = (
+        mk("p1", "alice", 1),
+        mk("p2", "alice", 2),
+        mk("p3", "bob", 3),
+    );
+    for p in [&p2, &p1, &p3] {
+        store.create_pat(p).await.unwrap();
+    }
+    assert_eq!(
+        store.create_pat(&p1).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    assert_eq!(
+        store
+            .get_pat_by_hash(&secret_hash("pat-secret-p1"))
+            .await
+            .unwrap(),
+        Some(p1.clone())
+    );
+    assert_eq!(
+        store.get_pat_by_hash(&secret_hash("wrong")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_pats("alice").await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+
+    store.touch_pat("p1", at(100)).await.unwrap();
+    store.touch_pat("p1", at(110)).await.unwrap(); // within a minute: not written
+    let got = store
+        .get_pat_by_hash(&p1.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.last_used_time, Some(at(100)));
+    store.touch_pat("p1", at(200)).await.unwrap();
+    let got = store
+        .get_pat_by_hash(&p1.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.last_used_time, Some(at(200)));
+
+    let err = store.delete_pat("bob", "p1").await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        StoreErrorKind::NotFound,
+        "only the owner may delete"
+    );
+    store.delete_pat("alice", "p1").await.unwrap();
+    assert_eq!(store.get_pat_by_hash(&p1.token_hash).await.unwrap(), None);
+    assert_eq!(
+        events.try_recv().unwrap(),
+        StoreEvent::PatRevoked {
+            id: "p1".to_owned(),
+            token_hash: p1.token_hash
+        }
+    );
+    assert_eq!(store.list_pats("alice").await.unwrap(), vec![p2]);
+    store.close().await;
+}
+
+async fn sessions_expire_and_end(db: TestDb) {
+    let store = db.open().await;
+    let s = Session {
+        id_hash: secret_hash("session-cookie-value"),
+        user: "alice".to_owned(),
+        create_time: t0(),
+        expire_time: at(43_200),
+    };
+    store.create_session(&s).await.unwrap();
+    assert_eq!(
+        store.get_session(&s.id_hash, at(1)).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.get_session(&s.id_hash, at(43_200)).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store
+            .get_session(&secret_hash("other"), at(1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.delete_session(&s.id_hash).await.unwrap());
+    assert!(!store.delete_session(&s.id_hash).await.unwrap());
+    assert_eq!(store.get_session(&s.id_hash, at(1)).await.unwrap(), None);
+    store.close().await;
+}
+
+async fn consents_are_consumed_once(db: TestDb) {
+    let store = db.open().await;
+    store.create_app(&app("consenting", "s")).await.unwrap();
+    let p = PendingConsent {
+        id: new_id(),
+        csrf_hash: secret_hash("csrf-token"),
+        user: "alice".to_owned(),
+        client_id: "consenting".to_owned(),
+        redirect_uri: "https://client.example.com/callback".to_owned(),
+        scope: "READ".to_owned(),
+        state: Some("xyz".to_owned()),
+        code_challenge: Some("challenge".to_owned()),
+        code_challenge_method: Some("S256".to_owned()),
+        create_time: t0(),
+        expire_time: at(600),
+    };
+    store.create_consent(&p).await.unwrap();
+    assert_eq!(
+        store.get_consent(&p.id, at(1)).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        store.get_consent(&p.id, at(600)).await.unwrap(),
+        None,
+        "expired"
+    );
+
+    let wrong_csrf = store
+        .take_consent(&p.id, &secret_hash("nope"), "alice", at(1))
+        .await;
+    assert_eq!(wrong_csrf.unwrap(), None);
+    let wrong_user = store
+        .take_consent(&p.id, &p.csrf_hash, "mallory", at(1))
+        .await;
+    assert_eq!(wrong_user.unwrap(), None);
+    let late = store
+        .take_consent(&p.id, &p.csrf_hash, "alice", at(601))
+        .await;
+    assert_eq!(late.unwrap(), None);
+    let taken = store
+        .take_consent(&p.id, &p.csrf_hash, "alice", at(2))
+        .await
+        .unwrap();
+    assert_eq!(taken, Some(p.clone()));
+    assert_eq!(
+        store
+            .take_consent(&p.id, &p.csrf_hash, "alice", at(3))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_consent(&p.id, at(3)).await.unwrap(), None);
+
+    let mut orphan = p.clone();
+    orphan.id = new_id();
+    orphan.client_id = "no-such-client".to_owned();
+    assert_eq!(
+        store.create_consent(&orphan).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    store.close().await;
+}
+
+async fn no_plaintext_secret_is_stored(db: TestDb) {
+    let store = db.open().await;
+    let secrets = [
+        "PLAINTEXT-client-secret-5f1c",
+        "PLAINTEXT-pat-token-9a2e",
+        "PLAINTEXT-session-id-77b0",
+        "PLAINTEXT-csrf-token-3c4d",
+        "PLAINTEXT-auth-code-e8f9",
+        "PLAINTEXT-refresh-1-a0b1",
+        "PLAINTEXT-refresh-2-c2d3",
+    ];
+    let [client_secret, pat, session, csrf, code_secret, rt1, rt2] = secrets;
+    store
+        .create_app(&app("hashing", client_secret))
+        .await
+        .unwrap();
+    store
+        .create_pat(&PersonalToken {
+            id: new_id(),
+            user: "alice".to_owned(),
+            display_name: "ci".to_owned(),
+            scope: "READ".to_owned(),
+            token_hash: secret_hash(pat),
+            create_time: t0(),
+            expire_time: at(86_400),
+            last_used_time: None,
+        })
+        .await
+        .unwrap();
+    let s = Session {
+        id_hash: secret_hash(session),
+        user: "alice".to_owned(),
+        create_time: t0(),
+        expire_time: at(60),
+    };
+    store.create_session(&s).await.unwrap();
+    store
+        .create_consent(&PendingConsent {
+            id: new_id(),
+            csrf_hash: secret_hash(csrf),
+            user: "alice".to_owned(),
+            client_id: "hashing".to_owned(),
+            redirect_uri: "https://client.example.com/callback".to_owned(),
+            scope: "READ".to_owned(),
+            state: None,
+            code_challenge: None,
+            code_challenge_method: None,
+            create_time: t0(),
+            expire_time: at(60),
+        })
+        .await
+        .unwrap();
+    store
+        .create_code(&code("hashing", code_secret))
+        .await
+        .unwrap();
+    let first = refresh(rt1, "jti-1", at(1));
+    assert!(matches!(
+        store
+            .redeem_code(&secret_hash(code_secret), &first, at(1))
+            .await
+            .unwrap(),
+        RedeemOutcome::Redeemed { .. }
+    ));
+    let second = refresh(rt2, "jti-2", at(2));
+    let out = store
+        .rotate_refresh_token(&first.hash, "hashing", &second, at(2))
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated { .. }));
+    store.close().await;
+
+    let dump = db.dump().await;
+    assert!(dump.len() > 1000, "the dump has the data");
+    let haystack = String::from_utf8_lossy(&dump);
+    for secret in secrets {
+        assert!(
+            !haystack.contains(secret),
+            "plaintext {secret} found in the store"
+        );
+    }
+    // Their hashes are there (hex in pg_dump, raw bytes in the SQLite file).
+    let h = secret_hash(rt2);
+    let found = if db.is_postgres() {
+        haystack.contains(&h.to_hex())
+    } else {
+        dump.windows(32).any(|w| w == h.0)
+    };
+    assert!(found, "the refresh token's hash is stored");
+}

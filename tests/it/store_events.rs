@@ -1,0 +1,199 @@
+//! Store contract suite, part 5: revocation events — delivered once per change to this
+//! handle's subscribers on both engines; with PostgreSQL also to another handle (a second
+//! replica), exactly once, and as `FlushAll` after the notification connection drops.
+
+use std::time::Duration;
+
+use gatehouse::store::*;
+use tokio::sync::broadcast::Receiver;
+
+use crate::store::{at, grant_for, refresh};
+use crate::support::{TestDb, contract_tests};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+contract_tests!(
+    events_reach_local_subscribers_once_per_change,
+    events_reach_other_replicas,
+    lost_listener_connection_flushes_caches
+);
+
+/// The next event, waiting at most `DEADLINE`.
+async fn next(rx: &mut Receiver<StoreEvent>) -> StoreEvent {
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("no event before the deadline")
+        .expect("recv")
+}
+
+async fn events_reach_local_subscribers_once_per_change(db: TestDb) {
+    let store = db.open().await;
+    let (g1, rt) = grant_for(&store, "ev-a").await;
+    let (g2, _) = grant_for(&store, "ev-b").await;
+    let mut rx = store.subscribe();
+    let mut rx2 = store.subscribe();
+
+    let out = store
+        .rotate_refresh_token(
+            &rt.hash,
+            "ev-a",
+            &refresh("ev-rt-2", "ev-jti-2", at(5)),
+            at(5),
+        )
+        .await;
+    assert!(matches!(out.unwrap(), RotateOutcome::Rotated { .. }));
+    store.revoke_grant(&g1.id, at(6)).await.unwrap();
+    let b = store.get_app_by_client_id("ev-b").await.unwrap().unwrap();
+    store.delete_app(&b.id).await.unwrap();
+    store
+        .revoke_access_token("ev-jti-x", Some(&g2.id), at(100), at(7))
+        .await
+        .unwrap();
+
+    let expected = vec![
+        StoreEvent::TokenRevoked {
+            jti: rt.access_jti.clone().unwrap(),
+        },
+        StoreEvent::GrantRevoked {
+            grant_id: g1.id.clone(),
+        },
+        StoreEvent::AppRevoked {
+            client_id: "ev-b".to_owned(),
+        },
+        StoreEvent::TokenRevoked {
+            jti: "ev-jti-x".to_owned(),
+        },
+    ];
+    for rx in [&mut rx, &mut rx2] {
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            got.push(next(rx).await);
+        }
+        assert_eq!(got, expected);
+    }
+    // A final marker proves nothing else (no echo of our own notifications) came in between.
+    store
+        .revoke_access_token("ev-marker", None, at(100), at(8))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        StoreEvent::TokenRevoked {
+            jti: "ev-marker".to_owned()
+        }
+    );
+    if db.is_postgres() {
+        // Our own NOTIFYs have made the round trip by now (a second handle saw the marker).
+        let other = db.open().await;
+        let mut orx = other.subscribe();
+        other
+            .revoke_access_token("ev-marker-2", None, at(100), at(9))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut orx).await,
+            StoreEvent::TokenRevoked {
+                jti: "ev-marker-2".to_owned()
+            }
+        );
+        assert_eq!(
+            next(&mut rx).await,
+            StoreEvent::TokenRevoked {
+                jti: "ev-marker-2".to_owned()
+            }
+        );
+        other.close().await;
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "each change is announced exactly once"
+    );
+    store.close().await;
+}
+
+async fn events_reach_other_replicas(db: TestDb) {
+    if !db.is_postgres() {
+        return; // SQLite is one process: its events never leave it.
+    }
+    let a = db.open().await;
+    let b = db.open().await;
+    let mut arx = a.subscribe();
+    let mut brx = b.subscribe();
+    let (g1, _) = grant_for(&a, "replica-a").await;
+    let (g2, _) = grant_for(&a, "replica-b").await;
+    a.revoke_grant(&g1.id, at(5)).await.unwrap();
+    a.revoke_grant(&g2.id, at(6)).await.unwrap();
+    let from_a = [
+        StoreEvent::GrantRevoked {
+            grant_id: g1.id.clone(),
+        },
+        StoreEvent::GrantRevoked {
+            grant_id: g2.id.clone(),
+        },
+    ];
+    // b hears a's changes through NOTIFY, in commit order; a heard them at once.
+    for rx in [&mut arx, &mut brx] {
+        assert_eq!([next(rx).await, next(rx).await], from_a);
+    }
+    b.revoke_access_token("from-b", None, at(100), at(7))
+        .await
+        .unwrap();
+    for rx in [&mut arx, &mut brx] {
+        assert_eq!(
+            next(rx).await,
+            StoreEvent::TokenRevoked {
+                jti: "from-b".to_owned()
+            }
+        );
+    }
+    // A change rolled back (nothing to revoke) announces nothing anywhere.
+    assert!(!a.revoke_grant("no-such-grant", at(8)).await.unwrap());
+    b.revoke_access_token("final", None, at(100), at(9))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut arx).await,
+        StoreEvent::TokenRevoked {
+            jti: "final".to_owned()
+        }
+    );
+    a.close().await;
+    b.close().await;
+}
+
+async fn lost_listener_connection_flushes_caches(db: TestDb) {
+    if !db.is_postgres() {
+        return; // No notification connection to lose.
+    }
+    let a = db.open().await;
+    let b = db.open().await;
+    let mut brx = b.subscribe();
+    // Cut every LISTEN connection to this database, as a network blip or a failover would.
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await;
+    assert_eq!(next(&mut brx).await, StoreEvent::FlushAll);
+    // And notifications flow again afterwards (poll: the listener reconnects on its own).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut n = 0;
+    'outer: loop {
+        n += 1;
+        let jti = format!("after-reconnect-{n}");
+        a.revoke_access_token(&jti, None, at(100), at(1))
+            .await
+            .unwrap();
+        while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(200), brx.recv()).await {
+            if ev == (StoreEvent::TokenRevoked { jti: jti.clone() }) {
+                break 'outer;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica b never heard from a again"
+        );
+    }
+    a.close().await;
+    b.close().await;
+}

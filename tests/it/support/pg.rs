@@ -1,0 +1,230 @@
+//! A throwaway PostgreSQL cluster for tests and benches: `initdb` + `pg_ctl` on a free port
+//! in a temp dir, one per process, started on first use and stopped by a detached watchdog
+//! when the process ends (statics never drop). Runs as the `postgres` user when we are root,
+//! since initdb refuses root. Shared with `benches/store.rs` through `#[path]`.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A running cluster; databases are reached at `127.0.0.1:port` as `postgres`, trust auth.
+pub struct Cluster {
+    pub port: u16,
+    /// Holds the data folder, the socket and the server log (`log`).
+    #[allow(dead_code)]
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// True when CI demands PostgreSQL (`GATEHOUSE_REQUIRE_PG=1`): missing means failure.
+pub fn required() -> bool {
+    std::env::var("GATEHOUSE_REQUIRE_PG").is_ok_and(|v| v == "1")
+}
+
+/// The shared cluster, or why there is none.
+pub fn cluster() -> Result<&'static Cluster, String> {
+    CLUSTER.get_or_init(start).as_ref().map_err(Clone::clone)
+}
+
+/// The cluster; or `None` after printing a note, unless PostgreSQL is required (then panic).
+pub fn cluster_or_skip(what: &str) -> Option<&'static Cluster> {
+    match cluster() {
+        Ok(c) => Some(c),
+        Err(why) if required() => {
+            panic!("GATEHOUSE_REQUIRE_PG=1 but PostgreSQL is unavailable: {why}")
+        }
+        Err(why) => {
+            // Straight to stderr (not eprintln!, which the test harness captures), once.
+            static NOTED: std::sync::Once = std::sync::Once::new();
+            NOTED.call_once(|| {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: skipping the PostgreSQL runs ({what} first): {why}; \
+                     set GATEHOUSE_REQUIRE_PG=1 to fail instead"
+                );
+            });
+            None
+        }
+    }
+}
+
+impl Cluster {
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates an empty database with a fresh name and returns its URL.
+    pub async fn create_database(&self) -> String {
+        use sqlx::Connection as _;
+        let name = format!("t_{}", uuid_like());
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create db");
+        conn.close().await.ok();
+        self.url(&name)
+    }
+}
+
+fn uuid_like() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}_{}_{n}", nanos, std::process::id())
+}
+
+/// `initdb`/`pg_ctl`: in `$GATEHOUSE_PG_BIN` if set (and nowhere else), else on PATH, else
+/// the highest `/usr/lib/postgresql/*/bin` (Debian keeps them off PATH).
+pub fn find_bin_dir() -> Option<PathBuf> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("GATEHOUSE_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return has(&dir).then_some(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(d) = std::env::split_paths(&path).find(|d| has(d))
+    {
+        // Follow symlinks to the real bin folder, which also holds pg_dump.
+        let real = std::fs::canonicalize(d.join("initdb")).ok();
+        return Some(
+            real.and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(d),
+        );
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has(&bin).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// A command for a PostgreSQL binary, through `runuser -u postgres --` when we are root.
+fn pg_command(bin: &Path, tool: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn start() -> Result<Cluster, String> {
+    let bin = find_bin_dir()
+        .ok_or("initdb/pg_ctl not found ($GATEHOUSE_PG_BIN, PATH, /usr/lib/postgresql/*/bin)")?;
+    let dir = std::env::temp_dir().join(format!("gatehouse-pg-{}", uuid_like()));
+    std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:postgres").arg(&dir);
+        run(chown, "chown the cluster dir to postgres")?;
+    }
+    let data = dir.join("data");
+    let mut initdb = pg_command(&bin, "initdb");
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+    run(initdb, "initdb")?;
+    let mut last_err = String::new();
+    for _ in 0..3 {
+        let port = free_port()?;
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+            dir.display()
+        );
+        let mut ctl = pg_command(&bin, "pg_ctl");
+        ctl.arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "30", "-o", &opts, "start"]);
+        match run(ctl, "pg_ctl start") {
+            Ok(()) => {
+                spawn_watchdog(&bin, &dir);
+                return Ok(Cluster { port, dir, bin });
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Err(last_err)
+}
+
+/// Stops the cluster and removes its folder once this process has exited.
+fn spawn_watchdog(bin: &Path, dir: &Path) {
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let runas = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         {runas}{ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        ctl = q(&bin.join("pg_ctl")),
+        data = q(&dir.join("data")),
+        dir = q(dir),
+    );
+    let spawned = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!(
+            "warning: no watchdog for the test cluster in {}: {e}",
+            dir.display()
+        );
+    }
+}
