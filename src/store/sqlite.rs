@@ -44,10 +44,7 @@ impl SqliteEngine {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+        let pool = connect_retrying_busy(options, max_connections)
             .await
             .ctx("open the SQLite store")?;
         let engine = Self { pool, events };
@@ -77,4 +74,38 @@ impl SqliteEngine {
     super::ops_tokens::tokens_ops!(Sqlite);
     super::ops_misc::misc_ops!(Sqlite);
     super::migrate::migrate_ops!(Sqlite);
+}
+
+/// Connects, retrying while another process holds the lock. Switching a fresh file to WAL
+/// needs an exclusive lock and SQLite answers `SQLITE_BUSY` there without consulting the busy
+/// timeout, so replicas that start together must retry (bounded by `BUSY_TIMEOUT`).
+async fn connect_retrying_busy(
+    options: SqliteConnectOptions,
+    max_connections: u32,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let attempt = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Err(sqlx::Error::Database(e))
+                if is_busy(e.as_ref()) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `SQLITE_BUSY` and its extended codes (`BUSY_RECOVERY` 261, `BUSY_SNAPSHOT` 517, ...).
+fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
