@@ -43,6 +43,8 @@ pub enum StartupError {
     Upstream(#[from] ForwarderError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Everything a request handler needs, shared by every connection.
@@ -52,15 +54,21 @@ pub struct Gateway {
     /// What a reload replaces; each request loads it once.
     pub live: ArcSwap<Live>,
     pub metrics: Metrics,
+    pub store: crate::store::Store,
+    pub clock: crate::clock::Clock,
     tls: ArcSwap<rustls::ServerConfig>,
     listening: AtomicBool,
 }
 
 impl Gateway {
-    /// Ready when the listeners are bound and serving and the gateway is not draining.
+    /// Ready when the listeners are serving, the gateway is not draining, and the store answers.
     pub async fn readiness(&self) -> Result<(), &'static str> {
         if !self.listening.load(Ordering::Relaxed) {
             return Err("listeners are not serving");
+        }
+        if let Err(e) = self.store.health().await {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            return Err("the store does not answer");
         }
         Ok(())
     }
@@ -101,6 +109,12 @@ impl App {
         let metrics = Metrics::new()?;
         let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let live = Live::build(config.clone(), &metrics)?;
+        let store = crate::store::Store::open(
+            config.store.url.expose(),
+            &config.base_dir(),
+            config.store.max_connections,
+        )
+        .await?;
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
@@ -119,6 +133,8 @@ impl App {
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
+            store,
+            clock: crate::clock::Clock::system(),
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,
@@ -199,8 +215,11 @@ impl App {
             admin_stop.clone(),
             TaskTracker::new(),
         ));
+        let cleanup = gateway
+            .store
+            .spawn_cleanup(std::time::Duration::from_secs(60), gateway.clock.clone());
         gateway.listening.store(true, Ordering::Relaxed);
-        tracing::info!("gatehouse is serving");
+        tracing::info!(store = gateway.store.engine_name(), "gatehouse is serving");
 
         shutdown.await;
         gateway.listening.store(false, Ordering::Relaxed);
@@ -215,6 +234,8 @@ impl App {
         }
         admin_stop.cancel();
         admin.abort();
+        cleanup.abort();
+        gateway.store.close().await;
     }
 }
 

@@ -362,6 +362,22 @@ async fn not_ready_before_serving() {
 }
 
 #[tokio::test]
+async fn not_ready_when_the_store_stops_answering() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let ready = reqwest::get(format!("http://{}/readyz", gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    gw.gateway.store.close().await;
+    let ready = reqwest::get(format!("http://{}/readyz", gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("store"));
+}
+
+#[tokio::test]
 async fn plain_redirect_listener_answers_308_to_the_public_url() {
     let gw = TestGateway::start("http_redirect_listen = \"127.0.0.1:0\"", "").await;
     let redirect = gw.redirect.unwrap();

@@ -82,6 +82,7 @@ pub struct TestGateway {
     pub plain: Option<SocketAddr>,
     pub redirect: Option<SocketAddr>,
     pub dir: ConfigDir,
+    pub gateway: Arc<gatehouse::server::Gateway>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -102,6 +103,7 @@ impl TestGateway {
             app.plain_addr(),
             app.redirect_addr(),
         );
+        let gateway = app.gateway().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -112,6 +114,7 @@ impl TestGateway {
             plain,
             redirect,
             dir,
+            gateway,
             stop: Some(tx),
             task: Some(task),
         };
