@@ -41,7 +41,11 @@ fn routes() -> RouteTable {
             upstream_ca: None,
         })
         .collect();
-    RouteTable::new(&configs, &Metrics::new().unwrap())
+    RouteTable::new(
+        &configs,
+        &gatehouse::auth::scope::ScopeSet::default_confluence(),
+        &Metrics::new().unwrap(),
+    )
 }
 
 fn typical_headers() -> HeaderMap {
@@ -96,7 +100,7 @@ fn bench(c: &mut Criterion) {
                     host: h.get("host").cloned(),
                     request_id: &rid,
                 };
-                policy.prepare_request(&mut h, &facts, false);
+                policy.prepare_request(&mut h, &facts, false, None);
                 h
             },
             criterion::BatchSize::SmallInput,

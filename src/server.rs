@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod conn;
 pub mod dispatch;
+pub mod guard;
 pub mod reload;
 pub mod tls;
 
@@ -45,6 +46,10 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("oauth.signing_keys: {0}")]
+    Keys(#[from] crate::oauth::keys::KeyError),
+    #[error("{0}")]
+    Directory(String),
 }
 
 /// Everything a request handler needs, shared by every connection.
@@ -56,6 +61,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub store: crate::store::Store,
     pub clock: crate::clock::Clock,
+    pub keys: Arc<crate::oauth::keys::SigningKeys>,
+    pub auth: Arc<crate::auth::Authenticator>,
     tls: ArcSwap<rustls::ServerConfig>,
     listening: AtomicBool,
 }
@@ -109,6 +116,15 @@ impl App {
         let metrics = Metrics::new()?;
         let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let live = Live::build(config.clone(), &metrics)?;
+        let keys = Arc::new(crate::oauth::keys::SigningKeys::load(
+            &config.oauth.signing_keys,
+        )?);
+        let auth = Arc::new(crate::auth::Authenticator::new(
+            &config.auth,
+            &config.server.public_url,
+            config.audience(),
+            &metrics,
+        ));
         let store = crate::store::Store::open(
             config.store.url.expose(),
             &config.base_dir(),
@@ -135,6 +151,8 @@ impl App {
             metrics,
             store,
             clock: crate::clock::Clock::system(),
+            keys,
+            auth,
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,
@@ -215,6 +233,7 @@ impl App {
             admin_stop.clone(),
             TaskTracker::new(),
         ));
+        let revocations = gateway.auth.spawn_listener(&gateway.store);
         let cleanup = gateway
             .store
             .spawn_cleanup(std::time::Duration::from_secs(60), gateway.clock.clone());
@@ -235,6 +254,7 @@ impl App {
         admin_stop.cancel();
         admin.abort();
         cleanup.abort();
+        revocations.abort();
         gateway.store.close().await;
     }
 }

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::headers::{ClientFacts, HeaderPolicy, connection_has, prepare_response};
+use super::headers::{ClientFacts, HeaderPolicy, Identity, connection_has, prepare_response};
 use super::routes::Route;
 use crate::body::{Body, boxed};
 use crate::config::RouteConfig;
@@ -81,6 +81,7 @@ impl Forwarder {
         rewritten_path: Option<&str>,
         policy: &HeaderPolicy,
         facts: &ClientFacts<'_>,
+        identity: Option<&Identity<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
         let upgrade = req.version() == Version::HTTP_11
             && req.headers().contains_key(http::header::UPGRADE)
@@ -88,7 +89,7 @@ impl Forwarder {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         *req.uri_mut() = upstream_uri(route, req.uri(), rewritten_path)?;
         *req.version_mut() = Version::HTTP_11;
-        policy.prepare_request(req.headers_mut(), facts, upgrade);
+        policy.prepare_request(req.headers_mut(), facts, upgrade, identity);
 
         let started = Instant::now();
         let sent = tokio::time::timeout(route.timeout, self.client_for(route).request(req)).await;

@@ -44,7 +44,24 @@ pub struct HeaderPolicy {
     /// Identity header names, lower-case with `-`; stripped from every request in any spelling.
     identity: Vec<String>,
     trusted_proxies: Vec<IpNet>,
+    user_header: HeaderName,
+    scopes_header: HeaderName,
+    client_id_header: HeaderName,
 }
+
+/// Who the gateway vouches for, as the upstream receives it (SPEC §3.4).
+pub struct Identity<'a> {
+    pub user: &'a HeaderValue,
+    pub scopes: &'a HeaderValue,
+    pub client_id: Option<&'a HeaderValue>,
+    /// The `X-Auth-Assertion` JWT, on routes with `assertion = true`.
+    pub assertion: Option<HeaderValue>,
+    /// `forward_authorization = true`: the client's `Authorization` goes on.
+    pub keep_authorization: bool,
+}
+
+/// The login session cookie: a credential for the gateway, never for the upstream.
+pub const SESSION_COOKIE: &str = "gatehouse_session";
 
 /// Facts about the client's connection that go into forwarding headers.
 pub struct ClientFacts<'a> {
@@ -58,7 +75,18 @@ pub struct ClientFacts<'a> {
 }
 
 impl HeaderPolicy {
+    /// `identity_headers` are the user, scopes and client-id header names, in that order.
     pub fn new(identity_headers: &[&HeaderName], trusted_proxies: Vec<IpNet>) -> Self {
+        let name = |i: usize, default: &'static str| {
+            identity_headers
+                .get(i)
+                .map_or_else(|| HeaderName::from_static(default), |h| (*h).clone())
+        };
+        let (user_header, scopes_header, client_id_header) = (
+            name(0, "x-auth-user"),
+            name(1, "x-auth-scopes"),
+            name(2, "x-auth-client-id"),
+        );
         let mut identity: Vec<String> = identity_headers
             .iter()
             .map(|h| h.as_str().replace(['_', '.'], "-"))
@@ -70,6 +98,9 @@ impl HeaderPolicy {
         Self {
             identity,
             trusted_proxies,
+            user_header,
+            scopes_header,
+            client_id_header,
         }
     }
 
@@ -79,7 +110,13 @@ impl HeaderPolicy {
 
     /// Rewrites a client's request headers for the upstream. `upgrade` keeps `Upgrade` and
     /// `Connection: upgrade` for a WebSocket handshake.
-    pub fn prepare_request(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, upgrade: bool) {
+    pub fn prepare_request(
+        &self,
+        headers: &mut HeaderMap,
+        facts: &ClientFacts<'_>,
+        upgrade: bool,
+        identity: Option<&Identity<'_>>,
+    ) {
         let trusted = self.is_trusted(facts.peer);
         // `Connection: upgrade` names the Upgrade field itself; keep its value for the handshake.
         let upgrade_to = if upgrade {
@@ -105,11 +142,29 @@ impl HeaderPolicy {
         for name in doomed {
             headers.remove(name);
         }
+        strip_session_cookie(headers);
         self.set_forwarding(headers, facts, trusted);
         headers.insert(X_REQUEST_ID.clone(), facts.request_id.clone());
+        if let Some(id) = identity {
+            self.set_identity(headers, id);
+        }
         if let Some(protocol) = upgrade_to {
             headers.insert(header::UPGRADE, protocol);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+
+    fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
+        if !id.keep_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        headers.insert(self.user_header.clone(), id.user.clone());
+        headers.insert(self.scopes_header.clone(), id.scopes.clone());
+        if let Some(client) = id.client_id {
+            headers.insert(self.client_id_header.clone(), client.clone());
+        }
+        if let Some(assertion) = &id.assertion {
+            headers.insert(X_AUTH_ASSERTION.clone(), assertion.clone());
         }
     }
 
@@ -118,7 +173,7 @@ impl HeaderPolicy {
     }
 
     fn set_forwarding(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, trusted: bool) {
-        let peer = ip_header_value(facts.peer);
+        let peer = facts.peer_value;
         match headers
             .get(&X_FORWARDED_FOR)
             .filter(|_| trusted)
@@ -167,6 +222,35 @@ pub fn prepare_response(
         headers.remove(header::UPGRADE);
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// Removes the gateway's session cookie from `Cookie`, keeping the others.
+fn strip_session_cookie(headers: &mut HeaderMap) {
+    let carries = headers.get_all(header::COOKIE).iter().any(|v| {
+        v.as_bytes()
+            .windows(SESSION_COOKIE.len())
+            .any(|w| w == SESSION_COOKIE.as_bytes())
+    });
+    if !carries {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(SESSION_COOKIE)
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
 /// Drops every field named in `Connection` (RFC 9110 §7.6.1).
@@ -283,7 +367,7 @@ mod tests {
             ("x-auth-assertion", "x"),
             ("x-other", "ok"),
         ]);
-        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false, None);
         assert!(
             h.get("x-auth-user").is_none()
                 && h.get("x_auth_user").is_none()
@@ -303,7 +387,7 @@ mod tests {
             ("x_forwarded_uri", "/admin"),
             ("x-original-url", "/admin"),
         ]);
-        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false, None);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
         assert_eq!(h["x-forwarded-host"], "gw.example.com");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -322,7 +406,7 @@ mod tests {
             ("x-forwarded-proto", "http"),
             ("forwarded", "for=1.2.3.4"),
         ]);
-        policy(&["203.0.113.0/24"]).prepare_request(&mut h, &facts(&rid), false);
+        policy(&["203.0.113.0/24"]).prepare_request(&mut h, &facts(&rid), false, None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 203.0.113.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["forwarded"], "for=1.2.3.4");
@@ -343,7 +427,7 @@ mod tests {
             ("keep-alive", "5"),
             ("host", "gw"),
         ]);
-        policy(&[]).prepare_request(&mut h, &facts(&rid), false);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false, None);
         assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("upgrade").is_none());
         assert!(
             h.get("connection").is_none()

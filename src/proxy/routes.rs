@@ -8,6 +8,8 @@ use http::Uri;
 use http::uri::{Authority, Scheme};
 use prometheus::Histogram;
 
+use crate::auth::rules::RouteScopes;
+use crate::auth::scope::ScopeSet;
 use crate::config::{AuthMode, RouteConfig};
 use crate::metrics::Metrics;
 
@@ -23,13 +25,21 @@ pub struct Route {
     pub base_path: String,
     pub timeout: Duration,
     pub auth: AuthMode,
+    /// The scope each method needs (empty for `auth = "none"`).
+    pub scopes: RouteScopes,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub upstream_errors: prometheus::IntCounterVec,
 }
 
 impl Route {
-    fn new(config: RouteConfig, metrics: &Metrics) -> Self {
+    fn new(config: RouteConfig, scope_set: &ScopeSet, metrics: &Metrics) -> Self {
+        let scopes = RouteScopes::new(&config.scopes, scope_set).unwrap_or_else(|e| {
+            // The config check refuses unknown scopes first; should they disagree, the route
+            // allows no method rather than any.
+            tracing::error!(route = %config.path, error = %e, "route scopes could not be resolved");
+            RouteScopes::default()
+        });
         let label = config.label();
         let upstream: &Uri = &config.upstream;
         let scheme = upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
@@ -48,6 +58,7 @@ impl Route {
             upstream_errors: metrics.upstream_errors.clone(),
             timeout: config.timeout,
             auth: config.auth,
+            scopes,
             label,
             scheme,
             authority,
@@ -78,11 +89,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(configs: &[RouteConfig], metrics: &Metrics) -> Self {
+    pub fn new(configs: &[RouteConfig], scope_set: &ScopeSet, metrics: &Metrics) -> Self {
         let mut routes: Vec<Arc<Route>> = configs
             .iter()
             .cloned()
-            .map(|c| Arc::new(Route::new(c, metrics)))
+            .map(|c| Arc::new(Route::new(c, scope_set, metrics)))
             .collect();
         routes.sort_by(|a, b| {
             let key = |r: &Route| {
@@ -150,6 +161,7 @@ mod tests {
                 route("/rest", "", "http://rest"),
                 route("/rest/api", "wiki.example.com", "http://wiki"),
             ],
+            &ScopeSet::default_confluence(),
             &m,
         )
     }
@@ -185,7 +197,11 @@ mod tests {
     #[test]
     fn no_route_without_a_root_route() {
         let m = Metrics::new().unwrap();
-        let t = RouteTable::new(&[route("/rest/api", "", "http://api")], &m);
+        let t = RouteTable::new(
+            &[route("/rest/api", "", "http://api")],
+            &ScopeSet::default_confluence(),
+            &m,
+        );
         assert!(t.find(None, "/rest/apix").is_none());
         assert!(t.find(None, "/rest").is_none());
     }

@@ -9,13 +9,17 @@ use hyper::body::Incoming;
 
 use super::Gateway;
 use super::conn::ConnInfo;
+use super::guard;
+use crate::auth::Principal;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
+use crate::oauth::jwt::AssertionClaims;
 use crate::proxy::forward::with_request_id;
-use crate::proxy::headers::{self, ClientFacts};
+use crate::proxy::headers::{self, ClientFacts, Identity};
 use crate::proxy::path::normalize;
+use crate::proxy::routes::Route;
 use crate::proxy::routes::request_host;
 
 /// Answers one request on the public listener.
@@ -107,10 +111,14 @@ async fn proxy(
     let Some(route) = routes.find(host, &path.matching).cloned() else {
         return (Err(GatewayError::NoRoute), None);
     };
-    if route.auth != AuthMode::None {
-        let e = GatewayError::NotImplemented("token authentication is not available in this build");
-        return (Err(e), Some(route));
-    }
+    let principal = if route.auth == AuthMode::None {
+        None
+    } else {
+        match guard::check(gateway, &live, &route, &req, id_str(request_id)).await {
+            guard::Decision::Allow(p) => Some(p),
+            guard::Decision::Deny(response) => return (Ok(response), Some(route)),
+        }
+    };
     // Owned only when normalization rewrote the path; the common case stays allocation-free.
     let rewritten = match path.forward {
         std::borrow::Cow::Borrowed(_) => None,
@@ -123,11 +131,62 @@ async fn proxy(
         host: forwarded_host(&req),
         request_id,
     };
+    let identity = principal.as_deref().map(|p| identity(gateway, &route, p));
+    if route.config.assertion && identity.as_ref().is_some_and(|i| i.assertion.is_none()) {
+        // The upstream relies on the assertion: fail closed rather than forward without it.
+        return (Err(GatewayError::Internal), Some(route));
+    }
     let result = live
         .forwarder
-        .forward(&route, req, rewritten.as_deref(), &live.headers, &facts)
+        .forward(
+            &route,
+            req,
+            rewritten.as_deref(),
+            &live.headers,
+            &facts,
+            identity.as_ref(),
+        )
         .await;
     (result, Some(route))
+}
+
+/// The identity headers for `principal` on `route`, with a fresh assertion where asked for.
+fn identity<'a>(gateway: &Gateway, route: &Route, principal: &'a Principal) -> Identity<'a> {
+    let assertion = route
+        .config
+        .assertion
+        .then(|| assertion(gateway, route, principal))
+        .flatten();
+    Identity {
+        user: &principal.user_value,
+        scopes: &principal.scopes_value,
+        client_id: principal.client_id_value.as_ref(),
+        assertion,
+        keep_authorization: route.config.forward_authorization,
+    }
+}
+
+/// A 60-second JWT saying who the gateway vouches for, addressed to the route's upstream.
+fn assertion(gateway: &Gateway, route: &Route, principal: &Principal) -> Option<HeaderValue> {
+    let jti = crate::auth::secret::new_id().ok()?;
+    let scope = principal.scopes_value.to_str().ok()?;
+    let audience = route.config.upstream.to_string();
+    let claims = AssertionClaims::new(
+        &gateway.config.server.public_url,
+        &principal.user,
+        audience.trim_end_matches('/'),
+        scope,
+        principal.client_id.as_deref(),
+        gateway.clock.unix_seconds(),
+        jti,
+    );
+    match gateway.keys.sign_assertion(&claims) {
+        Ok(jwt) => HeaderValue::from_str(&jwt).ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "signing the assertion failed");
+            None
+        }
+    }
 }
 
 /// The host the client asked for, as `X-Forwarded-Host` carries it (with its port, if any).

@@ -16,6 +16,7 @@ use crate::proxy::routes::RouteTable;
 /// What each request reads once, at its start.
 pub struct Live {
     pub config: Config,
+    pub directory: crate::auth::directory::Directory,
     pub routes: RouteTable,
     pub forwarder: Forwarder,
     pub headers: HeaderPolicy,
@@ -33,9 +34,12 @@ impl Live {
             ],
             config.server.trusted_proxies.clone(),
         );
-        let routes = RouteTable::new(&config.routes, metrics);
+        let directory = crate::auth::directory::Directory::from_config(&config)
+            .map_err(StartupError::Directory)?;
+        let routes = RouteTable::new(&config.routes, &directory.scopes, metrics);
         Ok(Self {
             config,
+            directory,
             routes,
             forwarder,
             headers,
@@ -63,6 +67,8 @@ impl Gateway {
         let live = Live::build(config, &self.metrics)?;
         self.tls.store(tls);
         self.live.store(Arc::new(live));
+        // Users or their scopes may have changed: validate every token afresh.
+        self.auth.flush();
         Ok(warnings)
     }
 }

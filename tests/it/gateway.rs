@@ -396,23 +396,6 @@ async fn plain_redirect_listener_answers_308_to_the_public_url() {
 }
 
 #[tokio::test]
-async fn auth_routes_answer_501_until_token_validation_exists() {
-    let up = Upstream::start().await;
-    let route = format!(
-        "[[routes]]\npath = \"/rest\"\nupstream = \"http://{}\"\nauth = \"bearer\"\nscope = \"READ\"\n",
-        up.addr
-    );
-    let gw = TestGateway::start("", &route).await;
-    let r = gw.client(true).get(gw.url("/rest/x")).send().await.unwrap();
-    assert_eq!(r.status(), 501);
-    assert_eq!(
-        up.count(),
-        0,
-        "nothing reaches a protected upstream unauthenticated"
-    );
-}
-
-#[tokio::test]
 async fn plain_listener_serves_behind_a_tls_terminating_balancer() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(

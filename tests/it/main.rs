@@ -6,6 +6,7 @@
 mod harness;
 mod support;
 
+mod auth;
 mod cli;
 mod gateway;
 mod limits;

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod process;
+pub mod tokens;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -34,8 +35,25 @@ impl ConfigDir {
         Self { dir, pki }
     }
 
-    /// Writes `gatehouse.toml`: listeners on port 0 plus `extra` (sections, routes).
+    /// A second config folder with the same signing key, as a second replica would have.
+    pub fn sharing_keys_with(other: &ConfigDir) -> Self {
+        let dir = Self::new();
+        std::fs::copy(
+            other.dir.path().join("signing.pem"),
+            dir.dir.path().join("signing.pem"),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Writes `gatehouse.toml`: listeners on port 0 plus `extra` (sections, routes). A SQLite
+    /// store in the folder unless `extra` has its own `[store]`.
     pub fn write(&self, server_extra: &str, extra: &str) -> PathBuf {
+        let store = if extra.contains("[store]") {
+            ""
+        } else {
+            "[store]\nurl = \"sqlite://gatehouse.db\"\n"
+        };
         let text = format!(
             r#"
 [server]
@@ -53,9 +71,7 @@ listen = "127.0.0.1:0"
 format = "json"
 level = "info"
 
-[store]
-url = "sqlite://gatehouse.db"
-
+{store}
 [oauth]
 signing_keys = ["signing.pem"]
 
@@ -89,11 +105,15 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(server_extra: &str, extra: &str) -> Self {
+        Self::start_in(ConfigDir::new(), server_extra, extra).await
+    }
+
+    /// Starts in a prepared config folder (e.g. one sharing another replica's keys).
+    pub async fn start_in(dir: ConfigDir, server_extra: &str, extra: &str) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("gatehouse=debug")
             .try_init();
-        let dir = ConfigDir::new();
         let path = dir.write(server_extra, extra);
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let app = App::build(config).await.unwrap();
@@ -222,3 +242,17 @@ pub fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Two users: alice (max WRITE) and root (max SYSTEM_ADMIN). The hashes are never checked by
+/// token tests.
+pub const USERS: &str = r#"
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+max_scope = "WRITE"
+
+[[users]]
+name = "root"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+max_scope = "SYSTEM_ADMIN"
+"#;

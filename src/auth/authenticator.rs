@@ -1,0 +1,390 @@
+//! Bearer and session authentication for proxied routes and the gateway's own APIs
+//! (RFC 6750, RFC 9068, SPEC §3.4): validated tokens are cached (moka, keyed by SHA-256 of the
+//! token) until the earlier of their expiry and `auth.cache_ttl`; invalid ones for
+//! `auth.negative_cache_ttl`, so a flood of one bad token costs one verification. Revocation
+//! events from the store take effect on the next request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use moka::sync::Cache;
+use prometheus::IntCounter;
+
+use super::directory::Directory;
+use super::principal::{Principal, PrincipalKind};
+use super::revoked::Revoked;
+use super::scope::Scopes;
+use crate::clock::unix_seconds;
+use crate::config::AuthConfig;
+use crate::metrics::Metrics;
+use crate::oauth::jwt::{TokenError, VerifyPolicy};
+use crate::oauth::keys::SigningKeys;
+use crate::store::{SecretHash, Store, StoreEvent, secret_hash};
+
+/// Why a request is not authenticated. Each has a metrics label and an RFC 6750 answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer credentials at all (401 without an error code).
+    Missing,
+    /// An `Authorization` header that is not a well-formed bearer token.
+    Malformed,
+    /// A token that does not verify (signature, key, issuer, audience, type).
+    Invalid(&'static str),
+    Expired,
+    /// Revoked, rotated, from a deleted or inactive app, or of a user no longer configured.
+    Revoked,
+    /// The store cannot answer: refuse (503), never allow.
+    Unavailable,
+}
+
+impl AuthFailure {
+    /// The `result` label of `gatehouse_auth_decisions_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Invalid(kind) => kind,
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// The human-readable `error_description`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Missing => "",
+            Self::Malformed => "the Authorization header is not a bearer token",
+            Self::Invalid(_) => "the access token is invalid",
+            Self::Expired => "the access token expired",
+            Self::Revoked => "the access token was revoked",
+            Self::Unavailable => "authentication is temporarily unavailable",
+        }
+    }
+
+    /// The `WWW-Authenticate` value (RFC 6750 §3).
+    pub fn www_authenticate(self) -> HeaderValue {
+        match self {
+            Self::Missing | Self::Unavailable => {
+                HeaderValue::from_static("Bearer realm=\"gatehouse\"")
+            }
+            other => HeaderValue::from_str(&format!(
+                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{}\"",
+                other.description()
+            ))
+            .unwrap_or_else(|_| {
+                HeaderValue::from_static("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+            }),
+        }
+    }
+}
+
+fn token_error_label(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Malformed | TokenError::BadHeader(_) => "malformed",
+        TokenError::UnknownKid => "unknown_kid",
+        TokenError::BadSignature => "bad_signature",
+        TokenError::Expired => "expired",
+        TokenError::NotYetValid => "not_yet_valid",
+        TokenError::WrongIssuer => "wrong_issuer",
+        TokenError::WrongAudience => "wrong_audience",
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    result: Result<Arc<Principal>, AuthFailure>,
+    epoch: u64,
+    ttl: Duration,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<SecretHash, Entry> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &SecretHash,
+        value: &Entry,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Validates bearer tokens with a cache in front; cheap to share.
+pub struct Authenticator {
+    cache: Cache<SecretHash, Entry>,
+    revoked: Revoked,
+    epoch: AtomicU64,
+    policy: VerifyPolicy,
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+    leeway: Duration,
+    hits: IntCounter,
+    misses: IntCounter,
+    entries: prometheus::IntGauge,
+}
+
+impl Authenticator {
+    pub fn new(auth: &AuthConfig, issuer: &str, audience: &str, metrics: &Metrics) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(auth.cache_max_entries)
+            .expire_after(EntryExpiry)
+            .build();
+        Self {
+            cache,
+            revoked: Revoked::new(auth.cache_ttl + Duration::from_secs(1)),
+            epoch: AtomicU64::new(0),
+            policy: VerifyPolicy {
+                issuer: issuer.to_string(),
+                audience: audience.to_string(),
+                leeway: auth.leeway.as_secs(),
+            },
+            cache_ttl: auth.cache_ttl,
+            negative_ttl: auth.negative_cache_ttl,
+            leeway: auth.leeway,
+            hits: metrics.token_cache_requests.with_label_values(&["hit"]),
+            misses: metrics.token_cache_requests.with_label_values(&["miss"]),
+            entries: metrics.token_cache_entries.clone(),
+        }
+    }
+
+    /// Authenticates the value of an `Authorization` header (`None` when absent).
+    pub async fn bearer(
+        &self,
+        authorization: Option<&HeaderValue>,
+        directory: &Directory,
+        keys: &SigningKeys,
+        store: &Store,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let token = bearer_token(authorization)?;
+        let key = secret_hash(token);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some(entry) = self.cache.get(&key).filter(|e| e.epoch == epoch) {
+            self.hits.inc();
+            return match entry.result {
+                Ok(p) if p.expires_at + self.leeway <= now => Err(AuthFailure::Expired),
+                Ok(p) if self.revoked.covers(&p) => Err(AuthFailure::Revoked),
+                other => other,
+            };
+        }
+        self.misses.inc();
+        let result = self
+            .validate(token, &key, directory, keys, store, now)
+            .await;
+        let ttl = match &result {
+            Ok(p) => p
+                .expires_at
+                .duration_since(now)
+                .unwrap_or_default()
+                .min(self.cache_ttl),
+            Err(AuthFailure::Unavailable) => Duration::ZERO,
+            Err(_) => self.negative_ttl,
+        };
+        if !ttl.is_zero() {
+            self.cache.insert(
+                key,
+                Entry {
+                    result: result.clone(),
+                    epoch,
+                    ttl,
+                },
+            );
+            self.entries
+                .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
+        }
+        result
+    }
+
+    async fn validate(
+        &self,
+        token: &str,
+        key: &SecretHash,
+        directory: &Directory,
+        keys: &SigningKeys,
+        store: &Store,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        if token.starts_with(crate::auth::secret::PAT_PREFIX) {
+            return self.validate_pat(key, directory, store, now).await;
+        }
+        let claims = keys
+            .verify_access_token(token, unix_seconds(now), &self.policy)
+            .map_err(|e| match e {
+                TokenError::Expired => AuthFailure::Expired,
+                other => AuthFailure::Invalid(token_error_label(&other)),
+            })?;
+        let grant_id = claims
+            .gid
+            .clone()
+            .ok_or(AuthFailure::Invalid("malformed"))?;
+        let live = store
+            .is_access_token_live(&claims.jti, &grant_id)
+            .await
+            .map_err(unavailable)?;
+        let user = directory
+            .user(&claims.sub)
+            .filter(|_| live)
+            .ok_or(AuthFailure::Revoked)?;
+        let granted = directory
+            .scopes
+            .parse(&claims.scope)
+            .map_err(|_| AuthFailure::Invalid("malformed"))?;
+        let scopes = directory
+            .scopes
+            .expand(granted)
+            .intersection(user.max_scope);
+        let expires_at =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(claims.exp).unwrap_or(0));
+        principal(
+            directory,
+            PrincipalKind::AccessToken,
+            claims.sub,
+            claims.client_id,
+            scopes,
+            expires_at,
+            Some(grant_id),
+            Some(claims.jti),
+            None,
+        )
+    }
+
+    async fn validate_pat(
+        &self,
+        key: &SecretHash,
+        directory: &Directory,
+        store: &Store,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let pat = store
+            .get_pat_by_hash(key)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthFailure::Invalid("unknown"))?;
+        if pat.expire_time <= now {
+            return Err(AuthFailure::Expired);
+        }
+        let user = directory.user(&pat.user).ok_or(AuthFailure::Revoked)?;
+        let granted = directory
+            .scopes
+            .parse(&pat.scope)
+            .map_err(|_| AuthFailure::Revoked)?;
+        let scopes = directory
+            .scopes
+            .expand(granted)
+            .intersection(user.max_scope);
+        if let Err(e) = store.touch_pat(&pat.id, now).await {
+            tracing::debug!(error = %e, "could not record the PAT's last use");
+        }
+        principal(
+            directory,
+            PrincipalKind::PersonalToken,
+            pat.user,
+            None,
+            scopes,
+            pat.expire_time,
+            None,
+            None,
+            Some(pat.id),
+        )
+    }
+
+    /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.
+    pub fn refresh_entry_gauge(&self) {
+        self.cache.run_pending_tasks();
+        self.entries
+            .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
+    }
+
+    /// Applies one store event: the next request with an affected token is refused.
+    pub fn on_event(&self, event: &StoreEvent) {
+        match event {
+            StoreEvent::TokenRevoked { jti } => self.revoked.token(jti),
+            StoreEvent::GrantRevoked { grant_id } => self.revoked.grant(grant_id),
+            StoreEvent::AppRevoked { client_id } => self.revoked.app(client_id),
+            StoreEvent::PatRevoked { id, token_hash } => {
+                self.cache.invalidate(token_hash);
+                self.revoked.pat(id);
+            }
+            StoreEvent::FlushAll => self.flush(),
+        }
+    }
+
+    /// Forgets every cached validation (events were missed, or the users changed).
+    pub fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    /// Follows the store's revocation events until the store closes.
+    pub fn spawn_listener(self: &Arc<Self>, store: &Store) -> tokio::task::JoinHandle<()> {
+        let mut events = store.subscribe();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => this.on_event(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "revocation events were missed: flushing the token cache"
+                        );
+                        this.flush();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn principal(
+    directory: &Directory,
+    kind: PrincipalKind,
+    user: String,
+    client_id: Option<String>,
+    scopes: Scopes,
+    expires_at: SystemTime,
+    grant_id: Option<String>,
+    jti: Option<String>,
+    pat_id: Option<String>,
+) -> Result<Arc<Principal>, AuthFailure> {
+    let text = directory.scopes.to_names(scopes);
+    Principal::new(
+        kind, user, client_id, scopes, &text, expires_at, grant_id, jti, pat_id,
+    )
+    .map(Arc::new)
+    .ok_or(AuthFailure::Invalid("malformed"))
+}
+
+fn unavailable(e: crate::store::StoreError) -> AuthFailure {
+    tracing::error!(error = %e, "token validation: the store does not answer");
+    AuthFailure::Unavailable
+}
+
+/// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1); other schemes count as no
+/// bearer credentials.
+pub fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, AuthFailure> {
+    let value = authorization
+        .ok_or(AuthFailure::Missing)?
+        .to_str()
+        .map_err(|_| AuthFailure::Malformed)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::Missing);
+    }
+    let token = token.trim_start_matches(' ');
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+    let body = token.trim_end_matches('=');
+    if body.is_empty()
+        || token.len() > crate::oauth::jwt::MAX_TOKEN_BYTES
+        || !body.bytes().all(token68)
+    {
+        return Err(AuthFailure::Malformed);
+    }
+    Ok(token)
+}

@@ -1,0 +1,61 @@
+//! The users and scopes of the current config (SPEC §2), resolved once per config load so a
+//! request looks a user up in a map and tests scopes as bitsets.
+
+use std::collections::HashMap;
+
+use super::scope::{ScopeDef, ScopeSet, Scopes};
+use crate::config::{Config, Secret};
+
+/// One configured user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub password_hash: Secret,
+    /// The most this user may hold, expanded.
+    pub max_scope: Scopes,
+}
+
+/// Users and the scope set of one config.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    pub scopes: ScopeSet,
+    users: HashMap<String, User>,
+}
+
+impl Directory {
+    /// Resolves the config's scopes and users; the config check has already refused unknown
+    /// names, so an error here means the two disagree (a bug) and is reported as such.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let scopes = if config.scopes.is_empty() {
+            ScopeSet::default_confluence()
+        } else {
+            let defs = config
+                .scopes
+                .iter()
+                .map(|s| ScopeDef {
+                    name: s.name.clone(),
+                    description: s.description.clone(),
+                    implies: s.implies.clone(),
+                })
+                .collect();
+            ScopeSet::new(defs).map_err(|e| format!("scopes: {e}"))?
+        };
+        let mut users = HashMap::with_capacity(config.users.len());
+        for u in &config.users {
+            let max = scopes
+                .lookup(&u.max_scope)
+                .ok_or_else(|| format!("users.{}: unknown scope {}", u.name, u.max_scope))?;
+            let user = User {
+                name: u.name.clone(),
+                password_hash: u.password_hash.clone(),
+                max_scope: scopes.expand(max),
+            };
+            users.insert(u.name.clone(), user);
+        }
+        Ok(Self { scopes, users })
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+}

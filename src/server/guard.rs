@@ -1,0 +1,229 @@
+//! The authentication and scope check in front of protected routes (SPEC §3.4, RFC 6750 §3):
+//! bearer tokens or PATs on `bearer` routes, the login session or a bearer token on `session`
+//! routes, then the scope the route needs for the method. Every decision is counted.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::Gateway;
+use super::reload::Live;
+use crate::auth::{AuthFailure, Principal, PrincipalKind};
+use crate::body::Body;
+use crate::config::AuthMode;
+use crate::error::json_error;
+use crate::proxy::headers::SESSION_COOKIE;
+use crate::proxy::routes::Route;
+use crate::store::secret_hash;
+
+/// Lets the request through as `Principal`, or answers it.
+pub enum Decision {
+    Allow(Arc<Principal>),
+    Deny(Response<Body>),
+}
+
+/// Decides whether `req` may use `route`.
+pub async fn check(
+    gateway: &Gateway,
+    live: &Live,
+    route: &Route,
+    req: &Request<Incoming>,
+    request_id: &str,
+) -> Decision {
+    let (result, decision) = decide(gateway, live, route, req, request_id).await;
+    gateway
+        .metrics
+        .auth_decisions
+        .with_label_values(&[route.label.as_str(), result])
+        .inc();
+    decision
+}
+
+async fn decide(
+    gateway: &Gateway,
+    live: &Live,
+    route: &Route,
+    req: &Request<Incoming>,
+    request_id: &str,
+) -> (&'static str, Decision) {
+    let Some(rule) = route.scopes.for_method(req.method()) else {
+        let r = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+            request_id,
+        );
+        return ("method_not_allowed", Decision::Deny(r));
+    };
+    let now = gateway.clock.now();
+    let mut authorizations = req.headers().get_all(header::AUTHORIZATION).iter();
+    let authorization = authorizations.next();
+    let principal = if authorizations.next().is_some() {
+        Err(AuthFailure::Malformed)
+    } else if authorization.is_none() && route.auth == AuthMode::Session {
+        match session(gateway, live, req, now).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) if wants_html(req) => {
+                return ("login_redirect", Decision::Deny(login_redirect(req)));
+            }
+            Ok(None) => Err(AuthFailure::Missing),
+            Err(f) => Err(f),
+        }
+    } else {
+        gateway
+            .auth
+            .bearer(
+                authorization,
+                &live.directory,
+                &gateway.keys,
+                &gateway.store,
+                now,
+            )
+            .await
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(failure) => return (failure.label(), Decision::Deny(refuse(failure, request_id))),
+    };
+    if !principal.scopes.satisfies(rule.required) {
+        return (
+            "insufficient_scope",
+            Decision::Deny(insufficient(&rule.name, request_id)),
+        );
+    }
+    ("allowed", Decision::Allow(principal))
+}
+
+/// The user of a valid `gatehouse_session` cookie, holding the user's `max_scope`.
+async fn session(
+    gateway: &Gateway,
+    live: &Live,
+    req: &Request<Incoming>,
+    now: SystemTime,
+) -> Result<Option<Arc<Principal>>, AuthFailure> {
+    let Some(value) = session_cookie(req.headers()) else {
+        return Ok(None);
+    };
+    let found = gateway
+        .store
+        .get_session(&secret_hash(value), now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session lookup: the store does not answer");
+            AuthFailure::Unavailable
+        })?;
+    let Some(session) = found else {
+        return Ok(None);
+    };
+    let Some(user) = live.directory.user(&session.user) else {
+        return Ok(None);
+    };
+    let text = live.directory.scopes.to_names(user.max_scope);
+    let principal = Principal::new(
+        PrincipalKind::Session,
+        user.name.clone(),
+        None,
+        user.max_scope,
+        &text,
+        session.expire_time,
+        None,
+        None,
+        None,
+    );
+    Ok(principal.map(Arc::new))
+}
+
+/// The value of the `gatehouse_session` cookie, if the request carries one.
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+fn wants_html(req: &Request<Incoming>) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+/// 303 to the login page, which sends the browser back to the same path and query.
+fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("/login?return_to={}", percent_encode(target));
+    let mut response = Response::new(crate::body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn refuse(failure: AuthFailure, request_id: &str) -> Response<Body> {
+    let (status, code, message) = match failure {
+        AuthFailure::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "authentication is temporarily unavailable",
+        ),
+        AuthFailure::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a bearer token is required",
+        ),
+        other => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            other.description(),
+        ),
+    };
+    let mut response = json_error(status, code, message, request_id);
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, failure.www_authenticate());
+    }
+    response
+}
+
+fn insufficient(scope: &str, request_id: &str) -> Response<Body> {
+    let message = format!("this request needs the {scope} scope");
+    let mut response = json_error(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        &message,
+        request_id,
+    );
+    let challenge =
+        format!("Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
