@@ -1,1 +1,3 @@
-//! apps: filled in by its issue.
+//! apps: the OAuth app registry and personal access tokens (SPEC §3.3).
+
+pub mod api;

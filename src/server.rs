@@ -6,6 +6,7 @@ pub mod admin;
 pub mod conn;
 pub mod dispatch;
 pub mod guard;
+pub mod own;
 pub mod reload;
 pub mod tls;
 

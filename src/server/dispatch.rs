@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::Gateway;
 use super::conn::ConnInfo;
-use super::guard;
+use super::{guard, own};
 use crate::auth::Principal;
 use crate::body::Body;
 use crate::config::AuthMode;
@@ -28,7 +28,22 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let request_id = headers::request_id(req.headers());
     let method = method_label(req.method());
     let http2 = req.version() == http::Version::HTTP_2;
-    let (response, route) = proxy(gateway, conn, req, &request_id).await;
+    let live = gateway.live.load_full();
+    let own = own::classify(req.uri().path(), live.config.oauth.confluence_paths)
+        .filter(|_| framing_error(&req).is_none());
+    let (response, route) = match own {
+        Some(endpoint) => {
+            let ctx = own::Ctx {
+                gateway,
+                live,
+                conn,
+                request_id: &request_id,
+            };
+            let response = own::handle(endpoint, &ctx, req).await;
+            (Ok(with_request_id(response, &request_id)), None)
+        }
+        None => proxy(gateway, live, conn, req, &request_id).await,
+    };
     let response = response.unwrap_or_else(|e| {
         let mut response = with_request_id(e.into_response(id_str(&request_id)), &request_id);
         if matches!(e, GatewayError::BadFraming(_)) && !http2 {
@@ -46,7 +61,7 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
             r.request_duration.observe(elapsed.as_secs_f64());
             r.label.as_str()
         }
-        None => "none",
+        None => own.map_or("none", own::Endpoint::label),
     };
     gateway
         .metrics
@@ -94,6 +109,7 @@ fn framing_error(req: &Request<Incoming>) -> Option<GatewayError> {
 
 async fn proxy(
     gateway: &Gateway,
+    live: std::sync::Arc<super::reload::Live>,
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
@@ -105,7 +121,6 @@ async fn proxy(
         Ok(p) => p,
         Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
     };
-    let live = gateway.live.load_full();
     let routes = &live.routes;
     let host = request_host(req.uri(), req.headers());
     let Some(route) = routes.find(host, &path.matching).cloned() else {

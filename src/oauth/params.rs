@@ -1,0 +1,134 @@
+//! Request parameters for the OAuth endpoints (RFC 6749 §3.1, §3.2): form bodies and query
+//! strings decoded with `application/x-www-form-urlencoded` rules, where a repeated parameter
+//! is an error, an empty one counts as absent, and unknown ones are ignored.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::error::{OAuthError, OAuthErrorCode};
+
+/// Largest form body the OAuth endpoints read (SPEC §3.3: 64 KiB).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Decoded parameters; each name at most once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses `a=1&b=2` (RFC 6749 appendix B); repeats are refused, empty values dropped.
+    pub fn parse(encoded: &str) -> Result<Self, OAuthError> {
+        let mut out = HashMap::new();
+        for pair in encoded.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (decode(k)?, decode(v)?);
+            if out.contains_key(&k) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidRequest,
+                    format!("parameter '{k}' is repeated"),
+                ));
+            }
+            if !v.is_empty() {
+                out.insert(k, v);
+            } else {
+                out.insert(k, String::new());
+            }
+        }
+        out.retain(|_, v| !v.is_empty());
+        Ok(Self(out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Adds `other`'s parameters; one present in both is a repeat (`invalid_request`).
+    pub fn merge(mut self, other: Params) -> Result<Self, OAuthError> {
+        for (k, v) in other.0 {
+            if self.0.contains_key(&k) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidRequest,
+                    format!("parameter '{k}' is repeated"),
+                ));
+            }
+            self.0.insert(k, v);
+        }
+        Ok(self)
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+}
+
+fn decode(s: &str) -> Result<String, OAuthError> {
+    let bad = || OAuthError::new(OAuthErrorCode::InvalidRequest, "malformed form encoding");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// Reads a request body of at most `limit` bytes; `None` when it is larger.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Option<Bytes>, hyper::Error> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Some(collected.to_bytes())),
+        Err(e) => match e.downcast::<hyper::Error>() {
+            Ok(hyper_error) => Err(*hyper_error),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_forms_and_refuses_repeats() {
+        let p = Params::parse(
+            "grant_type=authorization_code&code=a%2Bb&redirect_uri=https%3A%2F%2Fx&state=&x=1+2",
+        )
+        .unwrap();
+        assert_eq!(p.get("code"), Some("a+b"));
+        assert_eq!(p.get("redirect_uri"), Some("https://x"));
+        assert_eq!(p.get("state"), None, "empty means absent");
+        assert_eq!(p.get("x"), Some("1 2"));
+        assert_eq!(
+            Params::parse("a=1&a=2").unwrap_err().code,
+            OAuthErrorCode::InvalidRequest
+        );
+        assert!(Params::parse("a=%zz").is_err());
+        assert!(Params::parse("a=%ff").is_err(), "not UTF-8");
+        let merged = Params::parse("a=1")
+            .unwrap()
+            .merge(Params::parse("b=2").unwrap())
+            .unwrap();
+        assert_eq!(merged.get("b"), Some("2"));
+        assert!(
+            Params::parse("a=1")
+                .unwrap()
+                .merge(Params::parse("a=1").unwrap())
+                .is_err()
+        );
+    }
+}
