@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod oauth;

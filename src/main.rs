@@ -32,6 +32,15 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Zero-setup demo on 127.0.0.1: self-signed certificate, throwaway store, sample backend.
+    Demo {
+        /// Public HTTPS port (0: any free port).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Admin port for /metrics (0: any free port).
+        #[arg(long, default_value_t = 9090)]
+        admin_port: u16,
+    },
     /// Validate the config: exit 0, or print every problem with file:line:column and exit 2.
     CheckConfig {
         #[arg(
@@ -55,6 +64,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
+        Command::Demo { port, admin_port } => {
+            demo(gatehouse::demo::DemoOptions { port, admin_port })
+        }
     }
 }
 
@@ -114,6 +126,29 @@ fn serve(path: &std::path::Path) -> ExitCode {
         tokio::spawn(reload_on_sighup(app.gateway().clone(), path.to_path_buf()));
         app.run(shutdown_signal()).await;
         tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn demo(options: gatehouse::demo::DemoOptions) -> ExitCode {
+    init_logging(LogFormat::Text, "warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let demo = match gatehouse::demo::build(options).await {
+            Ok(d) => d,
+            Err(e) => return fail(&e.to_string()),
+        };
+        println!("{}", demo.instructions());
+        let gatehouse::demo::Demo { app, dir, .. } = demo;
+        app.run(shutdown_signal()).await;
+        drop(dir);
+        eprintln!("gatehouse demo stopped; its folder is deleted");
         ExitCode::SUCCESS
     })
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod demo;
 mod gateway;
 mod limits;
 mod prometheus;
