@@ -1,0 +1,163 @@
+//! Criterion benchmarks of per-request authentication (SPEC §3.4): a token-cache hit (SHA-256
+//! of the token, one moka lookup, the revocation check) and a miss (Ed25519 verification of the
+//! RFC 9068 JWT plus the store's liveness query on SQLite), and the scope test after either.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use gatehouse::App;
+use gatehouse::config::Config;
+use gatehouse::oauth::jwt::AccessClaims;
+use gatehouse::store::{NewAuthCode, NewRefreshToken, RedeemOutcome, secret_hash};
+use http::HeaderValue;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: App,
+    header: HeaderValue,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let key = gatehouse::oauth::keys::generate_pem().unwrap();
+    std::fs::write(dir.path().join("signing.pem"), key.expose()).unwrap();
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://localhost"
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+[admin]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://bench.db"
+[oauth]
+signing_keys = ["signing.pem"]
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+max_scope = "WRITE"
+"#;
+    std::fs::write(dir.path().join("g.toml"), toml).unwrap();
+    let app = App::build(Config::load(&dir.path().join("g.toml")).unwrap())
+        .await
+        .unwrap();
+    let g = app.gateway().clone();
+    let now = g.clock.now();
+    let record = gatehouse::store::App {
+        id: gatehouse::store::new_app_id(),
+        client_id: "bench".into(),
+        display_name: "Bench".into(),
+        description: String::new(),
+        logo_uri: String::new(),
+        allowed_callback_urls: vec!["https://bench.example/cb".into()],
+        allowed_logout_urls: vec![],
+        allowed_web_origins: vec![],
+        client_type: gatehouse::store::ClientType::Confidential,
+        secret_hash: Some(secret_hash("bench-secret")),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        scopes: vec!["READ".into(), "WRITE".into()],
+        skip_consent: false,
+        active: true,
+        labels: Default::default(),
+        created_by: "users/alice".into(),
+        updated_by: "users/alice".into(),
+        create_time: now,
+        update_time: now,
+        managed_by: gatehouse::store::ManagedBy::Api,
+    };
+    g.store.create_app(&record).await.unwrap();
+    let code = NewAuthCode {
+        hash: secret_hash("bench-code"),
+        client_id: "bench".into(),
+        user: "alice".into(),
+        redirect_uri: "https://bench.example/cb".into(),
+        scope: "WRITE".into(),
+        code_challenge: None,
+        code_challenge_method: None,
+        create_time: now,
+        expire_time: now + Duration::from_secs(60),
+    };
+    g.store.create_code(&code).await.unwrap();
+    let first = NewRefreshToken {
+        hash: secret_hash("gh_rt_bench"),
+        expire_time: now + Duration::from_secs(3600),
+        access_jti: Some("jti-1".into()),
+        access_expire_time: None,
+    };
+    let RedeemOutcome::Redeemed { grant, .. } = g
+        .store
+        .redeem_code(&secret_hash("bench-code"), &first, now)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let t = g.clock.unix_seconds();
+    let claims = AccessClaims {
+        iss: "https://localhost".into(),
+        sub: "alice".into(),
+        aud: "https://localhost".into(),
+        client_id: Some("bench".into()),
+        scope: "WRITE".into(),
+        iat: t,
+        exp: t + 7200,
+        nbf: None,
+        jti: "jti-1".into(),
+        gid: Some(grant.id),
+    };
+    let token = g.keys.sign_access_token(&claims).unwrap();
+    let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    Fixture {
+        _dir: dir,
+        app,
+        header,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = rt.block_on(fixture());
+    let g = f.app.gateway().clone();
+    let live = g.live.load_full();
+    let required = live.directory.scopes.lookup("READ").unwrap();
+    let authenticate = || async {
+        let p = g
+            .auth
+            .bearer(
+                Some(&f.header),
+                &live.directory,
+                &g.keys,
+                &g.store,
+                g.clock.now(),
+            )
+            .await
+            .unwrap();
+        black_box(p.scopes.satisfies(required))
+    };
+    rt.block_on(authenticate());
+    c.bench_function("auth/bearer_cache_hit", |b| {
+        b.to_async(&rt).iter(authenticate)
+    });
+    c.bench_function("auth/bearer_cache_miss_sqlite", |b| {
+        b.to_async(&rt).iter_batched(
+            || g.auth.flush(),
+            |()| authenticate(),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
