@@ -51,6 +51,8 @@ pub enum StartupError {
     Keys(#[from] crate::oauth::keys::KeyError),
     #[error("{0}")]
     Directory(String),
+    #[error("{0}")]
+    Apps(String),
 }
 
 /// Everything a request handler needs, shared by every connection.
@@ -132,6 +134,10 @@ impl App {
             config.store.max_connections,
         )
         .await?;
+        let clock = crate::clock::Clock::system();
+        crate::apps::config_sync::sync_live(&store, &live, clock.now())
+            .await
+            .map_err(StartupError::Apps)?;
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
@@ -151,7 +157,7 @@ impl App {
             live: ArcSwap::from_pointee(live),
             metrics,
             store,
-            clock: crate::clock::Clock::system(),
+            clock,
             keys,
             auth,
             tls: ArcSwap::new(tls),

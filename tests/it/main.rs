@@ -6,6 +6,7 @@
 mod harness;
 mod support;
 
+mod apps;
 mod auth;
 mod cli;
 mod demo;
