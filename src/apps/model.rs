@@ -188,7 +188,9 @@ impl AppInput {
     fn validate(&self, v: &mut Violations, create: bool, rules: Rules<'_>) {
         match &self.display_name {
             Some(s) => validate::display_name(v, "displayName", s),
-            None if create => v.add("displayName", "is required"),
+            None if create && !v.0.iter().any(|x| x.field == "displayName") => {
+                v.add("displayName", "is required");
+            }
             None => {}
         }
         if let Some(s) = &self.description {
@@ -199,7 +201,14 @@ impl AppInput {
         }
         match &self.allowed_callback_urls {
             Some(list) => validate::url_list(v, "allowedCallbackUrls", list, true, rules),
-            None if create => v.add("allowedCallbackUrls", "at least one URL is required"),
+            None if create
+                && !v
+                    .0
+                    .iter()
+                    .any(|x| x.field.starts_with("allowedCallbackUrls")) =>
+            {
+                v.add("allowedCallbackUrls", "at least one URL is required");
+            }
             None => {}
         }
         if let Some(list) = &self.allowed_logout_urls {

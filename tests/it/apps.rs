@@ -32,8 +32,10 @@ pub struct Api {
     pub seen: Arc<Mutex<Vec<Exchange>>>,
 }
 
+/// `extra` comes right after the harness's `[oauth]` table, so bare keys at its top are
+/// `oauth.*` settings.
 pub async fn start(extra: &str) -> Api {
-    let gw = TestGateway::start("", &format!("{USERS}\n{extra}")).await;
+    let gw = TestGateway::start("", &format!("{extra}\n{USERS}")).await;
     let (admin, _) = tokens::pat(&gw.gateway, "root", "ADMIN").await;
     Api {
         gw,

@@ -7,6 +7,8 @@ mod harness;
 mod support;
 
 mod apps;
+mod apps_pats;
+mod apps_validation;
 mod auth;
 mod cli;
 mod demo;
