@@ -7,6 +7,7 @@ mod harness;
 mod support;
 
 mod apps;
+mod apps_cli;
 mod apps_pats;
 mod apps_validation;
 mod auth;
