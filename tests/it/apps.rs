@@ -15,7 +15,6 @@ use crate::harness::upstream::Upstream;
 use crate::harness::{TestGateway, USERS};
 
 /// One response as the API sent it, kept for the OpenAPI check.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct Exchange {
     pub method: String,
