@@ -386,7 +386,8 @@ fn the_checker_fails_on_drift() {
         doc.check_exchange(&ex(200, "/v1/oauthApps/abc", app.clone())),
         Ok(())
     );
-    let mutations: [(&str, Box<dyn Fn(&mut Value)>); 7] = [
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: [(&str, Mutation); 7] = [
         ("not documented", Box::new(|v| v["extra"] = json!(1))),
         (
             "required property clientId",

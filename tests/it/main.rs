@@ -10,6 +10,7 @@ mod apps;
 mod apps_cli;
 mod apps_openapi;
 mod apps_pats;
+mod apps_revoke;
 mod apps_validation;
 mod auth;
 mod cli;
