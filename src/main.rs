@@ -251,6 +251,13 @@ async fn reload_on_sighup(gateway: std::sync::Arc<gatehouse::server::Gateway>, p
                 for w in warnings {
                     tracing::warn!("{w}");
                 }
+                let live = gateway.live.load_full();
+                let now = gateway.clock.now();
+                if let Err(e) =
+                    gatehouse::apps::config_sync::sync_live(&gateway.store, &live, now).await
+                {
+                    tracing::error!(error = %e, "config reloaded, but its [[apps]] could not be synced into the store");
+                }
                 tracing::info!(config = %path.display(), "config reloaded");
             }
             Err(e) => {

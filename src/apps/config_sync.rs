@@ -32,13 +32,7 @@ pub async fn sync(
     now: SystemTime,
 ) -> Result<SyncReport, String> {
     let now = truncate_to_micros(now);
-    let mut v = Violations::default();
-    for (i, entry) in config.apps.iter().enumerate() {
-        check(&mut v, &format!("apps[{i}]"), entry, rules);
-    }
-    if !v.is_empty() {
-        return Err(v.message());
-    }
+    validate_apps(config, rules)?;
     let mut report = SyncReport::default();
     for (i, entry) in config.apps.iter().enumerate() {
         store
@@ -64,13 +58,31 @@ pub async fn sync(
     Ok(report)
 }
 
-/// [`sync`] with the rules of a loaded [`Live`] state (its scope set and redirect policy).
-pub async fn sync_live(store: &Store, live: &Live, now: SystemTime) -> Result<SyncReport, String> {
-    let rules = Rules {
+/// Checks every `[[apps]]` entry by the API's rules (without touching the store), so a reload
+/// can refuse a config whose apps could not be synced.
+pub fn validate_apps(config: &Config, rules: Rules<'_>) -> Result<(), String> {
+    let mut v = Violations::default();
+    for (i, entry) in config.apps.iter().enumerate() {
+        check(&mut v, &format!("apps[{i}]"), entry, rules);
+    }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(v.message())
+    }
+}
+
+/// The rules a loaded [`Live`] state implies (its scope set and redirect policy).
+pub fn live_rules(live: &Live) -> Rules<'_> {
+    Rules {
         scopes: &live.directory.scopes,
         allow_insecure: live.config.oauth.allow_insecure_redirect_uris,
-    };
-    let report = sync(store, &live.config, rules, now).await?;
+    }
+}
+
+/// [`sync`] with the rules of a loaded [`Live`] state (its scope set and redirect policy).
+pub async fn sync_live(store: &Store, live: &Live, now: SystemTime) -> Result<SyncReport, String> {
+    let report = sync(store, &live.config, live_rules(live), now).await?;
     if report != SyncReport::default() {
         tracing::info!(
             upserted = report.upserted,

@@ -65,6 +65,13 @@ impl Gateway {
             .map_err(StartupError::from)?;
         let warnings = restart_only_changes(&self.config, &config);
         let live = Live::build(config, &self.metrics)?;
+        // `[[apps]]` are synced into the store after the swap (`apps::config_sync`): refuse
+        // here a config whose apps could not be.
+        crate::apps::config_sync::validate_apps(
+            &live.config,
+            crate::apps::config_sync::live_rules(&live),
+        )
+        .map_err(StartupError::Apps)?;
         self.tls.store(tls);
         self.live.store(Arc::new(live));
         // Users or their scopes may have changed: validate every token afresh.

@@ -216,3 +216,82 @@ async fn secrets_never_reach_responses_logs_or_the_database() {
         assert!(contains(&db, &secret_hash(s).0), "the hash is stored");
     }
 }
+
+fn declared_app(client_id: &str, name: &str, callback: &str) -> String {
+    format!(
+        "[[apps]]\nclient_id = \"{client_id}\"\nclient_secret = \"{client_id}-secret-0123456789\"\n\
+         display_name = \"{name}\"\nallowed_callback_urls = [\"{callback}\"]\nscopes = [\"READ\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_syncs_config_apps_and_refuses_invalid_ones() {
+    let dir = ConfigDir::new();
+    let cb = "https://a.example.com/cb";
+    let path = dir.write(
+        "",
+        &format!("{USERS}\n{}", declared_app("alpha", "Alpha", cb)),
+    );
+    let out = token_create(&path, &["--user", "root", "--scope", "ADMIN"]);
+    let pat = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    let process = GatewayProcess::start(&path);
+    let client = dir.pki.client(process.public, true);
+    let list_url = format!("https://localhost:{}/v1/oauthApps", process.public.port());
+    let names = || async {
+        let v: Value = client
+            .get(&list_url)
+            .bearer_auth(&pat)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let apps = v["oauthApps"].as_array().unwrap().clone();
+        apps.iter()
+            .map(|a| {
+                format!(
+                    "{}={}",
+                    a["clientId"].as_str().unwrap(),
+                    a["displayName"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names().await, ["alpha=Alpha"]);
+
+    let both = format!(
+        "{USERS}\n{}\n{}",
+        declared_app("alpha", "Alpha 2", cb),
+        declared_app("beta", "Beta", "https://b.example.com/cb")
+    );
+    dir.write("", &both);
+    process.signal("HUP");
+    crate::harness::poll_until(Duration::from_secs(10), || async {
+        names().await == ["alpha=Alpha 2", "beta=Beta"]
+    })
+    .await;
+
+    // An app the API would refuse makes the whole reload refused: nothing changes.
+    let broken = format!(
+        "{USERS}\n{}",
+        declared_app("alpha", "Alpha 3", "http://a.example.com/cb")
+    );
+    dir.write("", &broken);
+    process.signal("HUP");
+    crate::harness::poll_until(Duration::from_secs(10), || async {
+        process
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("config reload refused"))
+    })
+    .await;
+    assert!(
+        process
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("apps[0].allowed_callback_urls[0]: must use https")),
+        "the reason is logged"
+    );
+    assert_eq!(names().await, ["alpha=Alpha 2", "beta=Beta"]);
+}
