@@ -528,3 +528,27 @@ async fn rotation_ends_the_old_secret_at_once_or_after_the_grace_period() {
         .await;
     assert_error(status, &body, 404, "not_found");
 }
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_gets_503_without_internal_detail() {
+    let api = start("").await;
+    let (status, _) = api.call("GET", "/v1/oauthApps", None).await;
+    assert_eq!(status, 200, "the admin PAT is now cached");
+    api.gw.gateway.store.close().await;
+    let (status, body) = api.call("GET", "/v1/oauthApps", None).await;
+    let msg = assert_error(status, &body, 503, "unavailable");
+    assert_eq!(msg, "the service is temporarily unavailable");
+    assert!(body["error"]["details"]["requestId"].is_string());
+    let (status, body) = api.call("POST", "/v1/oauthApps", Some(app_body("x"))).await;
+    assert_error(status, &body, 503, "unavailable");
+    // A bearer that is not cached cannot be checked: refused, never let through.
+    let (status, body) = api
+        .call_as(
+            Some("gh_pat_never-seen-before"),
+            "GET",
+            "/v1/oauthApps",
+            None,
+        )
+        .await;
+    assert_error(status, &body, 503, "unavailable");
+}

@@ -97,6 +97,15 @@ async fn users_manage_their_own_personal_tokens() {
         .await;
     assert_error(status, &body, 403, "permission_denied");
 
+    // An app holding alice's access token cannot mint itself a long-lived PAT.
+    let at = tokens::access_token(gw, "some-app", "alice", "WRITE", Duration::from_secs(600)).await;
+    let body = json!({"displayName": "sneaky", "scope": "READ"});
+    let (status, body) = api.call_as(Some(&at.token), "POST", pats, Some(body)).await;
+    let msg = assert_error(status, &body, 403, "permission_denied");
+    assert!(msg.contains("with a personal access token"), "{msg}");
+    let (status, _) = api.call_as(Some(&at.token), "GET", pats, None).await;
+    assert_eq!(status, 200, "listing is fine");
+
     // Nobody sees or deletes another user's tokens.
     let (_, roots) = api.call("GET", pats, None).await;
     assert!(!roots.to_string().contains(&id));
