@@ -168,6 +168,10 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Bo
         HeaderValue::from_static("application/json"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 

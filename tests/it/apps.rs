@@ -207,6 +207,16 @@ async fn an_app_is_created_read_listed_patched_and_deleted() {
     assert!(patched["updateTime"].as_str() > created["updateTime"].as_str());
     assert!(patched.get("clientSecret").is_none());
 
+    let r = api
+        .request("GET", "/v1/oauthApps")
+        .bearer_auth(&api.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers().contains_key("x-request-id"));
     let (status, list) = api.call("GET", "/v1/oauthApps", None).await;
     assert_eq!(status, 200);
     assert_eq!(list["oauthApps"].as_array().unwrap().len(), 1);
