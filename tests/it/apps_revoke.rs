@@ -1,6 +1,7 @@
 //! Deleting or deactivating an app through the management API while requests hold its tokens
 //! (SPEC §3.3, §3.4): the next request with any of its tokens is refused, and its grants and
-//! refresh tokens went in the same transaction.
+//! refresh tokens went in the same transaction; with PostgreSQL, other replicas follow
+//! within a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +11,8 @@ use gatehouse::store::secret_hash;
 use serde_json::json;
 
 use crate::apps::start;
-use crate::harness::tokens;
 use crate::harness::upstream::Upstream;
+use crate::harness::{ConfigDir, TestGateway, tokens};
 
 fn bearer_route(up: &Upstream) -> String {
     format!(
@@ -153,4 +154,71 @@ async fn deactivating_an_app_revokes_its_grants_and_tokens() {
             .status(),
         401
     );
+}
+
+#[tokio::test]
+async fn deleting_an_app_on_one_replica_stops_its_tokens_on_the_other() {
+    let Some(db) = crate::support::TestDb::postgres("apps replicas").await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let config = format!(
+        "[store]\nurl = \"{}\"\n{}\n{}",
+        db.url,
+        crate::harness::USERS,
+        bearer_route(&up)
+    );
+    let first_dir = ConfigDir::new();
+    let second_dir = ConfigDir::sharing_keys_with(&first_dir);
+    let one = TestGateway::start_in(first_dir, "", &config).await;
+    let two = TestGateway::start_in(second_dir, "", &config).await;
+    let minted = tokens::access_token(
+        &one.gateway,
+        "shared",
+        "alice",
+        "READ",
+        Duration::from_secs(3600),
+    )
+    .await;
+    let (admin, _) = tokens::pat(&one.gateway, "root", "ADMIN").await;
+    let get = |gw: &TestGateway| {
+        let req = gw
+            .client(true)
+            .get(gw.url("/rest/api/x"))
+            .bearer_auth(&minted.token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(&one).await, 200);
+    assert_eq!(get(&two).await, 200, "cached on the second replica");
+
+    let r = one
+        .client(false)
+        .delete(one.url(&format!("/v1/oauthApps/{}", minted.app_id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        get(&one).await,
+        401,
+        "at once on the replica that deleted it"
+    );
+    let started = std::time::Instant::now();
+    while get(&two).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the other replica still accepts the token after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The other replica's API sees the deletion too.
+    let r = two
+        .client(false)
+        .get(two.url(&format!("/v1/oauthApps/{}", minted.app_id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
