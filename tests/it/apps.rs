@@ -561,4 +561,32 @@ async fn a_store_that_does_not_answer_gets_503_without_internal_detail() {
         )
         .await;
     assert_error(status, &body, 503, "unavailable");
+    crate::apps_openapi::assert_documented(&api.seen.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_corrupt_row_gets_500_with_the_request_id_and_no_detail() {
+    use sqlx::Connection as _;
+    let api = start("").await;
+    let app = api.create(app_body("soon corrupt")).await;
+    let db = api.gw.dir.dir.path().join("gatehouse.db");
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("UPDATE apps SET secret_hash = X'00'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    for path in [
+        format!("/v1/oauthApps/{}", id_of(&app)),
+        "/v1/oauthApps".into(),
+    ] {
+        let (status, body) = api.call("GET", &path, None).await;
+        let msg = assert_error(status, &body, 500, "internal");
+        assert_eq!(msg, "internal error");
+        assert!(!body.to_string().contains("hash"), "{body}");
+        assert!(body["error"]["details"]["requestId"].is_string());
+    }
+    crate::apps_openapi::assert_documented(&api.seen.lock().unwrap());
 }

@@ -334,6 +334,17 @@ async fn exercise(api: &Api) {
     assert_eq!(api.call("DELETE", &app_path, None).await.0, 204);
 }
 
+/// Checks exchanges recorded by any test against the document (for the 500 and 503 tests in
+/// `apps.rs`, which need a broken store).
+pub fn assert_documented(seen: &[Exchange]) {
+    let doc = Doc::load();
+    let failures: Vec<String> = seen
+        .iter()
+        .filter_map(|ex| doc.check_exchange(ex).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[tokio::test]
 async fn real_responses_match_the_openapi_document() {
     let doc = Doc::load();
