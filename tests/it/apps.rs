@@ -33,12 +33,33 @@ pub struct Api {
 /// `oauth.*` settings.
 pub async fn start(extra: &str) -> Api {
     let gw = TestGateway::start("", &format!("{extra}\n{USERS}")).await;
-    let (admin, _) = tokens::pat(&gw.gateway, "root", "ADMIN").await;
+    let admin = long_lived_pat(&gw.gateway, "root", "ADMIN").await;
     Api {
         gw,
         admin,
         seen: Arc::default(),
     }
+}
+
+/// A PAT valid for a year, so tests that move the clock by hours keep their admin.
+pub async fn long_lived_pat(gw: &gatehouse::server::Gateway, user: &str, scope: &str) -> String {
+    let token = gatehouse::auth::secret::new_personal_access_token()
+        .unwrap()
+        .expose()
+        .to_owned();
+    let now = gw.clock.now();
+    let pat = gatehouse::store::PersonalToken {
+        id: gatehouse::auth::secret::new_id().unwrap(),
+        user: user.into(),
+        display_name: "test admin".into(),
+        scope: scope.into(),
+        token_hash: secret_hash(&token),
+        create_time: now,
+        expire_time: now + Duration::from_secs(365 * 86_400),
+        last_used_time: None,
+    };
+    gw.store.create_pat(&pat).await.unwrap();
+    token
 }
 
 impl Api {
@@ -346,9 +367,17 @@ async fn callers_need_a_valid_bearer_with_admin() {
     assert_error(status, &body, 403, "permission_denied");
 
     // An expired PAT is refused (time moved, not waited for).
+    let (hour, _) = tokens::pat(gw, "root", "ADMIN").await;
+    assert_eq!(
+        api.call_as(Some(&hour), "GET", "/v1/oauthApps", None)
+            .await
+            .0,
+        200
+    );
     gw.clock.advance(Duration::from_secs(7200));
-    let (status, body) = api.call("GET", "/v1/oauthApps", None).await;
+    let (status, body) = api.call_as(Some(&hour), "GET", "/v1/oauthApps", None).await;
     assert_error(status, &body, 401, "unauthenticated");
+    assert_eq!(api.call("GET", "/v1/oauthApps", None).await.0, 200);
 }
 
 #[tokio::test]

@@ -174,7 +174,7 @@ async fn config_apps_are_listed_read_only_and_follow_the_config() {
     let extra = format!("{store}\n{}", config_apps("Reporting", true));
     let gw = TestGateway::start("", &format!("{USERS}\n{extra}")).await;
     let api = crate::apps::Api {
-        admin: tokens::pat(&gw.gateway, "root", "ADMIN").await.0,
+        admin: crate::apps::long_lived_pat(&gw.gateway, "root", "ADMIN").await,
         gw,
         seen: Default::default(),
     };
