@@ -177,7 +177,9 @@ impl Store {
     }
 
     /// Replaces the writable fields of app `app.id` (everything but id, client_id,
-    /// created_by, create_time, managed_by); `update_time` is taken from `app`. Leaving the
+    /// client_type, the secret hashes, created_by, create_time, managed_by: secrets change
+    /// only through [`Store::rotate_app_secret`], so a stale copy cannot undo a rotation);
+    /// `update_time` is taken from `app`. Leaving the
     /// app inactive revokes its grants and refresh tokens in the same transaction and
     /// announces [`StoreEvent::AppRevoked`]. `NotFound` if there is no such app.
     pub async fn update_app(&self, app: &App) -> Result<(), StoreError> {

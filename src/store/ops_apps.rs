@@ -26,11 +26,13 @@ pub(crate) const UPSERT_CONFIG_APP_TAIL: &str = " ON CONFLICT (client_id) DO UPD
     updated_by = excluded.updated_by, update_time = excluded.update_time \
     WHERE apps.managed_by = 'config'";
 
+/// Leaves the client type and the secret hashes alone: secrets change only through
+/// `rotate_app_secret`, so an update computed from a copy read before a rotation cannot bring
+/// the rotated-away secret back.
 pub(crate) const UPDATE_APP: &str = "UPDATE apps SET display_name = $2, description = $3, \
     logo_uri = $4, allowed_callback_urls = $5, allowed_logout_urls = $6, \
-    allowed_web_origins = $7, client_type = $8, secret_hash = $9, previous_secret_hash = $10, \
-    previous_secret_expires_at = $11, scopes = $12, skip_consent = $13, active = $14, \
-    labels = $15, updated_by = $16, update_time = $17 WHERE id = $1";
+    allowed_web_origins = $7, scopes = $8, skip_consent = $9, active = $10, \
+    labels = $11, updated_by = $12, update_time = $13 WHERE id = $1";
 
 pub(crate) const REVOKE_APP_GRANTS: &str =
     "UPDATE grants SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL";
@@ -193,10 +195,6 @@ macro_rules! apps_ops {
                 .bind(list_to_json(&app.allowed_callback_urls))
                 .bind(list_to_json(&app.allowed_logout_urls))
                 .bind(list_to_json(&app.allowed_web_origins))
-                .bind(app.client_type.as_str())
-                .bind(app.secret_hash.map(|h| h.0.to_vec()))
-                .bind(app.previous_secret_hash.map(|h| h.0.to_vec()))
-                .bind(opt_micros(app.previous_secret_expires_at))
                 .bind(list_to_json(&app.scopes))
                 .bind(app.skip_consent)
                 .bind(app.active)

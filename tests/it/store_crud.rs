@@ -9,6 +9,7 @@ use crate::support::{TestDb, contract_tests};
 contract_tests!(
     apps_crud_and_keyset_pages,
     app_secret_rotation_with_and_without_grace,
+    an_update_from_a_stale_copy_never_undoes_a_rotation,
     config_apps_upsert_and_never_take_over_api_apps,
     personal_tokens_crud,
     sessions_expire_and_end,
@@ -124,6 +125,33 @@ async fn app_secret_rotation_with_and_without_grace(db: TestDb) {
         .rotate_app_secret("nosuchapp0", secret_hash("x"), None, "u", at(7))
         .await;
     assert_eq!(err.unwrap_err().kind(), StoreErrorKind::NotFound);
+    store.close().await;
+}
+
+async fn an_update_from_a_stale_copy_never_undoes_a_rotation(db: TestDb) {
+    let store = db.open().await;
+    let a = app("patched-while-rotated", "leaked-secret");
+    store.create_app(&a).await.unwrap();
+    // A PATCH reads the app, a rotation lands, then the PATCH writes its copy back.
+    let mut stale = store.get_app(&a.id).await.unwrap().unwrap();
+    let rotated = store
+        .rotate_app_secret(&a.id, secret_hash("new-secret"), None, "users/bob", at(5))
+        .await
+        .unwrap();
+    stale.display_name = "Renamed".to_owned();
+    stale.client_type = ClientType::Public;
+    stale.update_time = at(6);
+    store.update_app(&stale).await.unwrap();
+    let now = store.get_app(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.display_name, "Renamed");
+    assert_eq!(now.secret_hash, rotated.secret_hash, "the rotation stands");
+    assert!(!now.secret_matches(&secret_hash("leaked-secret"), at(7)));
+    assert!(now.secret_matches(&secret_hash("new-secret"), at(7)));
+    assert_eq!(
+        now.client_type,
+        ClientType::Confidential,
+        "the client type never changes"
+    );
     store.close().await;
 }
 
