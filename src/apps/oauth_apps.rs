@@ -167,7 +167,7 @@ pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incomi
         .store
         .update_app(&app)
         .await
-        .map_err(|e| ApiError::store(&e, ctx.request_id()))?;
+        .map_err(|e| map_missing(e, ctx, id))?;
     if !app.active {
         revoke_locally(ctx, &app);
     }
