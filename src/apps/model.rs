@@ -378,7 +378,26 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    proptest! {
+        #[test]
+        fn bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let rules = Rules {
+                scopes: &crate::auth::scope::ScopeSet::default_confluence(),
+                allow_insecure: false,
+            };
+            let _ = AppInput::from_json(&bytes, true, rules);
+        }
+
+        #[test]
+        fn times_always_have_the_same_shape(us in 0u64..253_402_300_799_000_000) {
+            let s = rfc3339(UNIX_EPOCH + Duration::from_micros(us));
+            prop_assert_eq!(s.len(), 27);
+            prop_assert!(s.ends_with('Z'));
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_utc_micros() {

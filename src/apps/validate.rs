@@ -262,6 +262,29 @@ fn truncated(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn url_rules_never_panic(s in "\\PC{0,80}", insecure in any::<bool>()) {
+            let _ = registered_url(&s, insecure);
+            let _ = origin(&s, insecure);
+        }
+
+        #[test]
+        fn origins_as_browsers_write_them_are_accepted(
+            host in "[a-z]{1,10}(\\.[a-z]{1,10}){0,2}",
+            port in proptest::option::of(1u16..),
+        ) {
+            let s = match port {
+                Some(p) => format!("https://{host}:{p}"),
+                None => format!("https://{host}"),
+            };
+            // Written as browsers write it, an https origin is accepted; only the default
+            // port, which browsers leave out, is not.
+            prop_assert_eq!(origin(&s, false).is_ok(), port != Some(443), "{}", s);
+        }
+    }
 
     #[test]
     fn registered_urls() {
