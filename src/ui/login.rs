@@ -127,7 +127,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             username,
             Some(THROTTLED),
         );
-        let secs = t.retry_after.as_secs().max(1).to_string();
+        let secs = t.retry_after.as_millis().div_ceil(1000).max(1).to_string();
         if let Ok(v) = HeaderValue::from_str(&secs) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }

@@ -7,10 +7,14 @@ mod harness;
 mod support;
 
 mod auth;
+mod authorize;
+mod authorize_consent;
 mod cli;
 mod demo;
 mod gateway;
 mod limits;
+mod login;
+mod login_support;
 mod prometheus;
 mod reload;
 mod store;
