@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod authorize;
 mod authorize_consent;
+mod browser;
 mod cli;
 mod demo;
 mod gateway;
