@@ -122,12 +122,12 @@ async fn start(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let query = req.uri().query().unwrap_or_default();
     let valid = match request::validate(ctx, query).await {
         Ok(v) => v,
-        Err(Rejected::Page(status, message)) => {
+        Err(Rejected::Page(status, code, message)) => {
             return page::error(
                 status,
                 "Authorization failed",
                 message,
-                Some("invalid_request"),
+                Some(code),
                 ctx.request_id(),
             );
         }

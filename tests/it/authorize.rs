@@ -75,7 +75,7 @@ async fn setup(extra: &str) -> (TestGateway, String) {
     (gw, cookie)
 }
 
-async fn assert_error_page(r: reqwest::Response, why: &str) {
+async fn assert_error_page(r: reqwest::Response, why: &str) -> String {
     assert_eq!(r.status(), 400, "{why}");
     assert!(
         r.headers().get("location").is_none(),
@@ -84,6 +84,7 @@ async fn assert_error_page(r: reqwest::Response, why: &str) {
     assert_page_headers(&r);
     let html = r.text().await.unwrap();
     assert!(html.contains("Authorization failed"), "{why}");
+    html
 }
 
 /// The error an error redirect to the callback carries, after checking `state` and `iss`.
@@ -102,16 +103,18 @@ fn redirected_error(r: &reqwest::Response, state: Option<&str>) -> String {
 async fn unknown_clients_and_unregistered_redirect_uris_get_an_error_page_never_a_redirect() {
     let (gw, cookie) = setup("").await;
     create_app(&gw, "dormant", |a| a.active = false).await;
-    assert_error_page(
+    let html = assert_error_page(
         get_as(&gw, &cookie, "nobody", &with("x", None)).await,
         "unknown client",
     )
     .await;
-    assert_error_page(
+    assert!(html.contains("<code>invalid_client</code>"), "{html}");
+    let html = assert_error_page(
         get_as(&gw, &cookie, "dormant", &with("x", None)).await,
         "inactive client",
     )
     .await;
+    assert!(html.contains("<code>invalid_client</code>"));
     let r = gw
         .client(true)
         .get(gw.url("/oauth2/authorize?response_type=code&redirect_uri=https%3A%2F%2Fclient.example.com%2Fcallback"))

@@ -32,8 +32,9 @@ pub struct Valid {
 
 /// Why a request is refused, and how to say it.
 pub enum Rejected {
-    /// The client or redirect URI is not known good: an error page, never a redirect.
-    Page(StatusCode, &'static str),
+    /// The client or redirect URI is not known good: an error page, never a redirect. The
+    /// code is what RFC 6749 would call it (shown on the page, for the app's developer).
+    Page(StatusCode, &'static str, &'static str),
     /// A known-good client gets the error at its redirect URI.
     Redirect(Target, OAuthError),
     Store(StoreError),
@@ -45,12 +46,17 @@ fn err(code: OAuthErrorCode, description: &str) -> OAuthError {
 
 /// Validates the query of `GET /oauth2/authorize`.
 pub async fn validate(ctx: &Ctx<'_>, query: &str) -> Result<Valid, Rejected> {
-    let bad = |m| Rejected::Page(StatusCode::BAD_REQUEST, m);
+    let bad = |m| Rejected::Page(StatusCode::BAD_REQUEST, "invalid_request", m);
     let params = Params::parse(query)
         .map_err(|_| bad("The request has a repeated or malformed parameter."))?;
     let client_id = params.get("client_id").ok_or(bad(
         "The request does not name a client (client_id is missing).",
     ))?;
+    let unknown = Rejected::Page(
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+        "The client is unknown or not active.",
+    );
     let app = ctx
         .gateway
         .store
@@ -58,7 +64,7 @@ pub async fn validate(ctx: &Ctx<'_>, query: &str) -> Result<Valid, Rejected> {
         .await
         .map_err(Rejected::Store)?
         .filter(|a| a.active)
-        .ok_or(bad("The client is unknown or not active."))?;
+        .ok_or(unknown)?;
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or(bad("The request has no redirect_uri."))?;
