@@ -368,3 +368,78 @@ fn hash_password_reads_one_line_and_prints_an_argon2id_hash() {
     assert_eq!(out.status.code(), Some(2), "an empty password is bad usage");
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn a_store_outage_answers_503_and_never_signs_in_or_redirects() {
+    let gw = start("").await;
+    create_app(&gw, "webapp", |_| {}).await;
+    let cookie = tokens::session(&gw.gateway, "alice").await;
+    let (client, _) = browser(&gw);
+    let csrf = login_form(&gw, &client, "").await;
+    gw.gateway.store.close().await;
+    let r = post_login(&gw, &client, &csrf, "alice", ALICE_PASSWORD, "/").await;
+    assert_eq!(r.status(), 503);
+    assert!(
+        set_cookies(&r)
+            .iter()
+            .all(|c| !c.starts_with("gatehouse_session="))
+    );
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&request_id), "the page names the request id");
+    assert!(
+        !html.to_lowercase().contains("sqlite"),
+        "no internal detail"
+    );
+    let params = crate::authorize::with("x", None);
+    let r = crate::authorize::get_as(&gw, &cookie, "webapp", &params).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("location").is_none());
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(&m, "gatehouse_login_attempts_total{result=\"unavailable\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn throttling_counts_the_user_name_and_the_client_address_separately() {
+    // Behind a trusted proxy, X-Forwarded-For tells the client addresses apart.
+    let gw = crate::harness::TestGateway::start(
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        &format!(
+            "[login]\nmax_failures = 2\nwindow = \"5m\"\nban = \"15m\"\n{}",
+            users()
+        ),
+    )
+    .await;
+    let attempt = |from: &'static str, user: &'static str, password: &'static str| {
+        let gw = &gw;
+        async move {
+            let (client, _) = browser(gw);
+            let csrf = login_form(gw, &client, "").await;
+            client
+                .post(gw.url("/login"))
+                .header("x-forwarded-for", from)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("username", user),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(attempt("10.0.0.1", "alice", "x").await, 401);
+    assert_eq!(attempt("10.0.0.2", "alice", "y").await, 401);
+    // alice is banned wherever she comes from; the addresses only had one failure each.
+    assert_eq!(attempt("10.0.0.3", "alice", ALICE_PASSWORD).await, 429);
+    assert_eq!(attempt("10.0.0.1", "root", ROOT_PASSWORD).await, 303);
+    // One address guessing many names is banned for every name.
+    assert_eq!(attempt("10.0.0.9", "carol", "x").await, 401);
+    assert_eq!(attempt("10.0.0.9", "dave", "x").await, 401);
+    assert_eq!(attempt("10.0.0.9", "root", ROOT_PASSWORD).await, 429);
+    assert_eq!(attempt("10.0.0.8", "root", ROOT_PASSWORD).await, 303);
+}
