@@ -15,7 +15,7 @@ pub fn sanitize(candidate: Option<&str>) -> &str {
 /// Whether `candidate` is a same-origin absolute path (with an optional query) that stays one
 /// however many times it is percent-decoded.
 pub fn is_safe(candidate: &str) -> bool {
-    if candidate.len() > 4096 {
+    if candidate.len() > 8192 {
         return false;
     }
     if !is_safe_once(candidate) {

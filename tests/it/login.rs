@@ -443,3 +443,49 @@ async fn throttling_counts_the_user_name_and_the_client_address_separately() {
     assert_eq!(attempt("10.0.0.9", "root", ROOT_PASSWORD).await, 429);
     assert_eq!(attempt("10.0.0.8", "root", ROOT_PASSWORD).await, 303);
 }
+
+#[tokio::test]
+async fn a_login_session_opens_session_routes_until_logout() {
+    let up = crate::harness::upstream::Upstream::start().await;
+    let route = format!(
+        "[[routes]]\npath = \"/wiki\"\nupstream = \"http://{}\"\nauth = \"session\"\nscope = \"READ\"\n",
+        up.addr
+    );
+    let gw = crate::harness::TestGateway::start("", &format!("{}\n{route}", users())).await;
+    let (client, _) = browser(&gw);
+    let page = |client: &reqwest::Client| {
+        client
+            .get(gw.url("/wiki/home"))
+            .header("accept", "text/html")
+            .send()
+    };
+    let r = page(&client).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to_login = location(&r);
+    let return_to = query(&gw.url(&to_login))["return_to"].clone();
+    assert_eq!(return_to, "/wiki/home");
+    let r = login(&gw, &client, "alice", ALICE_PASSWORD, &return_to).await;
+    assert_eq!(location(&r), "/wiki/home");
+    let r = page(&client).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().headers["x-auth-user"], "alice");
+    assert_eq!(up.last().headers["x-auth-scopes"], "READ WRITE");
+    let html = client
+        .get(gw.url("/logout"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = hidden(&html, "csrf_token");
+    let r = client
+        .post(gw.url("/logout"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = page(&client).await.unwrap();
+    assert_eq!(r.status(), 303, "signed out: back to the login page");
+}
