@@ -169,4 +169,20 @@ mod tests {
         assert_eq!(origin("https://a.example"), Some("https://a.example"));
         assert_eq!(origin("https://a;b/cb"), None);
     }
+
+    proptest::proptest! {
+        /// Outside the loopback exception, only the identical string matches.
+        #[test]
+        fn only_identical_uris_match(suffix in "[a-zA-Z0-9/?=&.%:#-]{0,16}") {
+            let registered = reg(&["https://app.example/cb"]);
+            let presented = format!("https://app.example/cb{suffix}");
+            proptest::prop_assert_eq!(is_registered(&presented, &registered), suffix.is_empty());
+        }
+
+        #[test]
+        fn loopback_matching_never_panics(uri in "http://(127\\.0\\.0\\.1|\\[::1\\])[:0-9a-z/?.]{0,12}") {
+            let registered = reg(&["http://127.0.0.1/cb", "http://[::1]:80/cb"]);
+            let _ = is_registered(&uri, &registered);
+        }
+    }
 }

@@ -120,4 +120,23 @@ mod tests {
         }
         assert_eq!(sanitize(None), "/");
     }
+
+    proptest::proptest! {
+        /// Whatever comes in, what goes out is "/" or the input itself, and neither it nor
+        /// any decoding of it starts a network-path reference.
+        #[test]
+        fn output_is_root_or_a_safe_input(input in "[/\\\\%0-9a-fA-F:.?=&a-z\t ]{0,24}") {
+            let out = sanitize(Some(&input));
+            proptest::prop_assert!(out == "/" || out == input);
+            let mut text = out.to_owned();
+            for _ in 0..4 {
+                proptest::prop_assert!(text.starts_with('/'));
+                proptest::prop_assert!(!text.starts_with("//") && !text.starts_with("/\\"));
+                match percent_decode(&text) {
+                    Some(d) => text = d,
+                    None => break,
+                }
+            }
+        }
+    }
 }
