@@ -9,6 +9,7 @@ mod revoked;
 pub mod rules;
 pub mod scope;
 pub mod secret;
+pub mod throttle;
 
 pub use authenticator::{AuthFailure, Authenticator};
 pub use principal::{Principal, PrincipalKind};

@@ -50,6 +50,9 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Read a password (one line of stdin; no echo on a terminal) and print its argon2id hash
+    /// for `users[].password_hash`.
+    HashPassword,
     /// Personal access tokens.
     Token {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
+        Command::HashPassword => hash_password(),
         Command::Demo { port, admin_port } => {
             demo(gatehouse::demo::DemoOptions { port, admin_port })
         }
@@ -231,6 +235,26 @@ fn demo(options: gatehouse::demo::DemoOptions) -> ExitCode {
         eprintln!("gatehouse demo stopped; its folder is deleted");
         ExitCode::SUCCESS
     })
+}
+
+/// `gatehouse hash-password`: the hash alone on stdout; an empty or unreadable password is
+/// bad usage (exit 2).
+fn hash_password() -> ExitCode {
+    use gatehouse::auth::password;
+    let secret = match password::read_password_from_stdin() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match password::hash_password(secret.expose()) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("hashing the password: {e}")),
+    }
 }
 
 fn fail(reason: &str) -> ExitCode {

@@ -2,6 +2,7 @@
 //! keys and JWKS (RFC 7517, RFC 7638, RFC 8037) and JWT access tokens (RFC 9068, RFC 8725).
 
 pub mod authorize;
+pub mod consent;
 pub mod endpoints;
 pub mod error;
 pub mod introspect;
@@ -11,5 +12,6 @@ pub mod logout;
 pub mod metadata;
 pub mod params;
 pub mod pkce;
+pub mod redirect;
 pub mod revoke;
 pub mod token;

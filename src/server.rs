@@ -66,6 +66,8 @@ pub struct Gateway {
     pub clock: crate::clock::Clock,
     pub keys: Arc<crate::oauth::keys::SigningKeys>,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Login throttling and bounded password verification (SPEC §3.2).
+    pub login: crate::auth::throttle::LoginGuard,
     tls: ArcSwap<rustls::ServerConfig>,
     listening: AtomicBool,
 }
@@ -160,6 +162,7 @@ impl App {
             clock,
             keys,
             auth,
+            login: crate::auth::throttle::LoginGuard::new(&config),
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,

@@ -1,0 +1,229 @@
+//! `GET/POST /login` (SPEC §3.2): the sign-in form with a CSRF token bound to a login cookie
+//! (signed double-submit), throttling per user name and per client address before any
+//! password work, bounded argon2id verification that costs the same for unknown users, one
+//! message for every failure, and a fresh session on success.
+
+use std::net::IpAddr;
+
+use askama::Template;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use super::{csrf, page, return_to, session};
+use crate::auth::password::VerifyError;
+use crate::auth::throttle::ThrottlePolicy;
+use crate::body::Body;
+use crate::oauth::params::{MAX_FORM_BYTES, Params, read_body};
+use crate::server::own::Ctx;
+
+/// The one answer to a wrong user name, a wrong password, or both.
+pub const FAILED: &str = "Invalid user name or password.";
+const THROTTLED: &str = "Too many failed sign-in attempts. Please wait and try again.";
+const EXPIRED: &str = "This sign-in form has expired. Please try again.";
+const BUSY: &str = "The service is busy. Please try again in a moment.";
+/// The login cookie lives long enough for a form left open over a day.
+const LOGIN_COOKIE_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf_token: &'a str,
+    return_to: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let params = Params::parse(req.uri().query().unwrap_or_default()).unwrap_or_default();
+            let to = return_to::sanitize(params.get("return_to"));
+            form(ctx, req.headers(), StatusCode::OK, to, "", None)
+        }
+        Method::POST => submit(ctx, req).await,
+        _ => super::method_not_allowed(ctx),
+    }
+}
+
+/// The form, with a login cookie if the browser has none yet.
+fn form(
+    ctx: &Ctx<'_>,
+    headers: &HeaderMap,
+    status: StatusCode,
+    return_to: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response<Body> {
+    let (secret, set_cookie) = match cookies::get(headers, LOGIN_COOKIE) {
+        // Reused so that several open tabs keep valid forms.
+        Some(v) => (v.to_owned(), None),
+        None => match crate::auth::secret::random_token::<32>() {
+            Ok(v) => {
+                let c = cookies::set(LOGIN_COOKIE, &v, "/login", "Lax", LOGIN_COOKIE_TTL);
+                (v, Some(c))
+            }
+            Err(_) => return super::internal(ctx, "the random number generator failed"),
+        },
+    };
+    let Some(token) = csrf::token(&secret, csrf::LOGIN) else {
+        return super::internal(ctx, "deriving a CSRF token failed");
+    };
+    let view = LoginPage {
+        csrf_token: &token,
+        return_to,
+        username,
+        error,
+    };
+    let mut response = page::render(status, &view, None, ctx.request_id());
+    if let Some(c) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let params = match read_form(body).await {
+        Ok(p) => p,
+        Err(status) => {
+            return page::error(
+                status,
+                "Bad request",
+                "The sign-in form could not be read.",
+                None,
+                ctx.request_id(),
+            );
+        }
+    };
+    let headers = &parts.headers;
+    let to = return_to::sanitize(params.get("return_to"));
+    let username = params.get("username").unwrap_or_default();
+    let presented = params.get("csrf_token").unwrap_or_default();
+    let csrf_ok = cookies::get(headers, LOGIN_COOKIE)
+        .is_some_and(|secret| csrf::verify(secret, csrf::LOGIN, presented));
+    if !csrf_ok {
+        count(ctx, "invalid_csrf");
+        return form(
+            ctx,
+            headers,
+            StatusCode::BAD_REQUEST,
+            to,
+            username,
+            Some(EXPIRED),
+        );
+    }
+    let guard = &ctx.gateway.login;
+    let addr = client_addr(ctx, headers);
+    let now = ctx.gateway.clock.now();
+    if let Err(t) = guard.throttle.check(username, addr, now) {
+        count(ctx, "throttled");
+        tracing::warn!(request_id = ctx.request_id(), %addr, "login throttled");
+        let mut r = form(
+            ctx,
+            headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            to,
+            username,
+            Some(THROTTLED),
+        );
+        let secs = t.retry_after.as_millis().div_ceil(1000).max(1).to_string();
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let password = params.get("password").unwrap_or_default();
+    let user = ctx.live.directory.user(username);
+    let hash = user.map(|u| u.password_hash.expose());
+    match guard.verifier.verify(password, hash).await {
+        Ok(true) => {}
+        Ok(false) => {
+            guard.throttle.failure(
+                &ThrottlePolicy::from_config(&ctx.live.config),
+                username,
+                addr,
+                now,
+            );
+            count(ctx, "failure");
+            tracing::info!(request_id = ctx.request_id(), %addr, "login failed");
+            return form(
+                ctx,
+                headers,
+                StatusCode::UNAUTHORIZED,
+                to,
+                username,
+                Some(FAILED),
+            );
+        }
+        Err(VerifyError::Busy) => {
+            count(ctx, "unavailable");
+            return form(
+                ctx,
+                headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                to,
+                username,
+                Some(BUSY),
+            );
+        }
+        Err(VerifyError::Internal) => {
+            count(ctx, "unavailable");
+            return super::internal(ctx, "the password verification task failed");
+        }
+    }
+    guard.throttle.success(username);
+    match session::start(ctx, username, cookies::get(headers, SESSION_COOKIE)).await {
+        Ok(cookie) => {
+            count(ctx, "success");
+            tracing::info!(request_id = ctx.request_id(), user = username, "login");
+            let mut r = page::see_other(to);
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => {
+            count(ctx, "unavailable");
+            super::store_failure(ctx, &e)
+        }
+    }
+}
+
+/// Reads an `application/x-www-form-urlencoded` body of at most 64 KiB.
+pub async fn read_form(body: Incoming) -> Result<Params, StatusCode> {
+    let bytes = match read_body(body, MAX_FORM_BYTES).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => return Err(StatusCode::BAD_REQUEST),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| StatusCode::BAD_REQUEST)?;
+    Params::parse(text).map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+fn count(ctx: &Ctx<'_>, result: &str) {
+    ctx.gateway
+        .metrics
+        .login_attempts
+        .with_label_values(&[result])
+        .inc();
+}
+
+/// The address throttling counts: the peer, or behind trusted proxies the nearest address
+/// in `X-Forwarded-For` that is not one of them.
+fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
+    let peer = ctx.conn.peer.ip();
+    let policy = &ctx.live.headers;
+    if !policy.is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !policy.is_trusted(*ip))
+        .unwrap_or(peer)
+}

@@ -1,0 +1,69 @@
+//! Login sessions (SPEC §3.2): a 256-bit random cookie value, stored only as its SHA-256; a
+//! new one at every login and the previous one deleted (no session fixation).
+
+use http::{HeaderMap, HeaderValue};
+
+use super::cookies::{self, SESSION_COOKIE};
+use crate::server::own::Ctx;
+use crate::store::{Session, StoreError, secret_hash};
+
+/// The signed-in user of a request.
+pub struct Current {
+    pub user: String,
+    /// The cookie value: the secret CSRF tokens of this session are bound to.
+    pub secret: String,
+}
+
+/// The request's session, if its cookie names a live session of a user still configured.
+pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
+    let Some(value) = cookies::get(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let now = ctx.gateway.clock.now();
+    let found = ctx
+        .gateway
+        .store
+        .get_session(&secret_hash(value), now)
+        .await?;
+    Ok(found
+        .filter(|s| ctx.live.directory.user(&s.user).is_some())
+        .map(|s| Current {
+            user: s.user,
+            secret: value.to_owned(),
+        }))
+}
+
+/// Starts a session for `user`, ending the one the browser held (`previous`), and returns
+/// the `Set-Cookie` value.
+pub async fn start(
+    ctx: &Ctx<'_>,
+    user: &str,
+    previous: Option<&str>,
+) -> Result<HeaderValue, StoreError> {
+    if let Some(old) = previous {
+        ctx.gateway.store.delete_session(&secret_hash(old)).await?;
+    }
+    let value = crate::auth::secret::random_token::<32>()
+        .map_err(|_| StoreError::internal("the random number generator failed"))?;
+    let ttl = ctx.live.config.login.session_ttl;
+    let now = ctx.gateway.clock.now();
+    ctx.gateway
+        .store
+        .create_session(&Session {
+            id_hash: secret_hash(&value),
+            user: user.to_owned(),
+            create_time: now,
+            expire_time: now + ttl,
+        })
+        .await?;
+    Ok(cookies::set(SESSION_COOKIE, &value, "/", "Lax", ttl))
+}
+
+/// Ends the session with cookie value `secret`; returns the `Set-Cookie` that clears it.
+pub async fn end(ctx: &Ctx<'_>, secret: &str) -> Result<HeaderValue, StoreError> {
+    ctx.gateway
+        .store
+        .delete_session(&secret_hash(secret))
+        .await?;
+    Ok(cookies::clear(SESSION_COOKIE, "/", "Lax"))
+}
