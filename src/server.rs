@@ -64,6 +64,8 @@ pub struct Gateway {
     pub clock: crate::clock::Clock,
     pub keys: Arc<crate::oauth::keys::SigningKeys>,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The authorization server's per-replica caches (refresh grace answers, CORS origins).
+    pub oauth: crate::oauth::caches::OAuthCaches,
     tls: ArcSwap<rustls::ServerConfig>,
     listening: AtomicBool,
 }
@@ -154,6 +156,7 @@ impl App {
             clock: crate::clock::Clock::system(),
             keys,
             auth,
+            oauth: crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace),
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,

@@ -1,0 +1,132 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749
+//! §2.3.1, §3.2.1; RFC 8414 method names): `client_secret_basic`, `client_secret_post`, or
+//! `none` for public clients — one method per request. Secrets are compared as SHA-256
+//! hashes in constant time, the previous secret within its rotation grace included.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, header};
+
+use super::error::OAuthError;
+use super::params::{Params, decode};
+use super::reply;
+use crate::auth::secret::Secret;
+use crate::store::{App, ClientType, Store, secret_hash};
+
+/// How the client authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Basic,
+    Post,
+    None,
+}
+
+/// The credentials a request carries, before they are checked.
+pub struct Presented {
+    pub client_id: String,
+    secret: Option<Secret>,
+    pub method: Method,
+}
+
+/// A client authentication failure, with whether Basic was tried (for the 401's challenge).
+pub struct Refused {
+    pub error: OAuthError,
+    pub basic: bool,
+}
+
+impl Refused {
+    fn new(error: OAuthError, basic: bool) -> Self {
+        Self { error, basic }
+    }
+}
+
+/// The credentials of the request: `Authorization: Basic` (id and secret form-urlencoded,
+/// RFC 6749 §2.3.1) or `client_id` (+ `client_secret`) parameters; never both kinds.
+pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refused> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Refused::new(
+            reply::invalid_request("more than one Authorization header"),
+            false,
+        ));
+    }
+    let basic = first
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest.trim());
+    if let Some(encoded) = basic {
+        let bad = || Refused::new(reply::invalid_client("malformed Basic credentials"), true);
+        let raw = STANDARD.decode(encoded).map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+        let (id, secret) = (
+            decode(id).map_err(|_| bad())?,
+            decode(secret).map_err(|_| bad())?,
+        );
+        if params.contains("client_secret") {
+            return Err(Refused::new(
+                reply::invalid_request("use one client authentication method, not two"),
+                true,
+            ));
+        }
+        if params.get("client_id").is_some_and(|p| p != id) {
+            return Err(Refused::new(
+                reply::invalid_request("client_id differs from the Basic credentials"),
+                true,
+            ));
+        }
+        if id.is_empty() {
+            return Err(bad());
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(Secret::new(secret)),
+            method: Method::Basic,
+        });
+    }
+    let Some(client_id) = params.get("client_id") else {
+        return Err(Refused::new(
+            reply::invalid_client("client authentication is required"),
+            false,
+        ));
+    };
+    let secret = params.get("client_secret").map(Secret::new);
+    let method = if secret.is_some() {
+        Method::Post
+    } else {
+        Method::None
+    };
+    Ok(Presented {
+        client_id: client_id.to_owned(),
+        secret,
+        method,
+    })
+}
+
+/// Checks the credentials: the app exists and is active, a confidential app proved its
+/// secret, a public app sent none. Every failure is the same `invalid_client`.
+pub async fn authenticate(
+    store: &Store,
+    presented: &Presented,
+    now: std::time::SystemTime,
+) -> Result<App, Refused> {
+    let basic = presented.method == Method::Basic;
+    let refused = || Refused::new(reply::invalid_client("client authentication failed"), basic);
+    let app = store
+        .get_app_by_client_id(&presented.client_id)
+        .await
+        .map_err(|e| Refused::new(reply::store_failure(&e), basic))?;
+    let Some(app) = app.filter(|a| a.active) else {
+        return Err(refused());
+    };
+    let ok = match (app.client_type, &presented.secret) {
+        (ClientType::Confidential, Some(secret)) => {
+            app.secret_matches(&secret_hash(secret.expose()), now)
+        }
+        (ClientType::Public, None) => true,
+        _ => false,
+    };
+    if ok { Ok(app) } else { Err(refused()) }
+}
