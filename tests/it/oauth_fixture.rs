@@ -21,6 +21,7 @@ pub const PUBLIC: &str = "public-client";
 pub const OTHER: &str = "other-client";
 pub const OTHER_SECRET: &str = "other-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 pub const CALLBACK: &str = "https://client.example.com/callback";
+pub const ORIGIN: &str = "https://client.example.com";
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mJ0kBmC7r1tzcV0Tc6g8dbW1OXlq9WzQwErTy";
 
 pub struct Fx {
