@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod demo;
 mod gateway;
+mod interop;
 mod limits;
 mod oauth_endpoints;
 mod oauth_fixture;
