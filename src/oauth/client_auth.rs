@@ -80,9 +80,11 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refu
         if id.is_empty() {
             return Err(bad());
         }
+        // Some public clients send `Basic base64(client_id:)`: an empty password is none.
+        let secret = (!secret.is_empty()).then(|| Secret::new(secret));
         return Ok(Presented {
             client_id: id,
-            secret: Some(Secret::new(secret)),
+            secret,
             method: Method::Basic,
         });
     }

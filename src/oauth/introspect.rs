@@ -18,7 +18,7 @@ use crate::body::Body;
 use crate::clock::unix_seconds;
 use crate::server::own::Ctx;
 use crate::server::{Gateway, Live};
-use crate::store::{App, secret_hash};
+use crate::store::{App, ClientType, secret_hash};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::OPTIONS {
@@ -50,7 +50,14 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
         return (reply::error(&e, false), None);
     }
     let app = match client_auth::authenticate(&gateway.store, &presented, now).await {
-        Ok(app) => app,
+        Ok(app) if app.client_type == ClientType::Confidential => app,
+        Ok(_) => {
+            let e = reply::invalid_client("introspection is for confidential clients");
+            return (
+                reply::error(&e, presented.method == AuthMethod::Basic),
+                None,
+            );
+        }
         Err(Refused { error, basic }) => return (reply::error(&error, basic), None),
     };
     let Some(token) = request.params.get("token") else {

@@ -22,4 +22,5 @@ mod store_events;
 mod store_flows;
 mod store_races;
 mod token;
+mod token_load;
 mod token_refresh;

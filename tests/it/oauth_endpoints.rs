@@ -204,6 +204,12 @@ async fn introspection_is_for_confidential_clients_only() {
     let a = introspect(&fx, &t.field("access_token"), Auth::Public(PUBLIC)).await;
     assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
     assert!(!a.text.contains("active"));
+    let a = introspect(&fx, &t.field("access_token"), Auth::Basic(PUBLIC, "")).await;
+    assert_eq!(
+        (a.status, a.error().as_str()),
+        (401, "invalid_client"),
+        "a public client by Basic with an empty password"
+    );
     let a = introspect(&fx, &t.field("access_token"), Auth::Nothing).await;
     assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
     let a = introspect(&fx, &t.field("access_token"), Auth::Basic(CONF, "wrong")).await;
