@@ -63,3 +63,59 @@ async fn token_exchanges_per_second_on_sqlite() {
         elapsed.as_secs_f64()
     );
 }
+
+/// Grants of one client before the rotations are timed (the size at which the old
+/// `grant_id IN (SELECT … WHERE client_id = …)` rotation cost ~10 ms).
+const GRANTS: usize = 7_000;
+const ROTATIONS: u32 = 200;
+
+/// Mean time of one refresh-token rotation with many grants of the same client, on each
+/// engine: `cargo test --test it rotation_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn rotation_cost_with_many_grants_of_one_client() {
+    use crate::store::{at, code, refresh};
+    use gatehouse::store::{RedeemOutcome, RotateOutcome, new_id, secret_hash};
+
+    let mut dbs = vec![crate::support::TestDb::sqlite().await];
+    dbs.extend(crate::support::TestDb::postgres("rotation_cost").await);
+    for db in dbs {
+        let store = db.open().await;
+        store
+            .create_app(&crate::store::app("many", "secret"))
+            .await
+            .unwrap();
+        let mut last = None;
+        for _ in 0..GRANTS {
+            let c = new_id();
+            store.create_code(&code("many", &c)).await.unwrap();
+            let rt = refresh(&new_id(), &new_id(), at(1));
+            let out = store
+                .redeem_code(&secret_hash(&c), &rt, at(1))
+                .await
+                .unwrap();
+            assert!(matches!(out, RedeemOutcome::Redeemed { .. }));
+            last = Some(rt.hash);
+        }
+        let mut current = last.unwrap();
+        let started = Instant::now();
+        for _ in 0..ROTATIONS {
+            let next = refresh(&new_id(), &new_id(), at(2));
+            match store
+                .rotate_refresh_token(&current, "many", &next, at(2))
+                .await
+                .unwrap()
+            {
+                RotateOutcome::Rotated { .. } => current = next.hash,
+                other => panic!("{other:?}"),
+            }
+        }
+        let mean = started.elapsed() / ROTATIONS;
+        println!(
+            "rotation with {GRANTS} grants of one client, {}: {:.3} ms per rotation",
+            store.engine_name(),
+            mean.as_secs_f64() * 1000.0
+        );
+        store.close().await;
+    }
+}
