@@ -13,7 +13,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::harness::upstream::Upstream;
-use crate::harness::{TestGateway, USERS};
+use crate::harness::{ConfigDir, TestGateway, USERS};
 
 pub const CONF: &str = "conf-client";
 pub const CONF_SECRET: &str = "conf-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
@@ -70,24 +70,33 @@ impl Answer {
 impl Fx {
     /// A gateway with `oauth_extra` appended to `[oauth]`, the apps, and a bearer route.
     pub async fn start(oauth_extra: &str) -> Self {
+        let fx = Self::start_in(ConfigDir::new(), oauth_extra).await;
+        create_apps(&fx.gw.gateway.store).await;
+        fx
+    }
+
+    /// A gateway in `dir` without creating the apps (a replica of a shared store).
+    async fn start_in(dir: ConfigDir, oauth_extra: &str) -> Self {
         let up = Upstream::start().await;
         let extra = format!(
             "{oauth_extra}\n{USERS}\n[[routes]]\npath = \"/rest/api\"\nupstream = \"http://{}\"\nauth = \"bearer\"\nscopes = {{ GET = \"READ\", \"*\" = \"WRITE\" }}\n",
             up.addr
         );
-        let gw = TestGateway::start("", &extra).await;
-        let fx = Self { gw, up };
-        let store = &fx.gw.gateway.store;
-        store
-            .create_app(&app(CONF, Some(CONF_SECRET)))
-            .await
-            .unwrap();
-        store.create_app(&app(PUBLIC, None)).await.unwrap();
-        store
-            .create_app(&app(OTHER, Some(OTHER_SECRET)))
-            .await
-            .unwrap();
-        fx
+        let gw = TestGateway::start_in(dir, "", &extra).await;
+        Self { gw, up }
+    }
+
+    /// Two replicas sharing a fresh PostgreSQL database and the signing key; `None` (the
+    /// test is skipped with a note) without PostgreSQL.
+    pub async fn replicas(test: &str) -> Option<(Self, Self, crate::support::TestDb)> {
+        let db = crate::support::TestDb::postgres(test).await?;
+        let store = format!("[store]\nurl = \"{}\"\n", db.url);
+        let first_dir = ConfigDir::new();
+        let second_dir = ConfigDir::sharing_keys_with(&first_dir);
+        let one = Self::start_in(first_dir, &store).await;
+        create_apps(&one.gw.gateway.store).await;
+        let two = Self::start_in(second_dir, &store).await;
+        Some((one, two, db))
     }
 
     pub fn gateway(&self) -> &gatehouse::server::Gateway {
@@ -231,6 +240,18 @@ impl Fx {
             .status()
             .as_u16()
     }
+}
+
+async fn create_apps(store: &gatehouse::store::Store) {
+    store
+        .create_app(&app(CONF, Some(CONF_SECRET)))
+        .await
+        .unwrap();
+    store.create_app(&app(PUBLIC, None)).await.unwrap();
+    store
+        .create_app(&app(OTHER, Some(OTHER_SECRET)))
+        .await
+        .unwrap();
 }
 
 /// An app for the fixture: confidential with `secret`, or public without.

@@ -260,3 +260,37 @@ async fn an_expired_refresh_token_is_refused() {
     let a = fx.refresh(&rt, None).await;
     assert_eq!(a.error(), "invalid_grant");
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_on_two_replicas_rotate_once_and_revoke_nothing() {
+    let Some((one, two, _db)) = Fx::replicas("refresh on two replicas").await else {
+        return;
+    };
+    let first = one.tokens("WRITE").await;
+    let old = first.field("refresh_token");
+    let on_one = (0..25).map(|_| one.refresh(&old, None));
+    let on_two = (0..25).map(|_| two.refresh(&old, None));
+    let (a, b) = futures_util::future::join(
+        futures_util::future::join_all(on_one),
+        futures_util::future::join_all(on_two),
+    )
+    .await;
+    let mut bodies = HashSet::new();
+    for answer in a.iter().chain(b.iter()) {
+        match answer.status {
+            200 => {
+                bodies.insert(answer.text.clone());
+            }
+            _ => assert_eq!(answer.error(), "invalid_grant", "{}", answer.text),
+        }
+    }
+    assert_eq!(bodies.len(), 1, "one rotation, whichever replica won");
+    let body: serde_json::Value = serde_json::from_str(bodies.iter().next().unwrap()).unwrap();
+    let winner = body["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        one.proxied(body["access_token"].as_str().unwrap()).await,
+        200
+    );
+    let next = two.refresh(winner, None).await;
+    assert_eq!(next.status, 200, "the grant survived: {}", next.text);
+}
