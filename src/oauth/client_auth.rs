@@ -132,3 +132,81 @@ pub async fn authenticate(
     };
     if ok { Ok(app) } else { Err(refused()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn basic(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(value))).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let p = presented(&basic("my%20app:s%3Acret+x"), &Params::default())
+            .ok()
+            .unwrap();
+        assert_eq!(p.client_id, "my app");
+        assert_eq!(p.secret.as_ref().unwrap().expose(), "s:cret x");
+        assert_eq!(p.method, Method::Basic);
+        let p = presented(&basic("public:"), &Params::default())
+            .ok()
+            .unwrap();
+        assert!(p.secret.is_none(), "an empty password is no secret");
+    }
+
+    #[test]
+    fn one_method_per_request() {
+        let both = Params::parse("client_secret=x").unwrap();
+        let r = presented(&basic("a:b"), &both).err().unwrap();
+        assert_eq!(
+            r.error.code,
+            crate::oauth::error::OAuthErrorCode::InvalidRequest
+        );
+        let other_id = Params::parse("client_id=c").unwrap();
+        assert!(presented(&basic("a:b"), &other_id).is_err());
+        let same_id = Params::parse("client_id=a").unwrap();
+        assert!(presented(&basic("a:b"), &same_id).is_ok());
+        let mut twice = basic("a:b");
+        twice.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert!(presented(&twice, &Params::default()).is_err());
+    }
+
+    #[test]
+    fn malformed_basic_is_invalid_client_with_a_challenge() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        let r = presented(&h, &Params::default()).err().unwrap();
+        assert_eq!(
+            r.error.code,
+            crate::oauth::error::OAuthErrorCode::InvalidClient
+        );
+        assert!(r.basic);
+        assert!(presented(&basic("no-colon"), &Params::default()).is_err());
+    }
+
+    #[test]
+    fn post_and_none_are_told_by_the_secret_parameter() {
+        let p = presented(
+            &HeaderMap::new(),
+            &Params::parse("client_id=a&client_secret=s").unwrap(),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(p.method, Method::Post);
+        let p = presented(&HeaderMap::new(), &Params::parse("client_id=a").unwrap())
+            .ok()
+            .unwrap();
+        assert_eq!(p.method, Method::None);
+        assert!(presented(&HeaderMap::new(), &Params::default()).is_err());
+    }
+}
