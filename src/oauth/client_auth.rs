@@ -5,12 +5,18 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use http::{HeaderMap, header};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::error::OAuthError;
+use super::error::OAuthErrorCode;
 use super::params::{Params, decode};
 use super::reply;
 use crate::auth::secret::Secret;
+use crate::body::Body;
+use crate::server::Gateway;
 use crate::store::{App, ClientType, Store, secret_hash};
 
 /// How the client authenticated.
@@ -28,15 +34,33 @@ pub struct Presented {
     pub method: Method,
 }
 
-/// A client authentication failure, with whether Basic was tried (for the 401's challenge).
+/// A client authentication failure, with whether Basic was tried (for the 401's challenge),
+/// or a refusal to check at all because of too many failures (429 with `Retry-After`).
 pub struct Refused {
     pub error: OAuthError,
     pub basic: bool,
+    pub retry_after: Option<u64>,
 }
 
 impl Refused {
     fn new(error: OAuthError, basic: bool) -> Self {
-        Self { error, basic }
+        Self {
+            error,
+            basic,
+            retry_after: None,
+        }
+    }
+
+    /// The HTTP answer.
+    pub fn response(&self) -> Response<Body> {
+        let mut response = reply::error(&self.error, self.basic);
+        if let Some(secs) = self.retry_after {
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -107,12 +131,45 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refu
     })
 }
 
+/// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of
+/// one client id from one address within [`FAILURE_WINDOW`], the rest of the window is
+/// refused without looking at the secret (SECURITY.md "Client authentication").
+///
+/// [`MAX_CLIENT_FAILURES`]: super::caches::MAX_CLIENT_FAILURES
+/// [`FAILURE_WINDOW`]: super::caches::FAILURE_WINDOW
+pub async fn authenticate_throttled(
+    gateway: &Gateway,
+    presented: &Presented,
+    peer: IpAddr,
+    now: SystemTime,
+) -> Result<App, Refused> {
+    let caches = &gateway.oauth;
+    if let Some(secs) = caches.client_throttled(&presented.client_id, peer, now) {
+        tracing::warn!(client_id = %presented.client_id, %peer, "client authentication throttled");
+        return Err(Refused {
+            error: OAuthError::new(
+                OAuthErrorCode::InvalidClient,
+                "too many failed client authentications; try again later",
+            ),
+            basic: false,
+            retry_after: Some(secs),
+        });
+    }
+    let result = authenticate(&gateway.store, presented, now).await;
+    if let Err(r) = &result
+        && r.error.code == OAuthErrorCode::InvalidClient
+    {
+        caches.client_failed(&presented.client_id, peer, now);
+    }
+    result
+}
+
 /// Checks the credentials: the app exists and is active, a confidential app proved its
 /// secret, a public app sent none. Every failure is the same `invalid_client`.
 pub async fn authenticate(
     store: &Store,
     presented: &Presented,
-    now: std::time::SystemTime,
+    now: SystemTime,
 ) -> Result<App, Refused> {
     let basic = presented.method == Method::Basic;
     let refused = || Refused::new(reply::invalid_client("client authentication failed"), basic);

@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::client_auth::{self, Method as AuthMethod, Refused};
+use super::client_auth::{self, Method as AuthMethod};
 use super::error::OAuthError;
 use super::revoke::verify_access;
 use super::{cors, reply, request};
@@ -43,13 +43,14 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
     let now = gateway.clock.now();
     let presented = match client_auth::presented(&request.parts.headers, &request.params) {
         Ok(p) => p,
-        Err(Refused { error, basic }) => return (reply::error(&error, basic), None),
+        Err(refused) => return (refused.response(), None),
     };
     if presented.method == AuthMethod::None {
         let e = reply::invalid_client("introspection is for confidential clients");
         return (reply::error(&e, false), None);
     }
-    let app = match client_auth::authenticate(&gateway.store, &presented, now).await {
+    let peer = ctx.conn.peer.ip();
+    let app = match client_auth::authenticate_throttled(gateway, &presented, peer, now).await {
         Ok(app) if app.client_type == ClientType::Confidential => app,
         Ok(_) => {
             let e = reply::invalid_client("introspection is for confidential clients");
@@ -58,7 +59,7 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
                 None,
             );
         }
-        Err(Refused { error, basic }) => return (reply::error(&error, basic), None),
+        Err(refused) => return (refused.response(), None),
     };
     let Some(token) = request.params.get("token") else {
         let e = reply::invalid_request("token is required");

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::client_auth::{self, Refused};
+use super::client_auth;
 use super::error::OAuthError;
 use super::jwt::{AccessClaims, VerifyPolicy};
 use super::{cors, reply, request};
@@ -39,13 +39,14 @@ async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Optio
         Err(response) => return (response, None),
     };
     let now = gateway.clock.now();
+    let peer = ctx.conn.peer.ip();
     let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
-        Ok(p) => client_auth::authenticate(&gateway.store, &p, now).await,
+        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
         Err(refused) => Err(refused),
     };
     let app = match authenticated {
         Ok(app) => app,
-        Err(Refused { error, basic }) => return (reply::error(&error, basic), None),
+        Err(refused) => return (refused.response(), None),
     };
     let Some(token) = request.params.get("token") else {
         let e = reply::invalid_request("token is required");

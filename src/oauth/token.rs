@@ -6,7 +6,7 @@
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::client_auth::{self, Refused};
+use super::client_auth;
 use super::error::{OAuthError, OAuthErrorCode};
 use super::grant::exchange_code;
 use super::grant_refresh::{Refreshed, refresh};
@@ -56,13 +56,18 @@ async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option
         }
     };
     let now = gateway.clock.now();
+    let peer = ctx.conn.peer.ip();
     let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
-        Ok(p) => client_auth::authenticate(&gateway.store, &p, now).await,
+        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
         Err(refused) => Err(refused),
     };
     let app = match authenticated {
         Ok(app) => app,
-        Err(Refused { error, basic }) => return (failed(&error, basic), None),
+        Err(refused) => {
+            let label = refused.error.code.as_str();
+            metrics.token_errors.with_label_values(&[label]).inc();
+            return (refused.response(), None);
+        }
     };
     let params = &request.params;
     let outcome = match params.get("grant_type") {

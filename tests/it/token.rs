@@ -487,3 +487,49 @@ async fn inactive_and_deleted_apps_cannot_use_the_token_endpoint() {
     let a = fx.redeem(&code).await;
     assert_eq!(a.error(), "invalid_client", "deleted app");
 }
+
+#[tokio::test]
+async fn guessing_a_client_secret_is_throttled() {
+    let fx = Fx::start("").await;
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    for i in 0..10 {
+        let a = fx
+            .post(
+                "/oauth2/token",
+                &form,
+                Auth::Basic(CONF, &format!("guess-{i}")),
+            )
+            .await;
+        assert_eq!(a.status, 401, "guess {i}");
+    }
+    let a = fx
+        .post("/oauth2/token", &form, Auth::Basic(CONF, CONF_SECRET))
+        .await;
+    assert_eq!(a.status, 429, "even the right secret waits: {}", a.text);
+    assert!(a.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
+    let a = fx
+        .post(
+            "/oauth2/introspect",
+            &[("token", "x")],
+            Auth::Post(CONF, CONF_SECRET),
+        )
+        .await;
+    assert_eq!(
+        a.status, 429,
+        "on every endpoint that authenticates clients"
+    );
+    let other = fx.code(OTHER, "READ", true).await;
+    let a = fx
+        .post(
+            "/oauth2/token",
+            &exchange(&other, Some(VERIFIER)),
+            Auth::Basic(OTHER, OTHER_SECRET),
+        )
+        .await;
+    assert_eq!(a.status, 200, "other clients are not affected: {}", a.text);
+    fx.advance(Duration::from_secs(61));
+    let fresh = fx.code(CONF, "READ", true).await;
+    let a = fx.redeem(&fresh).await;
+    assert_eq!(a.status, 200, "after the window: {}", a.text);
+}
