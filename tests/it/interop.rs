@@ -18,7 +18,8 @@ use crate::oauth_fixture::{CALLBACK, CONF, CONF_SECRET, Fx};
 #[tokio::test]
 async fn the_oauth2_crate_runs_the_whole_flow() {
     let fx = Fx::start("").await;
-    let http = fx.gw.client(true);
+    // HTTP/2 by ALPN here; the other tests use HTTP/1.1.
+    let http = fx.gw.client(false);
     // Discovery. The issuer is the configured public URL; the test listener has its own port.
     let meta: serde_json::Value = http
         .get(fx.gw.url("/.well-known/oauth-authorization-server"))

@@ -440,3 +440,32 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
         "session ended"
     );
 }
+
+#[tokio::test]
+async fn a_store_outage_is_503_without_detail_and_never_active() {
+    let fx = Fx::start("").await;
+    let t = fx.tokens("READ").await;
+    fx.gateway().store.close().await;
+    let a = fx.refresh(&t.field("refresh_token"), None).await;
+    assert_eq!(
+        (a.status, a.error().as_str()),
+        (503, "temporarily_unavailable")
+    );
+    assert!(
+        !a.text.contains("sqlite") && !a.text.contains("pool"),
+        "{}",
+        a.text
+    );
+    assert!(a.header("x-request-id").is_some());
+    let a = introspect(&fx, &t.field("access_token"), BASIC).await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert!(!a.text.contains("active"));
+    let a = fx
+        .post(
+            "/oauth2/revoke",
+            &[("token", &t.field("access_token"))],
+            BASIC,
+        )
+        .await;
+    assert_eq!(a.status, 503);
+}
