@@ -2,9 +2,14 @@
 //! keys and JWKS (RFC 7517, RFC 7638, RFC 8037) and JWT access tokens (RFC 9068, RFC 8725).
 
 pub mod authorize;
+pub mod caches;
+pub mod client_auth;
 pub mod consent;
+pub mod cors;
 pub mod endpoints;
 pub mod error;
+pub mod grant;
+pub mod grant_refresh;
 pub mod introspect;
 pub mod jwt;
 pub mod keys;
@@ -13,5 +18,7 @@ pub mod metadata;
 pub mod params;
 pub mod pkce;
 pub mod redirect;
+pub mod reply;
+pub mod request;
 pub mod revoke;
 pub mod token;

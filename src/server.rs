@@ -66,6 +66,8 @@ pub struct Gateway {
     pub clock: crate::clock::Clock,
     pub keys: Arc<crate::oauth::keys::SigningKeys>,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The authorization server's per-replica caches (refresh grace answers, CORS origins).
+    pub oauth: crate::oauth::caches::OAuthCaches,
     /// Login throttling and bounded password verification (SPEC §3.2).
     pub login: crate::auth::throttle::LoginGuard,
     tls: ArcSwap<rustls::ServerConfig>,
@@ -162,6 +164,7 @@ impl App {
             clock,
             keys,
             auth,
+            oauth: crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace),
             login: crate::auth::throttle::LoginGuard::new(&config),
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),

@@ -1,11 +1,169 @@
-//! `introspect` endpoint of the authorization server (SPEC §3.1): not served by this build yet.
+//! `POST /oauth2/introspect` (RFC 7662): for confidential clients (Basic or post secret)
+//! only. Anything unknown, expired, revoked, rotated, of a deleted or inactive app, or of a
+//! user no longer configured is `{"active": false}` and nothing more (RFC 7662 §2.2); an
+//! active token shows its expanded scope (SPEC §2), client, user, times, issuer and audience.
 
-use http::{Request, Response};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use serde_json::{Value, json};
 
+use super::client_auth::{self, Method as AuthMethod};
+use super::error::OAuthError;
+use super::revoke::verify_access;
+use super::{cors, reply, request};
+use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;
+use crate::clock::unix_seconds;
 use crate::server::own::Ctx;
+use crate::server::{Gateway, Live};
+use crate::store::{App, ClientType, secret_hash};
 
-pub async fn handle(ctx: &Ctx<'_>, _req: Request<Incoming>) -> Response<Body> {
-    super::endpoints::not_yet(ctx)
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::OPTIONS {
+        return cors::preflight(ctx.gateway, req.headers()).await;
+    }
+    let origin = cors::origin(req.headers());
+    let (mut response, app) = introspect(ctx, req).await;
+    let ok = match &origin {
+        Some(o) => cors::allowed(ctx.gateway, o, app.as_ref()).await,
+        None => false,
+    };
+    cors::decorate(&mut response, origin.as_deref(), ok);
+    response
+}
+
+async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
+    let gateway = ctx.gateway;
+    let request = match request::read(ctx, req).await {
+        Ok(r) => r,
+        Err(response) => return (response, None),
+    };
+    let now = gateway.clock.now();
+    let presented = match client_auth::presented(&request.parts.headers, &request.params) {
+        Ok(p) => p,
+        Err(refused) => return (refused.response(), None),
+    };
+    if presented.method == AuthMethod::None {
+        let e = reply::invalid_client("introspection is for confidential clients");
+        return (reply::error(&e, false), None);
+    }
+    let peer = ctx.conn.peer.ip();
+    let app = match client_auth::authenticate_throttled(gateway, &presented, peer, now).await {
+        Ok(app) if app.client_type == ClientType::Confidential => app,
+        Ok(_) => {
+            let e = reply::invalid_client("introspection is for confidential clients");
+            return (
+                reply::error(&e, presented.method == AuthMethod::Basic),
+                None,
+            );
+        }
+        Err(refused) => return (refused.response(), None),
+    };
+    let Some(token) = request.params.get("token") else {
+        let e = reply::invalid_request("token is required");
+        return (reply::error(&e, false), Some(app));
+    };
+    let response = match describe(gateway, &ctx.live, token, now).await {
+        Ok(v) => reply::json(StatusCode::OK, v.to_string()),
+        Err(e) => reply::error(&e, false),
+    };
+    (response, Some(app))
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// The RFC 7662 §2.2 answer for `token`.
+pub async fn describe(
+    gateway: &Gateway,
+    live: &Live,
+    token: &str,
+    now: SystemTime,
+) -> Result<Value, OAuthError> {
+    let fail = |e: crate::store::StoreError| reply::store_failure(&e);
+    let store = &gateway.store;
+    let (user, client_id, scope, iat, exp, token_type) = if token.starts_with(REFRESH_TOKEN_PREFIX)
+    {
+        let Some(rt) = store
+            .get_refresh_token(&secret_hash(token))
+            .await
+            .map_err(fail)?
+        else {
+            return Ok(inactive());
+        };
+        if rt.rotated_at.is_some() || rt.revoked_at.is_some() || rt.expire_time <= now {
+            return Ok(inactive());
+        }
+        let Some(grant) = store.get_grant(&rt.grant_id).await.map_err(fail)? else {
+            return Ok(inactive());
+        };
+        if !store.is_grant_live(&grant.id).await.map_err(fail)? {
+            return Ok(inactive());
+        }
+        let (iat, exp) = (unix_seconds(rt.create_time), unix_seconds(rt.expire_time));
+        (
+            grant.user,
+            grant.client_id,
+            grant.scope,
+            iat,
+            exp,
+            "refresh_token",
+        )
+    } else {
+        let Some(claims) = verify_access(gateway, token, now) else {
+            return Ok(inactive());
+        };
+        let Some(gid) = claims.gid.as_deref() else {
+            return Ok(inactive());
+        };
+        if !store
+            .is_access_token_live(&claims.jti, gid)
+            .await
+            .map_err(fail)?
+        {
+            return Ok(inactive());
+        }
+        let Some(client_id) = claims.client_id else {
+            return Ok(inactive());
+        };
+        (
+            claims.sub,
+            client_id,
+            claims.scope,
+            claims.iat,
+            claims.exp,
+            "Bearer",
+        )
+    };
+    if exp <= unix_seconds(now) {
+        return Ok(inactive());
+    }
+    let Some(u) = live.directory.user(&user) else {
+        return Ok(inactive());
+    };
+    let scopes = &live.directory.scopes;
+    let Ok(granted) = scopes.parse(&scope) else {
+        return Ok(inactive());
+    };
+    let expanded = scopes.expand(granted).intersection(u.max_scope);
+    Ok(json!({
+        "active": true,
+        "scope": scopes.to_names(expanded),
+        "client_id": client_id,
+        "username": user,
+        "sub": user,
+        "token_type": token_type,
+        "exp": exp,
+        "iat": iat,
+        "iss": gateway.config.server.public_url,
+        "aud": gateway.config.audience(),
+    }))
+}
+
+/// Seconds to a `SystemTime` (for callers comparing with claims).
+pub fn from_unix(secs: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }

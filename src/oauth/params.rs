@@ -67,7 +67,8 @@ impl Params {
     }
 }
 
-fn decode(s: &str) -> Result<String, OAuthError> {
+/// Decodes one `application/x-www-form-urlencoded` name or value (`+` is a space).
+pub fn decode(s: &str) -> Result<String, OAuthError> {
     let bad = || OAuthError::new(OAuthErrorCode::InvalidRequest, "malformed form encoding");
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

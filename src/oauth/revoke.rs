@@ -1,11 +1,125 @@
-//! `revoke` endpoint of the authorization server (SPEC §3.1): not served by this build yet.
+//! `POST /oauth2/revoke` (RFC 7009): the client authenticates as at the token endpoint; a
+//! refresh token ends its whole grant, an access token only itself (SPEC §3.1). Unknown,
+//! expired or other clients' tokens are answered 200 and left alone (RFC 7009 §2.2).
 
-use http::{Request, Response};
+use std::time::SystemTime;
+
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use super::client_auth;
+use super::error::OAuthError;
+use super::jwt::{AccessClaims, VerifyPolicy};
+use super::{cors, reply, request};
+use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;
+use crate::clock::unix_seconds;
+use crate::server::Gateway;
 use crate::server::own::Ctx;
+use crate::store::{App, secret_hash};
 
-pub async fn handle(ctx: &Ctx<'_>, _req: Request<Incoming>) -> Response<Body> {
-    super::endpoints::not_yet(ctx)
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::OPTIONS {
+        return cors::preflight(ctx.gateway, req.headers()).await;
+    }
+    let origin = cors::origin(req.headers());
+    let (mut response, app) = revoke(ctx, req).await;
+    let ok = match &origin {
+        Some(o) => cors::allowed(ctx.gateway, o, app.as_ref()).await,
+        None => false,
+    };
+    cors::decorate(&mut response, origin.as_deref(), ok);
+    response
+}
+
+async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
+    let gateway = ctx.gateway;
+    let request = match request::read(ctx, req).await {
+        Ok(r) => r,
+        Err(response) => return (response, None),
+    };
+    let now = gateway.clock.now();
+    let peer = ctx.conn.peer.ip();
+    let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
+        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
+        Err(refused) => Err(refused),
+    };
+    let app = match authenticated {
+        Ok(app) => app,
+        Err(refused) => return (refused.response(), None),
+    };
+    let Some(token) = request.params.get("token") else {
+        let e = reply::invalid_request("token is required");
+        return (reply::error(&e, false), Some(app));
+    };
+    let response = match revoke_token(gateway, &app, token, now).await {
+        Ok(()) => reply::empty_ok(),
+        Err(e) => reply::error(&e, false),
+    };
+    (response, Some(app))
+}
+
+/// Revokes `token` if it is `app`'s: the token type is told by its shape, so
+/// `token_type_hint` is not needed (RFC 7009 §2.1 lets the server ignore it).
+pub async fn revoke_token(
+    gateway: &Gateway,
+    app: &App,
+    token: &str,
+    now: SystemTime,
+) -> Result<(), OAuthError> {
+    if token.starts_with(REFRESH_TOKEN_PREFIX) {
+        return revoke_refresh(gateway, app, token, now).await;
+    }
+    let Some(claims) = verify_access(gateway, token, now) else {
+        return Ok(());
+    };
+    if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
+        tracing::info!("revocation of another client's access token ignored");
+        return Ok(());
+    }
+    let expire = super::introspect::from_unix(claims.exp);
+    gateway
+        .store
+        .revoke_access_token(&claims.jti, claims.gid.as_deref(), expire, now)
+        .await
+        .map_err(|e| reply::store_failure(&e))
+}
+
+async fn revoke_refresh(
+    gateway: &Gateway,
+    app: &App,
+    token: &str,
+    now: SystemTime,
+) -> Result<(), OAuthError> {
+    let store = &gateway.store;
+    let fail = |e: crate::store::StoreError| reply::store_failure(&e);
+    let Some(rt) = store
+        .get_refresh_token(&secret_hash(token))
+        .await
+        .map_err(fail)?
+    else {
+        return Ok(());
+    };
+    let Some(grant) = store.get_grant(&rt.grant_id).await.map_err(fail)? else {
+        return Ok(());
+    };
+    if grant.client_id != app.client_id {
+        tracing::info!("revocation of another client's refresh token ignored");
+        return Ok(());
+    }
+    store.revoke_grant(&grant.id, now).await.map_err(fail)?;
+    Ok(())
+}
+
+/// The claims of one of our access tokens that has not expired, signature checked.
+pub fn verify_access(gateway: &Gateway, token: &str, now: SystemTime) -> Option<AccessClaims> {
+    let policy = VerifyPolicy {
+        issuer: gateway.config.server.public_url.clone(),
+        audience: gateway.config.audience().to_owned(),
+        leeway: gateway.config.auth.leeway.as_secs(),
+    };
+    gateway
+        .keys
+        .verify_access_token(token, unix_seconds(now), &policy)
+        .ok()
 }

@@ -1,11 +1,97 @@
-//! `token` endpoint of the authorization server (SPEC §3.1): not served by this build yet.
+//! `POST /oauth2/token` and its Confluence aliases (RFC 6749 §3.2, §4.1.3, §5, §6; SPEC §3.1):
+//! reads the form, authenticates the client, runs the grant, and answers with the no-store
+//! token response or an RFC 6749 §5.2 error, with CORS for the app's web origins and the
+//! `gatehouse_tokens_issued_total` / `gatehouse_token_errors_total` metrics.
 
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::client_auth;
+use super::error::{OAuthError, OAuthErrorCode};
+use super::grant::exchange_code;
+use super::grant_refresh::{Refreshed, refresh};
+use super::{cors, reply, request};
 use crate::body::Body;
 use crate::server::own::Ctx;
+use crate::store::App;
 
-pub async fn handle(ctx: &Ctx<'_>, _req: Request<Incoming>) -> Response<Body> {
-    super::endpoints::not_yet(ctx)
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    let gateway = ctx.gateway;
+    if req.method() == Method::OPTIONS {
+        return cors::preflight(gateway, req.headers()).await;
+    }
+    let origin = cors::origin(req.headers());
+    let (mut response, app) = token(ctx, req).await;
+    if let Some(o) = &origin {
+        let ok = cors::allowed(gateway, o, app.as_ref()).await;
+        cors::decorate(&mut response, Some(o), ok);
+    } else {
+        cors::decorate(&mut response, None, false);
+    }
+    response
+}
+
+async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
+    let gateway = ctx.gateway;
+    let metrics = &gateway.metrics;
+    let failed = |e: &OAuthError, basic: bool| {
+        metrics
+            .token_errors
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+        reply::error(e, basic)
+    };
+    let request = match request::read(ctx, req).await {
+        Ok(r) => r,
+        Err(response) => {
+            let label = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                None
+            } else {
+                Some(OAuthErrorCode::InvalidRequest.as_str())
+            };
+            if let Some(label) = label {
+                metrics.token_errors.with_label_values(&[label]).inc();
+            }
+            return (response, None);
+        }
+    };
+    let now = gateway.clock.now();
+    let peer = ctx.conn.peer.ip();
+    let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
+        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
+        Err(refused) => Err(refused),
+    };
+    let app = match authenticated {
+        Ok(app) => app,
+        Err(refused) => {
+            let label = refused.error.code.as_str();
+            metrics.token_errors.with_label_values(&[label]).inc();
+            return (refused.response(), None);
+        }
+    };
+    let params = &request.params;
+    let outcome = match params.get("grant_type") {
+        Some("authorization_code") => exchange_code(gateway, &ctx.live, &app, params, now)
+            .await
+            .map(Refreshed::New),
+        Some("refresh_token") => refresh(gateway, &ctx.live, &app, params, now).await,
+        Some(_) => Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "grant_type must be authorization_code or refresh_token",
+        )),
+        None => Err(reply::invalid_request("grant_type is required")),
+    };
+    let response = match outcome {
+        Ok(Refreshed::New(body)) => {
+            let grant_type = params.get("grant_type").unwrap_or_default();
+            metrics.tokens_issued.with_label_values(&[grant_type]).inc();
+            match serde_json::to_string(&body) {
+                Ok(json) => reply::json(StatusCode::OK, json),
+                Err(_) => failed(&reply::server_error("serializing a token response"), false),
+            }
+        }
+        Ok(Refreshed::Repeat(json)) => reply::json(StatusCode::OK, json),
+        Err(e) => failed(&e, false),
+    };
+    (response, Some(app))
 }

@@ -21,10 +21,14 @@ pub(crate) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, grant
 pub(crate) const GRANT_LIVE: &str = "SELECT 1 FROM grants g JOIN apps a ON a.client_id = \
     g.client_id WHERE g.id = $1 AND g.revoked_at IS NULL AND a.active";
 
+/// The grant check is a correlated `EXISTS` on the token's own grant (a primary-key lookup),
+/// not `grant_id IN (SELECT … WHERE client_id = …)`, which walked every grant of the client
+/// (~10 ms at 7k grants).
 pub(crate) const ROTATE: &str = "UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3 \
     WHERE hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expire_time > $2 \
-    AND grant_id IN (SELECT g.id FROM grants g JOIN apps a ON a.client_id = g.client_id \
-    WHERE g.revoked_at IS NULL AND a.active AND g.client_id = $4) \
+    AND EXISTS (SELECT 1 FROM grants g JOIN apps a ON a.client_id = g.client_id \
+    WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NULL AND a.active \
+    AND g.client_id = $4) \
     RETURNING grant_id, generation, access_jti, access_expire_time";
 
 /// Why a rotation did not happen (read after the conditional UPDATE matched nothing).

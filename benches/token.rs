@@ -1,0 +1,160 @@
+//! Criterion benchmarks of the token endpoint's grants (RFC 6749 §4.1.3, §6) through the
+//! functions the endpoint calls, on SQLite: redeeming an authorization code with PKCE (code
+//! lookup, checks, one redemption transaction, one Ed25519 signature) and rotating a refresh
+//! token (two reads, one rotation transaction, one signature).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse::App;
+use gatehouse::config::Config;
+use gatehouse::oauth::grant::exchange_code;
+use gatehouse::oauth::grant_refresh::{Refreshed, refresh};
+use gatehouse::oauth::params::Params;
+use gatehouse::oauth::pkce::s256_challenge;
+use gatehouse::store::{NewAuthCode, secret_hash};
+
+const VERIFIER: &str = "bench-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+const CALLBACK: &str = "https://bench.example/cb";
+
+async fn fixture(dir: &tempfile::TempDir) -> (App, gatehouse::store::App) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let key = gatehouse::oauth::keys::generate_pem().unwrap();
+    std::fs::write(dir.path().join("signing.pem"), key.expose()).unwrap();
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://localhost"
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+[admin]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://bench.db"
+[oauth]
+signing_keys = ["signing.pem"]
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+max_scope = "WRITE"
+"#;
+    std::fs::write(dir.path().join("g.toml"), toml).unwrap();
+    let app = App::build(Config::load(&dir.path().join("g.toml")).unwrap())
+        .await
+        .unwrap();
+    let now = app.gateway().clock.now();
+    let record = gatehouse::store::App {
+        id: gatehouse::store::new_app_id(),
+        client_id: "bench".into(),
+        display_name: "Bench".into(),
+        description: String::new(),
+        logo_uri: String::new(),
+        allowed_callback_urls: vec![CALLBACK.into()],
+        allowed_logout_urls: vec![],
+        allowed_web_origins: vec![],
+        client_type: gatehouse::store::ClientType::Confidential,
+        secret_hash: Some(secret_hash("bench-secret")),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        scopes: vec!["READ".into(), "WRITE".into()],
+        skip_consent: false,
+        active: true,
+        labels: Default::default(),
+        created_by: "users/alice".into(),
+        updated_by: "users/alice".into(),
+        create_time: now,
+        update_time: now,
+        managed_by: gatehouse::store::ManagedBy::Api,
+    };
+    app.gateway().store.create_app(&record).await.unwrap();
+    (app, record)
+}
+
+async fn new_code(app: &App, n: u64) -> String {
+    let g = app.gateway();
+    let now = g.clock.now();
+    let code = format!("bench-code-{n}-{}", gatehouse::store::new_id());
+    g.store
+        .create_code(&NewAuthCode {
+            hash: secret_hash(&code),
+            client_id: "bench".into(),
+            user: "alice".into(),
+            redirect_uri: CALLBACK.into(),
+            scope: "WRITE".into(),
+            code_challenge: Some(s256_challenge(VERIFIER)),
+            code_challenge_method: Some("S256".into()),
+            create_time: now,
+            expire_time: now + Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    code
+}
+
+fn exchange_params(code: &str) -> Params {
+    Params::parse(&format!(
+        "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fbench.example%2Fcb&code_verifier={VERIFIER}"
+    ))
+    .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (app, record) = rt.block_on(fixture(&dir));
+    let g = app.gateway().clone();
+    let live = g.live.load_full();
+
+    c.bench_function("token/redeem_code_pkce_sqlite", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (app, g, live, record) = (&app, g.clone(), live.clone(), record.clone());
+            async move {
+                let mut spent = Duration::ZERO;
+                for n in 0..iters {
+                    let params = exchange_params(&new_code(app, n).await);
+                    let started = Instant::now();
+                    let r = exchange_code(&g, &live, &record, &params, g.clock.now()).await;
+                    spent += started.elapsed();
+                    black_box(r.unwrap());
+                }
+                spent
+            }
+        })
+    });
+
+    let first = rt.block_on(async {
+        let params = exchange_params(&new_code(&app, u64::MAX).await);
+        exchange_code(&g, &live, &record, &params, g.clock.now())
+            .await
+            .unwrap()
+            .refresh_token
+    });
+    let current = std::sync::Mutex::new(first);
+    c.bench_function("token/refresh_rotation_sqlite", |b| {
+        b.to_async(&rt).iter(|| async {
+            let token = current.lock().unwrap().clone();
+            let params =
+                Params::parse(&format!("grant_type=refresh_token&refresh_token={token}")).unwrap();
+            let next = match refresh(&g, &live, &record, &params, g.clock.now())
+                .await
+                .unwrap()
+            {
+                Refreshed::New(r) => r.refresh_token,
+                Refreshed::Repeat(_) => panic!("every rotation uses the newest token"),
+            };
+            *current.lock().unwrap() = next;
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,269 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749
+//! §2.3.1, §3.2.1; RFC 8414 method names): `client_secret_basic`, `client_secret_post`, or
+//! `none` for public clients — one method per request. Secrets are compared as SHA-256
+//! hashes in constant time, the previous secret within its rotation grace included.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use super::error::OAuthError;
+use super::error::OAuthErrorCode;
+use super::params::{Params, decode};
+use super::reply;
+use crate::auth::secret::Secret;
+use crate::body::Body;
+use crate::server::Gateway;
+use crate::store::{App, ClientType, Store, secret_hash};
+
+/// How the client authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Basic,
+    Post,
+    None,
+}
+
+/// The credentials a request carries, before they are checked.
+pub struct Presented {
+    pub client_id: String,
+    secret: Option<Secret>,
+    pub method: Method,
+}
+
+/// A client authentication failure, with whether Basic was tried (for the 401's challenge),
+/// or a refusal to check at all because of too many failures (429 with `Retry-After`).
+pub struct Refused {
+    pub error: OAuthError,
+    pub basic: bool,
+    pub retry_after: Option<u64>,
+}
+
+impl Refused {
+    fn new(error: OAuthError, basic: bool) -> Self {
+        Self {
+            error,
+            basic,
+            retry_after: None,
+        }
+    }
+
+    /// The HTTP answer.
+    pub fn response(&self) -> Response<Body> {
+        let mut response = reply::error(&self.error, self.basic);
+        if let Some(secs) = self.retry_after {
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// The credentials of the request: `Authorization: Basic` (id and secret form-urlencoded,
+/// RFC 6749 §2.3.1) or `client_id` (+ `client_secret`) parameters; never both kinds.
+pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refused> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Refused::new(
+            reply::invalid_request("more than one Authorization header"),
+            false,
+        ));
+    }
+    let basic = first
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest.trim());
+    if let Some(encoded) = basic {
+        let bad = || Refused::new(reply::invalid_client("malformed Basic credentials"), true);
+        let raw = STANDARD.decode(encoded).map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+        let (id, secret) = (
+            decode(id).map_err(|_| bad())?,
+            decode(secret).map_err(|_| bad())?,
+        );
+        if params.contains("client_secret") {
+            return Err(Refused::new(
+                reply::invalid_request("use one client authentication method, not two"),
+                true,
+            ));
+        }
+        if params.get("client_id").is_some_and(|p| p != id) {
+            return Err(Refused::new(
+                reply::invalid_request("client_id differs from the Basic credentials"),
+                true,
+            ));
+        }
+        if id.is_empty() {
+            return Err(bad());
+        }
+        // Some public clients send `Basic base64(client_id:)`: an empty password is none.
+        let secret = (!secret.is_empty()).then(|| Secret::new(secret));
+        return Ok(Presented {
+            client_id: id,
+            secret,
+            method: Method::Basic,
+        });
+    }
+    let Some(client_id) = params.get("client_id") else {
+        return Err(Refused::new(
+            reply::invalid_client("client authentication is required"),
+            false,
+        ));
+    };
+    let secret = params.get("client_secret").map(Secret::new);
+    let method = if secret.is_some() {
+        Method::Post
+    } else {
+        Method::None
+    };
+    Ok(Presented {
+        client_id: client_id.to_owned(),
+        secret,
+        method,
+    })
+}
+
+/// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of
+/// one client id from one address within [`FAILURE_WINDOW`], the rest of the window is
+/// refused without looking at the secret (SECURITY.md "Client authentication").
+///
+/// [`MAX_CLIENT_FAILURES`]: super::caches::MAX_CLIENT_FAILURES
+/// [`FAILURE_WINDOW`]: super::caches::FAILURE_WINDOW
+pub async fn authenticate_throttled(
+    gateway: &Gateway,
+    presented: &Presented,
+    peer: IpAddr,
+    now: SystemTime,
+) -> Result<App, Refused> {
+    let caches = &gateway.oauth;
+    if let Some(secs) = caches.client_throttled(&presented.client_id, peer, now) {
+        tracing::warn!(client_id = %presented.client_id, %peer, "client authentication throttled");
+        return Err(Refused {
+            error: OAuthError::new(
+                OAuthErrorCode::InvalidClient,
+                "too many failed client authentications; try again later",
+            ),
+            basic: false,
+            retry_after: Some(secs),
+        });
+    }
+    let result = authenticate(&gateway.store, presented, now).await;
+    if let Err(r) = &result
+        && r.error.code == OAuthErrorCode::InvalidClient
+    {
+        caches.client_failed(&presented.client_id, peer, now);
+    }
+    result
+}
+
+/// Checks the credentials: the app exists and is active, a confidential app proved its
+/// secret, a public app sent none. Every failure is the same `invalid_client`.
+pub async fn authenticate(
+    store: &Store,
+    presented: &Presented,
+    now: SystemTime,
+) -> Result<App, Refused> {
+    let basic = presented.method == Method::Basic;
+    let refused = || Refused::new(reply::invalid_client("client authentication failed"), basic);
+    let app = store
+        .get_app_by_client_id(&presented.client_id)
+        .await
+        .map_err(|e| Refused::new(reply::store_failure(&e), basic))?;
+    let Some(app) = app.filter(|a| a.active) else {
+        return Err(refused());
+    };
+    let ok = match (app.client_type, &presented.secret) {
+        (ClientType::Confidential, Some(secret)) => {
+            app.secret_matches(&secret_hash(secret.expose()), now)
+        }
+        (ClientType::Public, None) => true,
+        _ => false,
+    };
+    if ok { Ok(app) } else { Err(refused()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn basic(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(value))).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let p = presented(&basic("my%20app:s%3Acret+x"), &Params::default())
+            .ok()
+            .unwrap();
+        assert_eq!(p.client_id, "my app");
+        assert_eq!(p.secret.as_ref().unwrap().expose(), "s:cret x");
+        assert_eq!(p.method, Method::Basic);
+        let p = presented(&basic("public:"), &Params::default())
+            .ok()
+            .unwrap();
+        assert!(p.secret.is_none(), "an empty password is no secret");
+    }
+
+    #[test]
+    fn one_method_per_request() {
+        let both = Params::parse("client_secret=x").unwrap();
+        let r = presented(&basic("a:b"), &both).err().unwrap();
+        assert_eq!(
+            r.error.code,
+            crate::oauth::error::OAuthErrorCode::InvalidRequest
+        );
+        let other_id = Params::parse("client_id=c").unwrap();
+        assert!(presented(&basic("a:b"), &other_id).is_err());
+        let same_id = Params::parse("client_id=a").unwrap();
+        assert!(presented(&basic("a:b"), &same_id).is_ok());
+        let mut twice = basic("a:b");
+        twice.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert!(presented(&twice, &Params::default()).is_err());
+    }
+
+    #[test]
+    fn malformed_basic_is_invalid_client_with_a_challenge() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        let r = presented(&h, &Params::default()).err().unwrap();
+        assert_eq!(
+            r.error.code,
+            crate::oauth::error::OAuthErrorCode::InvalidClient
+        );
+        assert!(r.basic);
+        assert!(presented(&basic("no-colon"), &Params::default()).is_err());
+    }
+
+    #[test]
+    fn post_and_none_are_told_by_the_secret_parameter() {
+        let p = presented(
+            &HeaderMap::new(),
+            &Params::parse("client_id=a&client_secret=s").unwrap(),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(p.method, Method::Post);
+        let p = presented(&HeaderMap::new(), &Params::parse("client_id=a").unwrap())
+            .ok()
+            .unwrap();
+        assert_eq!(p.method, Method::None);
+        assert!(presented(&HeaderMap::new(), &Params::default()).is_err());
+    }
+}
