@@ -16,6 +16,7 @@ mod apps_validation;
 mod auth;
 mod authorize;
 mod authorize_consent;
+mod authorize_flow;
 mod browser;
 mod cli;
 mod demo;
