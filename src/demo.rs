@@ -235,16 +235,28 @@ impl Demo {
         );
         let _ = writeln!(
             out,
-            "\n# 3. Open in a browser (accept the self-signed certificate), sign in as demo, approve;"
+            "\n# 3. Authorize. In a browser: open $AUTHZ (accept the self-signed certificate), sign in as"
         );
         let _ = writeln!(
             out,
-            "#    the browser lands on {callback}?code=...: copy the code."
+            "#    demo, approve; the browser lands on {callback}?code=... (nothing listens there: copy the code)."
         );
         let _ = writeln!(
             out,
-            "echo \"$GH/oauth2/authorize?response_type=code&client_id=$CLIENT_ID&redirect_uri={}&scope=WRITE&state=xyz\"",
+            "export AUTHZ=\"$GH/oauth2/authorize?response_type=code&client_id=$CLIENT_ID&redirect_uri={}&scope=WRITE&state=xyz\"; echo \"$AUTHZ\"",
             crate::server::guard::percent_encode(callback).replace('/', "%2F")
+        );
+        let _ = writeln!(
+            out,
+            "#    Or without a browser, as admin with the PAT: fetch the consent page, post Approve, print where it redirects:"
+        );
+        let _ = writeln!(
+            out,
+            "PAGE=$(curl -s --cacert \"$CACERT\" -H \"Authorization: Bearer $PAT\" \"$AUTHZ\")"
+        );
+        let _ = writeln!(
+            out,
+            "curl -s --cacert \"$CACERT\" -o /dev/null -w '%{{redirect_url}}\\n' -H \"Authorization: Bearer $PAT\" -d decision=approve --data-urlencode \"consent_id=$(printf %s \"$PAGE\" | sed -n 's/.*name=\"consent_id\" value=\"\\([^\"]*\\)\".*/\\1/p')\" --data-urlencode \"csrf_token=$(printf %s \"$PAGE\" | sed -n 's/.*name=\"csrf_token\" value=\"\\([^\"]*\\)\".*/\\1/p')\" \"$GH/oauth2/authorize\""
         );
         let _ = writeln!(out, "export CODE=<code>");
         let _ = writeln!(out, "\n# 4. Exchange the code for tokens:");

@@ -265,6 +265,16 @@ impl PasswordVerifier {
         Ok(known && matched)
     }
 
+    /// Takes one of the verifier's worker slots without counting as an admitted verification,
+    /// so a test can hold verifications waiting for as long as it needs.
+    #[cfg(test)]
+    pub(crate) async fn occupy_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
+    }
+
     fn admit(&self) -> Result<Admission, VerifyError> {
         let before = self.inner.admitted.fetch_add(1, Ordering::AcqRel);
         let admission = Admission(Arc::clone(&self.inner));

@@ -128,40 +128,44 @@ async fn unknown_user_costs_as_much_as_a_wrong_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_fails_fast_with_busy() {
-    let slow = hash_password_with(
-        "pw",
-        HashParams {
-            m_cost: 4096,
-            t_cost: 4,
-            p_cost: 1,
-        },
-    )
-    .unwrap();
+    let hash = cheap_hash("pw");
     let limits = VerifierLimits {
         max_concurrent: 1,
         max_waiting: 1,
     };
     let v = PasswordVerifier::with_dummy_hash(limits, &cheap_hash("d")).unwrap();
+    // Hold the only worker slot, so both verifications below stay admitted and waiting for
+    // as long as the test needs, whatever the machine's load.
+    let slot = v.occupy_slot().await;
     let (a, b) = (v.clone(), v.clone());
-    let (s1, s2) = (slow.clone(), slow.clone());
-    let first = tokio::spawn(async move { a.verify("pw", Some(&s1)).await });
-    let second = tokio::spawn(async move { b.verify("pw", Some(&s2)).await });
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let (h1, h2) = (hash.clone(), hash.clone());
+    let first = tokio::spawn(async move { a.verify("pw", Some(&h1)).await });
+    let second = tokio::spawn(async move { b.verify("pw", Some(&h2)).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
     while v.in_flight() < 2 {
-        assert!(Instant::now() < deadline, "verifications never started");
+        assert!(
+            Instant::now() < deadline,
+            "verifications never got admitted"
+        );
         tokio::task::yield_now().await;
     }
-    assert_eq!(v.verify("pw", Some(&slow)).await, Err(VerifyError::Busy));
-    // Busy came back while both slow verifications were still running: it did not queue.
+    let computed_before = v.computed();
+    assert_eq!(v.verify("pw", Some(&hash)).await, Err(VerifyError::Busy));
+    assert_eq!(
+        v.computed(),
+        computed_before,
+        "a refused verification does no work"
+    );
     assert!(
-        !first.is_finished() || !second.is_finished(),
+        !first.is_finished() && !second.is_finished(),
         "busy must not wait"
     );
+    drop(slot);
     assert_eq!(first.await.unwrap(), Ok(true));
     assert_eq!(second.await.unwrap(), Ok(true));
     assert_eq!(v.in_flight(), 0);
     // Capacity is back once the work is done.
-    assert_eq!(v.verify("pw", Some(&cheap_hash("pw"))).await, Ok(true));
+    assert_eq!(v.verify("pw", Some(&hash)).await, Ok(true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod support;
 
 mod apps;
 mod apps_cli;
+mod apps_flow;
 mod apps_measure;
 mod apps_openapi;
 mod apps_pats;
