@@ -150,11 +150,22 @@ fn bench(c: &mut Criterion) {
     c.bench_function("auth/bearer_cache_hit", |b| {
         b.to_async(&rt).iter(authenticate)
     });
+    // While revocations are recent (a busy gateway rotates refresh tokens all the time), a hit
+    // also looks the principal's ids up in the recently-revoked sets.
+    g.auth
+        .on_event(&gatehouse::store::StoreEvent::TokenRevoked {
+            jti: "another-jti".into(),
+        });
+    c.bench_function("auth/bearer_cache_hit_after_a_revocation", |b| {
+        b.to_async(&rt).iter(authenticate)
+    });
+    // PerIteration: every timed call follows its own flush (a batch would flush once and then
+    // time hits).
     c.bench_function("auth/bearer_cache_miss_sqlite", |b| {
         b.to_async(&rt).iter_batched(
             || g.auth.flush(),
             |()| authenticate(),
-            BatchSize::SmallInput,
+            BatchSize::PerIteration,
         )
     });
 }

@@ -27,6 +27,7 @@ use tokio::sync::broadcast;
 
 pub use codec::{SecretHash, new_app_id, new_id, secret_hash, truncate_to_micros};
 pub use error::{StoreError, StoreErrorKind};
+pub use events::EventHook;
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
 
@@ -139,6 +140,12 @@ impl Store {
     /// Closes the pools (and the PostgreSQL listener). Later calls fail with `Unavailable`.
     pub async fn close(&self) {
         on_engine!(self, e => e.close().await)
+    }
+
+    /// Runs `hook` synchronously for every revocation event this handle publishes (its own
+    /// changes, before the changing call returns; other replicas' as they arrive).
+    pub fn on_event_sync(&self, hook: EventHook) {
+        self.inner.events.add_hook(hook);
     }
 
     /// Revocation events from now on: this handle's own changes (right after commit) and,

@@ -321,6 +321,14 @@ impl Authenticator {
 
     /// Follows the store's revocation events until the store closes.
     pub fn spawn_listener(self: &Arc<Self>, store: &Store) -> tokio::task::JoinHandle<()> {
+        // A revoking call's own answer must not race the cache: apply its events before it
+        // returns. The task below still follows the bus, for lag (flush) and as a backstop.
+        let weak = Arc::downgrade(self);
+        store.on_event_sync(Arc::new(move |event| {
+            if let Some(this) = weak.upgrade() {
+                this.on_event(event);
+            }
+        }));
         let mut events = store.subscribe();
         let this = Arc::clone(self);
         tokio::spawn(async move {

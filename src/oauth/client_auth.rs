@@ -266,4 +266,22 @@ mod tests {
         assert_eq!(p.method, Method::None);
         assert!(presented(&HeaderMap::new(), &Params::default()).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_authorization_header_is_answered_without_panicking(
+            value in "[ -~]{0,80}",
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::AUTHORIZATION, v);
+            }
+            let _ = presented(&h, &Params::default());
+            let mut h = HeaderMap::new();
+            let encoded = format!("Basic {}", STANDARD.encode(&raw));
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(&encoded).unwrap());
+            let _ = presented(&h, &Params::default());
+        }
+    }
 }

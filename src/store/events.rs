@@ -7,6 +7,8 @@
 //! sent it, and a handle's listener drops its own envelopes, so every subscriber sees each
 //! event exactly once.
 
+use std::sync::{Arc, RwLock};
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -18,10 +20,25 @@ pub(crate) const CHANNEL: &str = "gatehouse_revocations";
 /// Events a slow subscriber may fall behind by before it sees `Lagged` (then: flush all).
 const CAPACITY: usize = 4096;
 
-#[derive(Clone, Debug)]
+/// Called synchronously for every published event, before `publish` returns.
+pub type EventHook = Arc<dyn Fn(&StoreEvent) + Send + Sync>;
+
+#[derive(Clone)]
 pub(crate) struct Events {
     tx: broadcast::Sender<StoreEvent>,
     origin: String,
+    /// Applied before the change's caller gets its answer, so that a revocation the caller
+    /// has seen succeed is already in force for its next request: the broadcast subscribers
+    /// run on another task and may be a moment behind.
+    hooks: Arc<RwLock<Vec<EventHook>>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +53,7 @@ impl Events {
         Self {
             tx,
             origin: super::new_id(),
+            hooks: Arc::default(),
         }
     }
 
@@ -43,8 +61,26 @@ impl Events {
         self.tx.subscribe()
     }
 
-    /// Broadcasts to this process's subscribers (none listening is fine).
+    /// Registers `hook` for every event published from now on.
+    pub(crate) fn add_hook(&self, hook: EventHook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Runs the hooks, then broadcasts to this process's subscribers (none listening is fine).
     pub(crate) fn publish(&self, events: &[StoreEvent]) {
+        let hooks = self
+            .hooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for event in events {
+            for hook in &hooks {
+                hook(event);
+            }
+        }
         for event in events {
             let _ = self.tx.send(event.clone());
         }

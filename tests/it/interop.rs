@@ -2,9 +2,9 @@
 //! discovery, the authorization-code exchange with its own PKCE pair (RFC 7636), refresh,
 //! introspection and revocation against the running gateway over real HTTPS.
 //!
-//! The authorize step: the code is stored directly in the store, bound to the challenge the
-//! crate put in its authorization URL (the `/oauth2/authorize` endpoint is built on another
-//! branch); everything after it goes through the crate.
+//! The authorize step goes through the real `/oauth2/authorize`: the crate's authorization URL
+//! is opened by alice (with a personal access token as her credential), the consent page is
+//! approved, and the code and `state` come back on the redirect, with `iss` (RFC 9207).
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -13,6 +13,7 @@ use oauth2::{
     StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
 
+use crate::login_support::{hidden, location, query};
 use crate::oauth_fixture::{CALLBACK, CONF, CONF_SECRET, Fx};
 
 #[tokio::test]
@@ -47,23 +48,40 @@ async fn the_oauth2_crate_runs_the_whole_flow() {
         .set_introspection_url(IntrospectionUrl::new(endpoint("introspection_endpoint")).unwrap())
         .set_redirect_uri(RedirectUrl::new(CALLBACK.into()).unwrap());
 
-    // The authorization request the crate builds; its PKCE challenge is bound to the code.
+    // The authorization request the crate builds, with its own PKCE pair and state.
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _state) = client
+    let (url, state) = client
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("WRITE".into()))
         .set_pkce_challenge(challenge)
         .url();
-    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
-    assert_eq!(query["code_challenge_method"], "S256");
-    assert_eq!(query["client_id"], CONF);
-    let code = fx
-        .code_with(
-            CONF,
-            &query["scope"],
-            Some((query["code_challenge"].clone(), "S256")),
-        )
-        .await;
+    let (pat, _) = crate::harness::tokens::pat(fx.gateway(), "alice", "WRITE").await;
+    let page = http
+        .get(url.as_str())
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the consent page");
+    let html = page.text().await.unwrap();
+    let decision = http
+        .post(fx.gw.url("/oauth2/authorize"))
+        .bearer_auth(&pat)
+        .form(&[
+            ("consent_id", hidden(&html, "consent_id").as_str()),
+            ("csrf_token", hidden(&html, "csrf_token").as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decision.status(), 303);
+    let back = location(&decision);
+    assert!(back.starts_with(CALLBACK), "{back}");
+    let params = query(&back);
+    assert_eq!(&params["state"], state.secret(), "state comes back");
+    assert_eq!(params["iss"], "https://localhost", "RFC 9207 iss");
+    let code = params["code"].clone();
 
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))

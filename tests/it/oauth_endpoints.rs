@@ -11,6 +11,47 @@ use crate::oauth_fixture::{
 
 const BASIC: Auth<'static> = Auth::Basic(CONF, CONF_SECRET);
 
+/// The answer of a revoking call means the revocation is in force: a token the proxy has
+/// cached as valid is refused on the very next request (no wait for the event bus).
+#[tokio::test]
+async fn a_cached_token_is_refused_right_after_its_revocation_answers() {
+    let fx = Fx::start("").await;
+    for round in 0..20 {
+        let t = fx.tokens("WRITE").await;
+        let access = t.field("access_token");
+        assert_eq!(
+            fx.proxied(&access).await,
+            200,
+            "round {round}: cached as valid"
+        );
+        let a = fx
+            .post("/oauth2/revoke", &[("token", &access)], BASIC)
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(
+            fx.proxied(&access).await,
+            401,
+            "round {round}: revoked access token"
+        );
+
+        let t = fx.tokens("WRITE").await;
+        let access = t.field("access_token");
+        assert_eq!(
+            fx.proxied(&access).await,
+            200,
+            "round {round}: cached as valid"
+        );
+        let r = fx.refresh(&t.field("refresh_token"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            fx.proxied(&access).await,
+            401,
+            "round {round}: rotated generation"
+        );
+        assert_eq!(fx.proxied(&r.field("access_token")).await, 200);
+    }
+}
+
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_the_grant_and_an_access_token_only_itself() {
     let fx = Fx::start("").await;

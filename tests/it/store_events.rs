@@ -13,6 +13,7 @@ use crate::support::{TestDb, contract_tests};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 contract_tests!(
+    sync_hooks_see_a_change_before_its_call_returns,
     events_reach_local_subscribers_once_per_change,
     events_reach_other_replicas,
     lost_listener_connection_flushes_caches
@@ -24,6 +25,52 @@ async fn next(rx: &mut Receiver<StoreEvent>) -> StoreEvent {
         .await
         .expect("no event before the deadline")
         .expect("recv")
+}
+
+/// The token cache hooks in here: once a revoking call has returned, its events have been
+/// applied, whatever the broadcast subscribers' tasks are doing.
+async fn sync_hooks_see_a_change_before_its_call_returns(db: TestDb) {
+    let store = db.open().await;
+    let (grant, rt) = grant_for(&store, "hook-a").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<StoreEvent>::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    store.on_event_sync(std::sync::Arc::new(move |e: &StoreEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    let out = store
+        .rotate_refresh_token(
+            &rt.hash,
+            "hook-a",
+            &refresh("hook-rt-2", "hook-jti-2", at(5)),
+            at(5),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated { .. }));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![StoreEvent::TokenRevoked {
+            jti: rt.access_jti.clone().unwrap()
+        }]
+    );
+    store.revoke_grant(&grant.id, at(6)).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&StoreEvent::GrantRevoked {
+            grant_id: grant.id.clone()
+        })
+    );
+    store
+        .revoke_access_token("hook-jti-x", None, at(100), at(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&StoreEvent::TokenRevoked {
+            jti: "hook-jti-x".into()
+        })
+    );
+    store.close().await;
 }
 
 async fn events_reach_local_subscribers_once_per_change(db: TestDb) {
