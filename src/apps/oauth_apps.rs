@@ -21,7 +21,7 @@ use crate::body::Body;
 use crate::config::duration::parse_duration;
 use crate::server::own::Ctx;
 use crate::store::{
-    App, AppCursor, ClientType, ManagedBy, StoreEvent, new_app_id, secret_hash, truncate_to_micros,
+    App, AppCursor, ClientType, ManagedBy, new_app_id, secret_hash, truncate_to_micros,
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -168,9 +168,6 @@ pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incomi
         .update_app(&app)
         .await
         .map_err(|e| map_missing(e, ctx, id))?;
-    if !app.active {
-        revoke_locally(ctx, &app);
-    }
     if was_active && !app.active {
         tracing::info!(request_id = ctx.request_id(), app = %app.id, by = %app.updated_by, "oauth app deactivated: its grants and tokens are revoked");
     }
@@ -184,7 +181,6 @@ pub async fn delete(ctx: &Ctx<'_>, who: &Principal, id: &str) -> Answer {
         .delete_app(&app.id)
         .await
         .map_err(|e| map_missing(e, ctx, id))?;
-    revoke_locally(ctx, &app);
     tracing::info!(request_id = ctx.request_id(), app = %app.id, client_id = %app.client_id, by = %caller(who), "oauth app deleted: its grants and tokens are revoked");
     Ok(no_content())
 }
@@ -240,15 +236,6 @@ pub async fn rotate_secret(
     tracing::info!(request_id = ctx.request_id(), app = %app.id, grace = ?grace, by = %app.updated_by, "oauth app client secret rotated");
     let resource = AppResource::new(&app, Some(secret.expose()));
     Ok(json_response(StatusCode::OK, &resource))
-}
-
-/// The store announces the revocation to every token cache through its event bus, which this
-/// process reads on another task; applying it here as well (idempotent) means that by the time
-/// the caller has the answer, no request on this replica can still pass with the app's tokens.
-fn revoke_locally(ctx: &Ctx<'_>, app: &App) {
-    ctx.gateway.auth.on_event(&StoreEvent::AppRevoked {
-        client_id: app.client_id.clone(),
-    });
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -18,7 +18,7 @@ use crate::auth::{Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::duration::parse_duration;
 use crate::server::own::Ctx;
-use crate::store::{PersonalToken, Store, StoreError, StoreEvent, secret_hash, truncate_to_micros};
+use crate::store::{PersonalToken, Store, StoreError, secret_hash, truncate_to_micros};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
@@ -181,23 +181,10 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
 
 pub async fn delete(ctx: &Ctx<'_>, who: &Principal, id: &str) -> Answer {
     let store = &ctx.gateway.store;
-    let hash = store
-        .list_pats(&who.user)
-        .await
-        .map_err(|e| ApiError::store(&e, ctx.request_id()))?
-        .into_iter()
-        .find(|p| p.id == id)
-        .map(|p| p.token_hash);
+    // The store's synchronous event hook has made this replica's token cache forget the PAT
+    // by the time `delete_pat` returns (`Store::on_event_sync`).
     match store.delete_pat(&who.user, id).await {
         Ok(()) => {
-            // As for apps (`oauth_apps::revoke_locally`): this replica's cache forgets the
-            // token before the caller hears it is gone, not whenever the event task runs.
-            if let Some(token_hash) = hash {
-                ctx.gateway.auth.on_event(&StoreEvent::PatRevoked {
-                    id: id.to_owned(),
-                    token_hash,
-                });
-            }
             tracing::info!(request_id = ctx.request_id(), pat = %id, user = %who.user, "personal access token deleted");
             Ok(no_content())
         }

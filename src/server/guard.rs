@@ -137,15 +137,9 @@ async fn session(
 
 /// The value of the `gatehouse_session` cookie, if the request carries one.
 pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
+    // The same reading as the login pages': exactly one well-formed cookie of that name, so a
+    // second one tossed in by a sibling domain makes the request anonymous, not someone else's.
+    crate::ui::cookies::get(headers, SESSION_COOKIE)
 }
 
 fn wants_html(req: &Request<Incoming>) -> bool {

@@ -476,6 +476,19 @@ async fn sessions_send_browsers_to_login_and_serve_logged_in_users() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "an unknown session is no session");
+    // A second session cookie (one tossed in by a sibling domain): neither is trusted, the
+    // same reading as the login pages'.
+    let r = browser
+        .get(gw.url("/wiki/page"))
+        .header(
+            "cookie",
+            format!("gatehouse_session={cookie}; gatehouse_session=tossed"),
+        )
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "two session cookies are no session");
 }
 
 #[tokio::test]
