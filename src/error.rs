@@ -21,8 +21,6 @@ pub enum GatewayError {
     UpstreamUnreachable,
     /// The upstream did not answer within the route's timeout (504).
     UpstreamTimeout,
-    /// A feature this build does not serve yet (501).
-    NotImplemented(&'static str),
     /// A dependency such as the store cannot answer (503).
     Unavailable,
     /// A bug or an unexpected failure (500).
@@ -37,7 +35,6 @@ impl GatewayError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -51,7 +48,6 @@ impl GatewayError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UpstreamUnreachable => "bad_gateway",
             Self::UpstreamTimeout => "gateway_timeout",
-            Self::NotImplemented(_) => "unimplemented",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -65,7 +61,6 @@ impl GatewayError {
             Self::MethodNotAllowed => "method not allowed on this route",
             Self::UpstreamUnreachable => "the upstream service is unavailable",
             Self::UpstreamTimeout => "the upstream service did not answer in time",
-            Self::NotImplemented(what) => what,
             Self::Unavailable => "the service is temporarily unavailable",
             Self::Internal => "internal error",
         }

@@ -27,13 +27,3 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         ),
     }
 }
-
-/// The answer of an endpoint that this build does not serve yet.
-pub fn not_yet(ctx: &Ctx<'_>) -> Response<Body> {
-    json_error(
-        StatusCode::NOT_IMPLEMENTED,
-        "unimplemented",
-        "this endpoint is not available in this build",
-        ctx.request_id(),
-    )
-}
