@@ -55,10 +55,13 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// `description` is made to fit RFC 6749 §5.2's `error_description` grammar (printable
+    /// ASCII without the double quote and the backslash, here also at most 200 characters): a description that quotes
+    /// client input, such as a parameter name, cannot break a client's parser or smuggle text.
     pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
         Self {
             code,
-            description: description.into(),
+            description: description_text(&description.into()),
         }
     }
 
@@ -66,6 +69,36 @@ impl OAuthError {
     pub fn to_json(&self) -> String {
         serde_json::json!({ "error": self.code.as_str(), "error_description": self.description })
             .to_string()
+    }
+}
+
+fn description_text(raw: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let allowed = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
+    raw.chars()
+        .take(MAX_CHARS)
+        .map(|c| if allowed(c) { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let e = OAuthError::new(
+            OAuthErrorCode::InvalidRequest,
+            "parameter 'a\"b\\c\nd\u{e9}' is repeated",
+        );
+        assert_eq!(e.description, "parameter 'a?b?c?d?' is repeated");
+        let long = OAuthError::new(OAuthErrorCode::InvalidRequest, "x".repeat(1000));
+        assert_eq!(long.description.len(), 200);
+        let plain = OAuthError::new(
+            OAuthErrorCode::InvalidGrant,
+            "the code has already been used",
+        );
+        assert_eq!(plain.description, "the code has already been used");
     }
 }
 
