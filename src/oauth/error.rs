@@ -81,6 +81,12 @@ fn description_text(raw: &str) -> String {
         .collect()
 }
 
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
 #[cfg(test)]
 mod description_tests {
     use super::*;
@@ -99,11 +105,5 @@ mod description_tests {
             "the code has already been used",
         );
         assert_eq!(plain.description, "the code has already been used");
-    }
-}
-
-impl std::fmt::Display for OAuthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code.as_str(), self.description)
     }
 }
