@@ -131,6 +131,19 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refu
     })
 }
 
+/// Reads the client credentials of a token-endpoint-style request and authenticates them,
+/// under the per-client throttle.
+pub async fn authenticate_request(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    params: &Params,
+    peer: IpAddr,
+    now: SystemTime,
+) -> Result<App, Refused> {
+    let presented = presented(headers, params)?;
+    authenticate_throttled(gateway, &presented, peer, now).await
+}
+
 /// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of
 /// one client id from one address within [`FAILURE_WINDOW`], the rest of the window is
 /// refused without looking at the secret (SECURITY.md "Client authentication").

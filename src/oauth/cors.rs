@@ -3,7 +3,8 @@
 //! `allowedWebOrigins` — the calling app's when the request names one, otherwise any active
 //! app's (a preflight carries no credentials). Every answer says `Vary: Origin`.
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
 
 use crate::body::{Body, empty};
 use crate::server::Gateway;
@@ -11,6 +12,27 @@ use crate::store::App;
 
 /// Apps read per page when looking for an origin.
 const PAGE: u32 = 500;
+
+/// Serves one of the CORS-enabled endpoints: answers a preflight itself; otherwise runs
+/// `endpoint` (which says which app it authenticated, if any) and adds the CORS headers for
+/// the request's origin.
+pub async fn serve(
+    gateway: &Gateway,
+    req: Request<Incoming>,
+    endpoint: impl AsyncFnOnce(Request<Incoming>) -> (Response<Body>, Option<App>),
+) -> Response<Body> {
+    if req.method() == Method::OPTIONS {
+        return preflight(gateway, req.headers()).await;
+    }
+    let origin = origin(req.headers());
+    let (mut response, app) = endpoint(req).await;
+    let ok = match &origin {
+        Some(o) => allowed(gateway, o, app.as_ref()).await,
+        None => false,
+    };
+    decorate(&mut response, origin.as_deref(), ok);
+    response
+}
 
 /// The request's `Origin`, if it has exactly one.
 pub fn origin(headers: &HeaderMap) -> Option<String> {

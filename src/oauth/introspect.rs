@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
@@ -21,17 +21,7 @@ use crate::server::{Gateway, Live};
 use crate::store::{App, ClientType, secret_hash};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    if req.method() == Method::OPTIONS {
-        return cors::preflight(ctx.gateway, req.headers()).await;
-    }
-    let origin = cors::origin(req.headers());
-    let (mut response, app) = introspect(ctx, req).await;
-    let ok = match &origin {
-        Some(o) => cors::allowed(ctx.gateway, o, app.as_ref()).await,
-        None => false,
-    };
-    cors::decorate(&mut response, origin.as_deref(), ok);
-    response
+    cors::serve(ctx.gateway, req, async |req| introspect(ctx, req).await).await
 }
 
 async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::client_auth;
@@ -19,17 +19,7 @@ use crate::server::own::Ctx;
 use crate::store::{App, secret_hash};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    if req.method() == Method::OPTIONS {
-        return cors::preflight(ctx.gateway, req.headers()).await;
-    }
-    let origin = cors::origin(req.headers());
-    let (mut response, app) = revoke(ctx, req).await;
-    let ok = match &origin {
-        Some(o) => cors::allowed(ctx.gateway, o, app.as_ref()).await,
-        None => false,
-    };
-    cors::decorate(&mut response, origin.as_deref(), ok);
-    response
+    cors::serve(ctx.gateway, req, async |req| revoke(ctx, req).await).await
 }
 
 async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
@@ -40,10 +30,14 @@ async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Optio
     };
     let now = gateway.clock.now();
     let peer = ctx.conn.peer.ip();
-    let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
-        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
-        Err(refused) => Err(refused),
-    };
+    let authenticated = client_auth::authenticate_request(
+        gateway,
+        &request.parts.headers,
+        &request.params,
+        peer,
+        now,
+    )
+    .await;
     let app = match authenticated {
         Ok(app) => app,
         Err(refused) => return (refused.response(), None),

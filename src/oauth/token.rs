@@ -3,7 +3,7 @@
 //! token response or an RFC 6749 §5.2 error, with CORS for the app's web origins and the
 //! `gatehouse_tokens_issued_total` / `gatehouse_token_errors_total` metrics.
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::client_auth;
@@ -16,19 +16,7 @@ use crate::server::own::Ctx;
 use crate::store::App;
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    let gateway = ctx.gateway;
-    if req.method() == Method::OPTIONS {
-        return cors::preflight(gateway, req.headers()).await;
-    }
-    let origin = cors::origin(req.headers());
-    let (mut response, app) = token(ctx, req).await;
-    if let Some(o) = &origin {
-        let ok = cors::allowed(gateway, o, app.as_ref()).await;
-        cors::decorate(&mut response, Some(o), ok);
-    } else {
-        cors::decorate(&mut response, None, false);
-    }
-    response
+    cors::serve(ctx.gateway, req, async |req| token(ctx, req).await).await
 }
 
 async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
@@ -57,10 +45,14 @@ async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option
     };
     let now = gateway.clock.now();
     let peer = ctx.conn.peer.ip();
-    let authenticated = match client_auth::presented(&request.parts.headers, &request.params) {
-        Ok(p) => client_auth::authenticate_throttled(gateway, &p, peer, now).await,
-        Err(refused) => Err(refused),
-    };
+    let authenticated = client_auth::authenticate_request(
+        gateway,
+        &request.parts.headers,
+        &request.params,
+        peer,
+        now,
+    )
+    .await;
     let app = match authenticated {
         Ok(app) => app,
         Err(refused) => {
