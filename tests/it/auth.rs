@@ -240,6 +240,42 @@ async fn allowed_requests_carry_identity_and_never_the_token_or_forged_headers()
     );
 }
 
+/// RFC 6750 §2.3 is not offered: a token is read from the `Authorization` header only, never
+/// from the query string or a form body, and one in the URL does not reach the upstream's
+/// decision either.
+#[tokio::test]
+async fn a_token_outside_the_authorization_header_is_not_accepted() {
+    let (up, gw) = setup("").await;
+    let t = tokens::access_token(&gw.gateway, "reporting", "alice", "WRITE", HOUR).await;
+    let before = up.count();
+    let r = get(
+        &gw,
+        &format!("/rest/api/content?access_token={}", t.token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        challenge(&r),
+        "Bearer realm=\"gatehouse\"",
+        "no error code: no token was presented"
+    );
+    let r = gw
+        .client(true)
+        .post(gw.url("/rest/api/content"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("access_token={}", t.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(up.count(), before, "nothing reached the upstream");
+    assert_eq!(
+        get(&gw, "/rest/api/content", Some(&t.token)).await.status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn scopes_per_method_and_insufficient_scope() {
     let (up, gw) = setup("").await;
