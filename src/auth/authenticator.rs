@@ -292,6 +292,12 @@ impl Authenticator {
         )
     }
 
+    /// The rules an access token is verified by (issuer, audience, leeway), for the
+    /// authorization server's own endpoints that read access tokens (revoke, introspect).
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.policy
+    }
+
     /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.
     pub fn refresh_entry_gauge(&self) {
         self.cache.run_pending_tasks();

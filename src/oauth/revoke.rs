@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::client_auth;
 use super::error::OAuthError;
-use super::jwt::{AccessClaims, VerifyPolicy};
+use super::jwt::AccessClaims;
 use super::{cors, reply, request};
 use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;
@@ -105,15 +105,11 @@ async fn revoke_refresh(
     Ok(())
 }
 
-/// The claims of one of our access tokens that has not expired, signature checked.
+/// The claims of one of our access tokens that has not expired, signature checked, by the
+/// same rules as the proxy's.
 pub fn verify_access(gateway: &Gateway, token: &str, now: SystemTime) -> Option<AccessClaims> {
-    let policy = VerifyPolicy {
-        issuer: gateway.config.server.public_url.clone(),
-        audience: gateway.config.audience().to_owned(),
-        leeway: gateway.config.auth.leeway.as_secs(),
-    };
     gateway
         .keys
-        .verify_access_token(token, unix_seconds(now), &policy)
+        .verify_access_token(token, unix_seconds(now), gateway.auth.policy())
         .ok()
 }

@@ -32,12 +32,8 @@ async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option
     let request = match request::read(ctx, req).await {
         Ok(r) => r,
         Err(response) => {
-            let label = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-                None
-            } else {
-                Some(OAuthErrorCode::InvalidRequest.as_str())
-            };
-            if let Some(label) = label {
+            if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+                let label = OAuthErrorCode::InvalidRequest.as_str();
                 metrics.token_errors.with_label_values(&[label]).inc();
             }
             return (response, None);

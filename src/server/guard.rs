@@ -16,7 +16,6 @@ use crate::config::AuthMode;
 use crate::error::json_error;
 use crate::proxy::headers::SESSION_COOKIE;
 use crate::proxy::routes::Route;
-use crate::store::secret_hash;
 
 /// Lets the request through as `Principal`, or answers it.
 pub enum Decision {
@@ -103,21 +102,13 @@ async fn session(
     req: &Request<Incoming>,
     now: SystemTime,
 ) -> Result<Option<Arc<Principal>>, AuthFailure> {
-    let Some(value) = session_cookie(req.headers()) else {
-        return Ok(None);
-    };
-    let found = gateway
-        .store
-        .get_session(&secret_hash(value), now)
+    let found = crate::ui::session::find(&gateway.store, &live.directory, req.headers(), now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "session lookup: the store does not answer");
             AuthFailure::Unavailable
         })?;
-    let Some(session) = found else {
-        return Ok(None);
-    };
-    let Some(user) = live.directory.user(&session.user) else {
+    let Some(crate::ui::session::Found { user, session, .. }) = found else {
         return Ok(None);
     };
     let text = live.directory.scopes.to_names(user.max_scope);

@@ -74,13 +74,13 @@ impl Events {
         let hooks = self
             .hooks
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for event in events {
-            for hook in &hooks {
+            for hook in hooks.iter() {
                 hook(event);
             }
         }
+        drop(hooks);
         for event in events {
             let _ = self.tx.send(event.clone());
         }

@@ -1,11 +1,14 @@
 //! Login sessions (SPEC §3.2): a 256-bit random cookie value, stored only as its SHA-256; a
 //! new one at every login and the previous one deleted (no session fixation).
 
+use std::time::SystemTime;
+
 use http::{HeaderMap, HeaderValue};
 
 use super::cookies::{self, SESSION_COOKIE};
+use crate::auth::directory::{Directory, User};
 use crate::server::own::Ctx;
-use crate::store::{Session, StoreError, secret_hash};
+use crate::store::{Session, Store, StoreError, secret_hash};
 
 /// The signed-in user of a request.
 pub struct Current {
@@ -14,23 +17,44 @@ pub struct Current {
     pub secret: String,
 }
 
-/// The request's session, if its cookie names a live session of a user still configured.
-pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
-    let Some(value) = cookies::get(headers, SESSION_COOKIE) else {
+/// A live session found from a request's cookie.
+pub struct Found<'d, 'h> {
+    pub user: &'d User,
+    pub session: Session,
+    /// The cookie value.
+    pub cookie: &'h str,
+}
+
+/// The session named by the request's one well-formed `gatehouse_session` cookie, if it is
+/// live and its user is still configured. The proxy's `session` routes and the login pages
+/// both decide by this.
+pub async fn find<'d, 'h>(
+    store: &Store,
+    directory: &'d Directory,
+    headers: &'h HeaderMap,
+    now: SystemTime,
+) -> Result<Option<Found<'d, 'h>>, StoreError> {
+    let Some(cookie) = cookies::get(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
+    let Some(session) = store.get_session(&secret_hash(cookie), now).await? else {
+        return Ok(None);
+    };
+    Ok(directory.user(&session.user).map(|user| Found {
+        user,
+        session,
+        cookie,
+    }))
+}
+
+/// The request's session, if its cookie names a live session of a user still configured.
+pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
     let now = ctx.gateway.clock.now();
-    let found = ctx
-        .gateway
-        .store
-        .get_session(&secret_hash(value), now)
-        .await?;
-    Ok(found
-        .filter(|s| ctx.live.directory.user(&s.user).is_some())
-        .map(|s| Current {
-            user: s.user,
-            secret: value.to_owned(),
-        }))
+    let found = find(&ctx.gateway.store, &ctx.live.directory, headers, now).await?;
+    Ok(found.map(|f| Current {
+        user: f.session.user,
+        secret: f.cookie.to_owned(),
+    }))
 }
 
 /// Starts a session for `user`, ending the one the browser held (`previous`), and returns
