@@ -3,12 +3,13 @@
 //! RFC 9068 JWT plus the store's liveness query on SQLite), and the scope test after either.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gatehouse::App;
-use gatehouse::config::Config;
 use gatehouse::oauth::jwt::AccessClaims;
 use gatehouse::store::{NewAuthCode, NewRefreshToken, RedeemOutcome, secret_hash};
 use http::HeaderValue;
@@ -21,64 +22,14 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let key = gatehouse::oauth::keys::generate_pem().unwrap();
-    std::fs::write(dir.path().join("signing.pem"), key.expose()).unwrap();
-    let toml = r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://localhost"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-[admin]
-listen = "127.0.0.1:0"
-[store]
-url = "sqlite://bench.db"
-[oauth]
-signing_keys = ["signing.pem"]
-[[users]]
-name = "alice"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-max_scope = "WRITE"
-"#;
-    std::fs::write(dir.path().join("g.toml"), toml).unwrap();
-    let app = App::build(Config::load(&dir.path().join("g.toml")).unwrap())
-        .await
-        .unwrap();
+    let (app, _) = common::gateway_with_app(&dir).await;
     let g = app.gateway().clone();
     let now = g.clock.now();
-    let record = gatehouse::store::App {
-        id: gatehouse::store::new_app_id(),
-        client_id: "bench".into(),
-        display_name: "Bench".into(),
-        description: String::new(),
-        logo_uri: String::new(),
-        allowed_callback_urls: vec!["https://bench.example/cb".into()],
-        allowed_logout_urls: vec![],
-        allowed_web_origins: vec![],
-        client_type: gatehouse::store::ClientType::Confidential,
-        secret_hash: Some(secret_hash("bench-secret")),
-        previous_secret_hash: None,
-        previous_secret_expires_at: None,
-        scopes: vec!["READ".into(), "WRITE".into()],
-        skip_consent: false,
-        active: true,
-        labels: Default::default(),
-        created_by: "users/alice".into(),
-        updated_by: "users/alice".into(),
-        create_time: now,
-        update_time: now,
-        managed_by: gatehouse::store::ManagedBy::Api,
-    };
-    g.store.create_app(&record).await.unwrap();
     let code = NewAuthCode {
         hash: secret_hash("bench-code"),
         client_id: "bench".into(),
         user: "alice".into(),
-        redirect_uri: "https://bench.example/cb".into(),
+        redirect_uri: common::CALLBACK.into(),
         scope: "WRITE".into(),
         code_challenge: None,
         code_challenge_method: None,

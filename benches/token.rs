@@ -4,12 +4,14 @@
 //! token (two reads, one rotation transaction, one signature).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use common::CALLBACK;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::App;
-use gatehouse::config::Config;
 use gatehouse::oauth::grant::exchange_code;
 use gatehouse::oauth::grant_refresh::{Refreshed, refresh};
 use gatehouse::oauth::params::Params;
@@ -17,63 +19,6 @@ use gatehouse::oauth::pkce::s256_challenge;
 use gatehouse::store::{NewAuthCode, secret_hash};
 
 const VERIFIER: &str = "bench-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
-const CALLBACK: &str = "https://bench.example/cb";
-
-async fn fixture(dir: &tempfile::TempDir) -> (App, gatehouse::store::App) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let key = gatehouse::oauth::keys::generate_pem().unwrap();
-    std::fs::write(dir.path().join("signing.pem"), key.expose()).unwrap();
-    let toml = r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://localhost"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-[admin]
-listen = "127.0.0.1:0"
-[store]
-url = "sqlite://bench.db"
-[oauth]
-signing_keys = ["signing.pem"]
-[[users]]
-name = "alice"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-max_scope = "WRITE"
-"#;
-    std::fs::write(dir.path().join("g.toml"), toml).unwrap();
-    let app = App::build(Config::load(&dir.path().join("g.toml")).unwrap())
-        .await
-        .unwrap();
-    let now = app.gateway().clock.now();
-    let record = gatehouse::store::App {
-        id: gatehouse::store::new_app_id(),
-        client_id: "bench".into(),
-        display_name: "Bench".into(),
-        description: String::new(),
-        logo_uri: String::new(),
-        allowed_callback_urls: vec![CALLBACK.into()],
-        allowed_logout_urls: vec![],
-        allowed_web_origins: vec![],
-        client_type: gatehouse::store::ClientType::Confidential,
-        secret_hash: Some(secret_hash("bench-secret")),
-        previous_secret_hash: None,
-        previous_secret_expires_at: None,
-        scopes: vec!["READ".into(), "WRITE".into()],
-        skip_consent: false,
-        active: true,
-        labels: Default::default(),
-        created_by: "users/alice".into(),
-        updated_by: "users/alice".into(),
-        create_time: now,
-        update_time: now,
-        managed_by: gatehouse::store::ManagedBy::Api,
-    };
-    app.gateway().store.create_app(&record).await.unwrap();
-    (app, record)
-}
 
 async fn new_code(app: &App, n: u64) -> String {
     let g = app.gateway();
@@ -110,7 +55,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (app, record) = rt.block_on(fixture(&dir));
+    let (app, record) = rt.block_on(common::gateway_with_app(&dir));
     let g = app.gateway().clone();
     let live = g.live.load_full();
 
