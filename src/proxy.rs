@@ -5,3 +5,4 @@ pub mod forward;
 pub mod headers;
 pub mod path;
 pub mod routes;
+pub mod upstream;

@@ -1,29 +1,27 @@
-//! Forwarding to upstreams: a pooled hyper-util client per trust configuration (the platform's
-//! roots, or a route's own CA), bodies streamed both ways, WebSocket upgrades tunnelled
-//! (RFC 6455 §4, RFC 9110 §7.8), per-route timeouts that become 504, unreachable upstreams 502.
+//! Forwarding to upstreams: one connection pool per distinct upstream (trusting the platform's
+//! roots, or a route's own CA, for `https://`), bodies streamed both ways, WebSocket upgrades
+//! tunnelled (RFC 6455 §4, RFC 9110 §7.8), per-route timeouts that become 504, unreachable
+//! upstreams 502. Requests go upstream in origin form with the upstream's `Host`
+//! (RFC 9112 §3.2.1, RFC 9110 §7.2).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::headers::{ClientFacts, HeaderPolicy, Identity, connection_has, prepare_response};
 use super::routes::Route;
+use super::upstream::{Endpoint, UpstreamPool};
 use crate::body::{Body, boxed};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
-
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// Why the forwarder could not be built (a startup error).
 #[derive(Debug, thiserror::Error)]
@@ -37,40 +35,64 @@ pub enum ForwarderError {
     CaEmpty { path: PathBuf },
     #[error("TLS client setup: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("upstream {upstream}: {reason}")]
+    Upstream { upstream: String, reason: String },
 }
 
-/// The upstream clients, built once: one with the platform's roots, one per distinct
-/// `upstream_ca`.
+/// The upstream connection pools, built once per config: one per distinct upstream scheme,
+/// authority and trust (the platform's roots or an `upstream_ca`), shared by the routes that
+/// name it.
 pub struct Forwarder {
-    default: UpstreamClient,
-    with_ca: HashMap<PathBuf, UpstreamClient>,
+    /// Indexed like the config's routes (`Route::index`).
+    pools: Vec<Arc<UpstreamPool>>,
 }
 
 impl Forwarder {
     pub fn new(routes: &[RouteConfig]) -> Result<Self, ForwarderError> {
-        let mut platform = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            // A malformed platform certificate must not stop the gateway; it just isn't trusted.
-            let _ = platform.add(cert);
-        }
-        let default = build_client(platform)?;
-        let mut with_ca = HashMap::new();
-        for path in routes.iter().filter_map(|r| r.upstream_ca.as_ref()) {
-            if !with_ca.contains_key(path) {
-                with_ca.insert(path.clone(), build_client(read_ca(path)?)?);
+        let mut tls_configs: HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>> = HashMap::new();
+        let mut shared: HashMap<(String, Option<PathBuf>), Arc<UpstreamPool>> = HashMap::new();
+        let mut pools = Vec::with_capacity(routes.len());
+        for route in routes {
+            let upstream = &route.upstream;
+            let https = upstream.scheme() == Some(&http::uri::Scheme::HTTPS);
+            let authority = upstream
+                .authority()
+                .cloned()
+                .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
+            let ca = route.upstream_ca.clone().filter(|_| https);
+            let key = (format!("{}://{authority}", if https { "https" } else { "http" }), ca);
+            if let Some(pool) = shared.get(&key) {
+                pools.push(pool.clone());
+                continue;
             }
+            let tls = if https {
+                let config = match tls_configs.get(&key.1) {
+                    Some(config) => config.clone(),
+                    None => {
+                        let roots = match &key.1 {
+                            Some(path) => read_ca(path)?,
+                            None => platform_roots(),
+                        };
+                        let config = client_tls(roots)?;
+                        tls_configs.insert(key.1.clone(), config.clone());
+                        config
+                    }
+                };
+                Some(config)
+            } else {
+                None
+            };
+            let endpoint = Endpoint::new(&authority, https, tls).map_err(|reason| {
+                ForwarderError::Upstream {
+                    upstream: upstream.to_string(),
+                    reason,
+                }
+            })?;
+            let pool = UpstreamPool::new(endpoint);
+            shared.insert(key, pool.clone());
+            pools.push(pool);
         }
-        Ok(Self { default, with_ca })
-    }
-
-    fn client_for(&self, route: &Route) -> &UpstreamClient {
-        route
-            .config
-            .upstream_ca
-            .as_ref()
-            .and_then(|p| self.with_ca.get(p))
-            .unwrap_or(&self.default)
+        Ok(Self { pools })
     }
 
     /// Sends `req` to `route`'s upstream and returns its response, streaming both bodies.
@@ -87,23 +109,29 @@ impl Forwarder {
             && req.headers().contains_key(http::header::UPGRADE)
             && connection_has(req.headers(), "upgrade");
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let pool = self.pools.get(route.index).ok_or(GatewayError::Internal)?;
         *req.uri_mut() = upstream_uri(route, req.uri(), rewritten_path)?;
         *req.version_mut() = Version::HTTP_11;
         policy.prepare_request(req.headers_mut(), facts, upgrade, identity);
+        req.headers_mut()
+            .insert(http::header::HOST, pool.host_header().clone());
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(route.timeout, self.client_for(route).request(req)).await;
+        let exchange = async {
+            if upgrade {
+                pool.send_upgrade(req).await.map(|r| r.map(boxed))
+            } else {
+                pool.send(req).await.map(|r| r.map(boxed))
+            }
+        };
+        let sent = tokio::time::timeout(route.timeout, exchange).await;
         route
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    "connect"
-                } else {
-                    "protocol"
-                };
+                let kind = if e.is_connect() { "connect" } else { "protocol" };
                 tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
             }
@@ -123,7 +151,7 @@ impl Forwarder {
             facts.request_id,
             switching && upgrade,
         );
-        Ok(response.map(boxed))
+        Ok(response)
     }
 }
 
@@ -149,7 +177,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// The upstream URL: the route's scheme and authority, its base path, then the normalized path
+/// The upstream request target in origin form: the route's base path, then the normalized path
 /// and the original query.
 fn upstream_uri(
     route: &Route,
@@ -176,12 +204,7 @@ fn upstream_uri(
             PathAndQuery::try_from(s).map_err(|_| GatewayError::BadPath("the path is malformed"))?
         }
     };
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| GatewayError::Internal)
+    Ok(Uri::from(path_and_query))
 }
 
 fn read_ca(path: &Path) -> Result<rustls::RootCertStore, ForwarderError> {
@@ -201,27 +224,23 @@ fn read_ca(path: &Path) -> Result<rustls::RootCertStore, ForwarderError> {
     Ok(roots)
 }
 
-fn build_client(roots: rustls::RootCertStore) -> Result<UpstreamClient, ForwarderError> {
+fn platform_roots() -> rustls::RootCertStore {
+    let mut platform = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A malformed platform certificate must not stop the gateway; it just isn't trusted.
+        let _ = platform.add(cert);
+    }
+    platform
+}
+
+fn client_tls(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, ForwarderError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https))
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
 }
 
 /// Used by the server to mark a response as carrying the request id when no upstream answered.

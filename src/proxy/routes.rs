@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Route {
     pub config: RouteConfig,
+    /// The route's position in the config, which indexes the forwarder's pools.
+    pub index: usize,
     /// The label in metrics and logs.
     pub label: String,
     pub scheme: Scheme,
@@ -33,7 +35,7 @@ pub struct Route {
 }
 
 impl Route {
-    fn new(config: RouteConfig, scope_set: &ScopeSet, metrics: &Metrics) -> Self {
+    fn new(index: usize, config: RouteConfig, scope_set: &ScopeSet, metrics: &Metrics) -> Self {
         let scopes = RouteScopes::new(&config.scopes, scope_set).unwrap_or_else(|e| {
             // The config check refuses unknown scopes first; should they disagree, the route
             // allows no method rather than any.
@@ -56,6 +58,7 @@ impl Route {
                 .upstream_request_duration
                 .with_label_values(&[label.as_str()]),
             upstream_errors: metrics.upstream_errors.clone(),
+            index,
             timeout: config.timeout,
             auth: config.auth,
             scopes,
@@ -93,7 +96,8 @@ impl RouteTable {
         let mut routes: Vec<Arc<Route>> = configs
             .iter()
             .cloned()
-            .map(|c| Arc::new(Route::new(c, scope_set, metrics)))
+            .enumerate()
+            .map(|(i, c)| Arc::new(Route::new(i, c, scope_set, metrics)))
             .collect();
         routes.sort_by(|a, b| {
             let key = |r: &Route| {
