@@ -430,9 +430,10 @@ fn public_service(
     service_fn(move |req| {
         let (gateway, info) = (gateway.clone(), info.clone());
         let guard = activity.begin();
-        async move {
+        // Boxed: hyper keeps and moves the service future, and this one is a few KiB.
+        Box::pin(async move {
             let response = dispatch::handle(&gateway, &info, req).await;
             Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard)))
-        }
+        })
     })
 }

@@ -60,7 +60,10 @@ impl Forwarder {
                 .cloned()
                 .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
             let ca = route.upstream_ca.clone().filter(|_| https);
-            let key = (format!("{}://{authority}", if https { "https" } else { "http" }), ca);
+            let key = (
+                format!("{}://{authority}", if https { "https" } else { "http" }),
+                ca,
+            );
             if let Some(pool) = shared.get(&key) {
                 pools.push(pool.clone());
                 continue;
@@ -117,21 +120,25 @@ impl Forwarder {
             .insert(http::header::HOST, pool.host_header().clone());
 
         let started = Instant::now();
-        let exchange = async {
+        let sent = tokio::time::timeout(route.timeout, async {
             if upgrade {
-                pool.send_upgrade(req).await.map(|r| r.map(boxed))
+                Box::pin(pool.send_upgrade(req)).await.map(|r| r.map(boxed))
             } else {
                 pool.send(req).await.map(|r| r.map(boxed))
             }
-        };
-        let sent = tokio::time::timeout(route.timeout, exchange).await;
+        })
+        .await;
         route
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                let kind = if e.is_connect() { "connect" } else { "protocol" };
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
                 tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
             }

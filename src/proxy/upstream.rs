@@ -73,7 +73,9 @@ impl Endpoint {
             .trim_end_matches(']')
             .to_string();
         let host_header = match authority.port_u16() {
-            Some(p) if p != default_port => HeaderValue::from_str(&format!("{}:{p}", authority.host())),
+            Some(p) if p != default_port => {
+                HeaderValue::from_str(&format!("{}:{p}", authority.host()))
+            }
             _ => HeaderValue::from_str(authority.host()),
         }
         .map_err(|_| format!("{authority}: not a valid Host header"))?;
@@ -317,7 +319,8 @@ impl UpstreamPool {
         loop {
             let (mut link, fresh) = match self.take() {
                 Some(link) => (link, false),
-                None => (self.open().await?, true),
+                // Boxed: connecting (TLS above all) is a large future, needed only on a miss.
+                None => (Box::pin(self.open()).await?, true),
             };
             if !link.ready().await {
                 if fresh {

@@ -50,10 +50,11 @@ impl Activity {
         self.last_millis.store(ms, Ordering::Relaxed);
     }
 
-    /// Marks a request as started; the guard ends it when the response body is done.
+    /// Marks a request as started; the guard ends it when the response body is done. No
+    /// clock read here: while a request is in flight the connection is not idle, and the idle
+    /// time counts from when the last one ended.
     pub fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
         ActivityGuard(self.clone())
     }
 

@@ -39,7 +39,9 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
                 conn,
                 request_id: &request_id,
             };
-            let response = own::handle(endpoint, &ctx, req).await;
+            // Boxed: the gateway's own endpoints make a large future, and the proxy path should
+            // not carry (and move) its size on every request.
+            let response = Box::pin(own::handle(endpoint, &ctx, req)).await;
             (Ok(with_request_id(response, &request_id)), None)
         }
         None => proxy(gateway, live, conn, req, &request_id).await,
@@ -129,7 +131,16 @@ async fn proxy(
     let principal = if route.auth == AuthMode::None {
         None
     } else {
-        match guard::check(gateway, &live, &route, &req, id_str(request_id)).await {
+        // Boxed for the same reason as the own endpoints: a session lookup is a large future.
+        match Box::pin(guard::check(
+            gateway,
+            &live,
+            &route,
+            &req,
+            id_str(request_id),
+        ))
+        .await
+        {
             guard::Decision::Allow(p) => Some(p),
             guard::Decision::Deny(response) => return (Ok(response), Some(route)),
         }
