@@ -38,3 +38,4 @@ mod store_races;
 mod token;
 mod token_load;
 mod token_refresh;
+mod upstream_pool;

@@ -1,0 +1,230 @@
+//! The upstream connection pool (RFC 9112 §9.3): connections are reused, one the upstream
+//! closed while idle is not used, one whose response was abandoned mid-body is never reused
+//! (its unread bytes would answer the next request), `Connection: close` is honoured, and the
+//! upstream sees an origin-form target with its own `Host`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{TestGateway, open_route};
+
+/// What a scripted upstream does with each connection after answering its first request.
+#[derive(Clone, Copy)]
+enum Script {
+    /// Answer every request on the connection, keep-alive.
+    KeepAlive,
+    /// Answer one request, then close the connection 50 ms later (an upstream idle timeout).
+    CloseWhenIdle,
+    /// Answer with `Connection: close` and close.
+    ConnectionClose,
+    /// Answer the first request on a connection with a chunked body that starts and never
+    /// ends; answer later connections' requests normally.
+    StallFirstBody,
+}
+
+/// A raw HTTP/1.1 upstream that follows `script`, counts the connections it accepts and keeps
+/// every request head it reads.
+struct Scripted {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    async fn start(script: Script) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, seen) = (connections.clone(), heads.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, script, n == 0, seen.clone()));
+            }
+        });
+        Self {
+            addr,
+            connections,
+            heads,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request head (these tests send no bodies), or `None` at end of stream.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    script: Script,
+    first_connection: bool,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    while let Some(head) = read_head(&mut stream).await {
+        heads.lock().unwrap().push(head);
+        match script {
+            Script::KeepAlive => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+            Script::CloseWhenIdle => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            Script::ConnectionClose => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                    )
+                    .await;
+                return;
+            }
+            Script::StallFirstBody if first_connection => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                    )
+                    .await;
+                // Keep the connection open with the body unfinished; if the gateway sent the
+                // next request here, it would read "HTTP/1.1 200" as chunk data and fail.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong")
+                    .await;
+                return;
+            }
+            Script::StallFirstBody => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+                    .await;
+            }
+        }
+    }
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = client.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let up = Scripted::start(Script::KeepAlive).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let client = gw.client(true);
+    for _ in 0..20 {
+        assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_open_at_most_one_connection_each_and_then_reuse_them() {
+    let up = Scripted::start(Script::KeepAlive).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let client = gw.client(false);
+    for _round in 0..3 {
+        let requests = (0..16).map(|_| {
+            let (client, url) = (client.clone(), gw.url("/x"));
+            tokio::spawn(async move { get_text(&client, &url).await })
+        });
+        for r in futures_util::future::join_all(requests).await {
+            assert_eq!(r.unwrap(), (200, "ok".into()));
+        }
+    }
+    let opened = up.connections();
+    assert!(
+        (1..=16).contains(&opened),
+        "48 requests, at most 16 at a time, opened {opened} upstream connections"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+    let up = Scripted::start(Script::CloseWhenIdle).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let client = gw.client(true);
+    for _ in 0..3 {
+        assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
+        // Long enough for the upstream's FIN to arrive at the idle connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(up.connections(), 3);
+}
+
+#[tokio::test]
+async fn connection_close_from_the_upstream_is_honoured() {
+    let up = Scripted::start(Script::ConnectionClose).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let client = gw.client(true);
+    for _ in 0..3 {
+        assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
+    }
+    assert_eq!(up.connections(), 3);
+}
+
+#[tokio::test]
+async fn a_response_abandoned_mid_body_never_lends_its_connection_to_the_next_request() {
+    let up = Scripted::start(Script::StallFirstBody).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let first = gw.client(true);
+    let mut response = first.get(gw.url("/first")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.chunk().await.unwrap().unwrap(), "first");
+    drop(response);
+    drop(first);
+    // Time for the gateway to see the client leave and let go of the upstream connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A new client connection: the first one's upstream connection is still mid-body.
+    let second = gw.client(true);
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        get_text(&second, &gw.url("/second")),
+    )
+    .await
+    .expect("the second request must not wait for the first one's upstream connection");
+    assert_eq!(answered, (200, "second".into()));
+    assert_eq!(up.connections(), 2);
+}
+
+#[tokio::test]
+async fn the_upstream_gets_an_origin_form_target_and_its_own_host() {
+    let up = Scripted::start(Script::KeepAlive).await;
+    let route = format!(
+        "[[routes]]\npath = \"/api\"\nupstream = \"http://{}/base/\"\nauth = \"none\"\n",
+        up.addr
+    );
+    let gw = TestGateway::start("", &route).await;
+    for client in [gw.client(true), gw.client(false)] {
+        let (status, _) = get_text(&client, &gw.url("/api/x?y=1")).await;
+        assert_eq!(status, 200);
+        let head = up.heads.lock().unwrap().pop().unwrap();
+        let mut lines = head.lines();
+        assert_eq!(lines.next(), Some("GET /base/api/x?y=1 HTTP/1.1"));
+        let hosts: Vec<&str> = lines.filter_map(|l| l.strip_prefix("host: ")).collect();
+        assert_eq!(hosts, [up.addr.to_string()], "{head}");
+    }
+}
