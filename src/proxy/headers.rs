@@ -125,23 +125,22 @@ impl HeaderPolicy {
             None
         };
         remove_connection_named(headers);
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-        if !upgrade {
-            headers.remove(header::UPGRADE);
-        }
-        headers.remove(header::HOST);
+        // One pass over the (few) fields the client sent, rather than a lookup for each name
+        // that might be there: the hot path's cost scales with what is present.
         let doomed: Vec<HeaderName> = headers
             .keys()
             .filter(|name| {
-                self.is_identity(name.as_str()) || (!trusted && is_forwarding(name.as_str()))
+                is_hop_by_hop(name)
+                    || (!upgrade && *name == header::UPGRADE)
+                    || self.is_identity(name.as_str())
+                    || (!trusted && is_forwarding(name.as_str()))
             })
             .cloned()
             .collect();
         for name in doomed {
             headers.remove(name);
         }
+        headers.remove(header::HOST);
         strip_session_cookie(headers);
         self.set_forwarding(headers, facts, trusted);
         headers.insert(X_REQUEST_ID.clone(), facts.request_id.clone());
@@ -174,11 +173,12 @@ impl HeaderPolicy {
 
     fn set_forwarding(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, trusted: bool) {
         let peer = facts.peer_value;
-        match headers
-            .get(&X_FORWARDED_FOR)
-            .filter(|_| trusted)
-            .map(|v| v.as_bytes())
-        {
+        let prior = if trusted {
+            headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes())
+        } else {
+            None
+        };
+        match prior {
             Some(prior) => {
                 let mut joined = Vec::with_capacity(prior.len() + 2 + peer.len());
                 joined.extend_from_slice(prior);
@@ -216,12 +216,20 @@ pub fn prepare_response(
 ) {
     if !switching_protocols {
         remove_connection_named(headers);
-        for name in HOP_BY_HOP {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| is_hop_by_hop(name) || *name == header::UPGRADE)
+            .cloned()
+            .collect();
+        for name in doomed {
             headers.remove(name);
         }
-        headers.remove(header::UPGRADE);
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name)
 }
 
 /// Removes the gateway's session cookie from `Cookie`, keeping the others.

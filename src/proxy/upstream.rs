@@ -238,7 +238,7 @@ pub struct UpstreamPool {
 /// How an exchange ended when it did not produce a response.
 enum Failed {
     /// The request was never written: it may go on another connection.
-    Unsent(Request<Incoming>),
+    Unsent(Box<Request<Incoming>>),
     Error(hyper::Error),
     /// The connection ended without settling the request (not expected from hyper).
     Closed,
@@ -341,7 +341,7 @@ impl UpstreamPool {
                 }
                 // A reused connection the upstream was closing: the request never left, so
                 // it is safe to send it again.
-                Err(Failed::Unsent(unsent)) if !fresh => req = unsent,
+                Err(Failed::Unsent(unsent)) if !fresh => req = *unsent,
                 Err(Failed::Unsent(_) | Failed::Closed) => return Err(UpstreamError::Closed),
                 Err(Failed::Error(e)) => return Err(e.into()),
             }
@@ -388,7 +388,7 @@ async fn exchange(link: &mut Link, req: Request<Incoming>) -> Result<Response<In
         match answer.as_mut().poll(&mut noop_context()) {
             Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
             Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
-                Some(unsent) => Failed::Unsent(unsent),
+                Some(unsent) => Failed::Unsent(Box::new(unsent)),
                 None => Failed::Error(e.into_error()),
             })),
             Poll::Pending if !running => Poll::Ready(Err(Failed::Closed)),
