@@ -148,6 +148,9 @@ impl Forwarder {
                 return Err(GatewayError::UpstreamTimeout);
             }
         };
+        // The client gets the gateway's HTTP version, not the upstream's (RFC 9110 §6.2): an
+        // HTTP/1.0 upstream must not turn keep-alive off on the client's connection.
+        *response.version_mut() = Version::HTTP_11;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut response);

@@ -203,9 +203,20 @@ impl Link {
         self.driver.is_some()
     }
 
-    /// Drives the connection until it can take a request; `false` if it has ended.
+    /// Drives the connection until it can take a request; `false` if it has ended. Must be
+    /// followed by `exchange` in the same poll when it returns `true`.
     async fn ready(&mut self) -> bool {
         poll_fn(|cx| {
+            // First a look with a no-op waker: an idle connection says it wants a request
+            // without registering this task on its request channel, so sending the request
+            // does not wake the task for nothing. `exchange` polls the driver with the real
+            // waker before anything waits.
+            if !self.drive(&mut noop_context()) {
+                return Poll::Ready(false);
+            }
+            if let Poll::Ready(r) = self.sender.poll_ready(&mut noop_context()) {
+                return Poll::Ready(r.is_ok());
+            }
             if !self.drive(cx) {
                 return Poll::Ready(false);
             }
@@ -386,7 +397,14 @@ async fn exchange(link: &mut Link, req: Request<Incoming>) -> Result<Response<In
         // The answer is only ever settled by the driver, polled just above with this task's
         // waker, or by dropping the driver once it has ended: it needs no waker of its own.
         match answer.as_mut().poll(&mut noop_context()) {
-            Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
+            Poll::Ready(Ok(response)) => {
+                // Re-register the driver with a no-op waker, so that the body's first "I want
+                // data" does not wake this task for nothing. Safe because whoever takes the
+                // response polls the body (which drives with the real waker) before it waits,
+                // or waits on its own client side, which wakes it to poll the body.
+                link.drive(&mut noop_context());
+                Poll::Ready(Ok(response))
+            }
             Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
                 Some(unsent) => Failed::Unsent(Box::new(unsent)),
                 None => Failed::Error(e.into_error()),
@@ -425,14 +443,20 @@ impl hyper::body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let running = match this.lease.as_mut() {
-            Some((link, _)) => link.drive(cx),
-            None => false,
+        let Some((link, _)) = this.lease.as_mut() else {
+            return Pin::new(&mut this.inner).poll_frame(cx);
         };
-        if running {
-            // While the connection runs, the body is only ever fed by the driver just polled.
-            Pin::new(&mut this.inner).poll_frame(&mut noop_context())
+        // While the connection runs, the body is only ever fed by its driver: look at what is
+        // already decoded first (which also tells the driver the body wants more), then drive
+        // with the real waker and look again. Every path to `Pending` has driven with `cx`.
+        let mut noop = noop_context();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(&mut noop) {
+            return Poll::Ready(frame);
+        }
+        if link.drive(cx) {
+            Pin::new(&mut this.inner).poll_frame(&mut noop)
         } else {
+            // The connection ended: what it delivered is still in the body, then its end.
             Pin::new(&mut this.inner).poll_frame(cx)
         }
     }

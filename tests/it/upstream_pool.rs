@@ -24,6 +24,8 @@ enum Script {
     /// Answer the first request on a connection with a chunked body that starts and never
     /// ends; answer later connections' requests normally.
     StallFirstBody,
+    /// Answer as an HTTP/1.0 server and close.
+    Http10,
 }
 
 /// A raw HTTP/1.1 upstream that follows `script`, counts the connections it accepts and keeps
@@ -112,6 +114,12 @@ async fn serve(
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong")
+                    .await;
+                return;
+            }
+            Script::Http10 => {
+                let _ = stream
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
                 return;
             }
@@ -227,4 +235,46 @@ async fn the_upstream_gets_an_origin_form_target_and_its_own_host() {
         let hosts: Vec<&str> = lines.filter_map(|l| l.strip_prefix("host: ")).collect();
         assert_eq!(hosts, [up.addr.to_string()], "{head}");
     }
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_on_pooled_connections_over_h1_and_h2() {
+    let up = crate::harness::upstream::Upstream::start().await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let size = 3 * 1024 * 1024 + 17;
+    for client in [gw.client(true), gw.client(false)] {
+        for _ in 0..2 {
+            let download = client
+                .get(gw.url(&format!("/files/download?bytes={size}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(download.status(), 200);
+            assert_eq!(download.bytes().await.unwrap().len(), size);
+            let upload = client
+                .post(gw.url("/files/upload"))
+                .body(vec![b'u'; size])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(upload.status(), 200);
+            let counted: serde_json::Value = upload.json().await.unwrap();
+            assert_eq!(counted["bytes"], size);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_http10_upstream_does_not_end_the_clients_keep_alive() {
+    let up = Scripted::start(Script::Http10).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let answer = gw
+        .raw(
+            b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    assert!(!answer.contains("HTTP/1.0"), "{answer}");
+    assert_eq!(up.connections(), 2);
 }
