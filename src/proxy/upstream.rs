@@ -397,14 +397,7 @@ async fn exchange(link: &mut Link, req: Request<Incoming>) -> Result<Response<In
         // The answer is only ever settled by the driver, polled just above with this task's
         // waker, or by dropping the driver once it has ended: it needs no waker of its own.
         match answer.as_mut().poll(&mut noop_context()) {
-            Poll::Ready(Ok(response)) => {
-                // Re-register the driver with a no-op waker, so that the body's first "I want
-                // data" does not wake this task for nothing. Safe because whoever takes the
-                // response polls the body (which drives with the real waker) before it waits,
-                // or waits on its own client side, which wakes it to poll the body.
-                link.drive(&mut noop_context());
-                Poll::Ready(Ok(response))
-            }
+            Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
             Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
                 Some(unsent) => Failed::Unsent(Box::new(unsent)),
                 None => Failed::Error(e.into_error()),
@@ -446,15 +439,10 @@ impl hyper::body::Body for UpstreamBody {
         let Some((link, _)) = this.lease.as_mut() else {
             return Pin::new(&mut this.inner).poll_frame(cx);
         };
-        // While the connection runs, the body is only ever fed by its driver: look at what is
-        // already decoded first (which also tells the driver the body wants more), then drive
-        // with the real waker and look again. Every path to `Pending` has driven with `cx`.
-        let mut noop = noop_context();
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(&mut noop) {
-            return Poll::Ready(frame);
-        }
+        // While the connection runs, the body is only ever fed by the driver polled here with
+        // this task's waker, so the body itself needs no waker of its own.
         if link.drive(cx) {
-            Pin::new(&mut this.inner).poll_frame(&mut noop)
+            Pin::new(&mut this.inner).poll_frame(&mut noop_context())
         } else {
             // The connection ended: what it delivered is still in the body, then its end.
             Pin::new(&mut this.inner).poll_frame(cx)
