@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use http::uri::{Authority, Scheme};
 use prometheus::Histogram;
 
 use crate::auth::rules::RouteScopes;
@@ -21,8 +20,6 @@ pub struct Route {
     pub index: usize,
     /// The label in metrics and logs.
     pub label: String,
-    pub scheme: Scheme,
-    pub authority: Authority,
     /// The upstream URL's path without its trailing `/`; empty when it is just `/`.
     pub base_path: String,
     pub timeout: Duration,
@@ -44,11 +41,6 @@ impl Route {
         });
         let label = config.label();
         let upstream: &Uri = &config.upstream;
-        let scheme = upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let authority = upstream
-            .authority()
-            .cloned()
-            .unwrap_or_else(|| Authority::from_static("127.0.0.1"));
         let base_path = upstream.path().trim_end_matches('/').to_string();
         Self {
             request_duration: metrics
@@ -63,8 +55,6 @@ impl Route {
             auth: config.auth,
             scopes,
             label,
-            scheme,
-            authority,
             base_path,
             config,
         }
@@ -171,7 +161,8 @@ mod tests {
     }
 
     fn upstream(t: &RouteTable, host: Option<&str>, path: &str) -> String {
-        t.find(host, path).unwrap().authority.to_string()
+        let route = t.find(host, path).unwrap();
+        route.config.upstream.authority().unwrap().to_string()
     }
 
     #[test]

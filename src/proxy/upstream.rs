@@ -55,7 +55,7 @@ pub struct Endpoint {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     /// The `Host` header sent upstream: the upstream's host, and its port unless the default.
-    pub host_header: HeaderValue,
+    host_header: HeaderValue,
 }
 
 impl Endpoint {
