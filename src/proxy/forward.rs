@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::headers::{ClientFacts, HeaderPolicy, Identity, connection_has, prepare_response};
 use super::routes::Route;
-use super::upstream::{Endpoint, UpstreamPool};
+use super::upstream::{Endpoint, UpstreamError, UpstreamPool};
 use crate::body::{Body, boxed};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
@@ -120,20 +120,26 @@ impl Forwarder {
             .insert(http::header::HOST, pool.host_header().clone());
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(route.timeout, async {
-            if upgrade {
-                Box::pin(pool.send_upgrade(req)).await.map(|r| r.map(boxed))
-            } else {
-                pool.send(req).await.map(|r| r.map(boxed))
+        let deadline = tokio::time::Instant::from_std(started) + route.timeout;
+        let sent = if upgrade {
+            match tokio::time::timeout_at(deadline, Box::pin(pool.send_upgrade(req))).await {
+                Ok(sent) => sent.map(|r| r.map(boxed)),
+                Err(_) => Err(UpstreamError::TimedOut),
             }
-        })
-        .await;
+        } else {
+            pool.send(req, deadline).await.map(|r| r.map(boxed))
+        };
         route
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
+            Ok(response) => response,
+            Err(UpstreamError::TimedOut) => {
+                tracing::warn!(route = %route.label, timeout = ?route.timeout, "upstream timed out");
+                count(route, "timeout");
+                return Err(GatewayError::UpstreamTimeout);
+            }
+            Err(e) => {
                 let kind = if e.is_connect() {
                     "connect"
                 } else {
@@ -141,11 +147,6 @@ impl Forwarder {
                 };
                 tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
-            }
-            Err(_) => {
-                tracing::warn!(route = %route.label, timeout = ?route.timeout, "upstream timed out");
-                count(route, "timeout");
-                return Err(GatewayError::UpstreamTimeout);
             }
         };
         // The client gets the gateway's HTTP version, not the upstream's (RFC 9110 §6.2): an

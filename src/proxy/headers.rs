@@ -16,6 +16,8 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_AUTH_ASSERTION: HeaderName = HeaderName::from_static("x-auth-assertion");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// A field named `close`, should anyone send one: `Connection: close` names it too.
+static CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [&HeaderName; 8] = [
@@ -261,18 +263,34 @@ fn strip_session_cookie(headers: &mut HeaderMap) {
     }
 }
 
-/// Drops every field named in `Connection` (RFC 9110 §7.6.1).
+/// Drops every field named in `Connection` (RFC 9110 §7.6.1). Both callers then remove the
+/// hop-by-hop fields and `Upgrade` themselves, so the usual values (`keep-alive`, `upgrade`,
+/// `close`) are not parsed as field names: nearly every upstream response carries one.
 fn remove_connection_named(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::CONNECTION) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
+    let mut named: Vec<HeaderName> = Vec::new();
+    let mut close = false;
+    let tokens = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
+        .map(str::trim);
+    for token in tokens {
+        if token.eq_ignore_ascii_case("close") {
+            close = true;
+        } else if !(token.is_empty()
+            || token.eq_ignore_ascii_case("upgrade")
+            || HOP_BY_HOP
+                .iter()
+                .any(|h| token.eq_ignore_ascii_case(h.as_str())))
+            && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+        {
+            named.push(name);
+        }
+    }
+    if close {
+        headers.remove(&CLOSE);
+    }
     for name in named {
         headers.remove(name);
     }
@@ -474,5 +492,34 @@ mod tests {
         assert!(h.get("x-internal").is_none() && h.get("connection").is_none());
         assert_eq!(h["x-request-id"], "r9");
         assert_eq!(h["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn usual_connection_tokens_still_remove_what_they_name() {
+        // The common tokens skip the name parser; what they name must go all the same, in any
+        // case and across several Connection lines, and other fields must stay.
+        let rid = HeaderValue::from_static("r1");
+        let mut h = headers(&[
+            ("connection", "Keep-Alive, CLOSE"),
+            ("connection", " Upgrade ,X-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("close", "a field named close"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+            ("x-kept", "2"),
+        ]);
+        prepare_response(&mut h, &rid, false);
+        for gone in ["connection", "keep-alive", "close", "upgrade", "x-hop"] {
+            assert!(h.get(gone).is_none(), "{gone} was kept");
+        }
+        assert_eq!(h["x-kept"], "2");
+        let mut h = headers(&[
+            ("connection", "close"),
+            ("close", "1"),
+            ("content-length", "3"),
+        ]);
+        policy(&[]).prepare_request(&mut h, &facts(&rid), false, None);
+        assert!(h.get("close").is_none() && h.get("connection").is_none());
+        assert_eq!(h["content-length"], "3");
     }
 }

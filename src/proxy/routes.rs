@@ -79,6 +79,8 @@ impl Route {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// Whether any route names a host; if none does, the request's host is never looked at.
+    any_host: bool,
 }
 
 impl RouteTable {
@@ -98,7 +100,13 @@ impl RouteTable {
             };
             key(a).cmp(&key(b))
         });
-        Self { routes }
+        let any_host = routes.iter().any(|r| !r.config.host.is_empty());
+        Self { routes, any_host }
+    }
+
+    /// Whether matching needs the request's host (some route names one).
+    pub fn matches_hosts(&self) -> bool {
+        self.any_host
     }
 
     /// The route for a request to `host` (without port) and normalized `path`.

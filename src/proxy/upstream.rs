@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -41,6 +42,8 @@ pub enum UpstreamError {
     Protocol(#[from] hyper::Error),
     #[error("the upstream closed the connection before answering")]
     Closed,
+    #[error("no answer before the route's timeout")]
+    TimedOut,
 }
 
 impl UpstreamError {
@@ -190,6 +193,8 @@ struct Link {
     sender: SendRequest<Incoming>,
     /// `None` once the connection has ended (dropping it settles any request still queued).
     driver: Option<Pin<Box<Driver>>>,
+    /// One timer for all the requests the connection carries (see `poll_deadline`).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Link {
@@ -203,28 +208,52 @@ impl Link {
         self.driver.is_some()
     }
 
-    /// Drives the connection until it can take a request; `false` if it has ended. Must be
-    /// followed by `exchange` in the same poll when it returns `true`.
-    async fn ready(&mut self) -> bool {
+    /// Ready once `deadline` has passed; until then this task will be woken when it does.
+    /// The timer is re-armed only when it fires before the request's deadline (it still holds
+    /// an earlier request's), so a request costs no timer-wheel insertion and removal, where
+    /// a timeout per request would cost both.
+    fn poll_deadline(&mut self, deadline: TokioInstant, cx: &mut Context<'_>) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if TokioInstant::now() >= deadline {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(deadline);
+        timer.as_mut().poll(cx)
+    }
+
+    /// Drives the connection until it can take a request: `Ok(false)` if it has ended,
+    /// `Err(TimedOut)` if `deadline` passed first. Must be followed by `exchange` in the same
+    /// poll when it returns `Ok(true)`.
+    async fn ready(&mut self, deadline: TokioInstant) -> Result<bool, UpstreamError> {
         poll_fn(|cx| {
             // First a look with a no-op waker: an idle connection says it wants a request
             // without registering this task on its request channel, so sending the request
             // does not wake the task for nothing. `exchange` polls the driver with the real
             // waker before anything waits.
             if !self.drive(&mut noop_context()) {
-                return Poll::Ready(false);
+                return Poll::Ready(Ok(false));
             }
             if let Poll::Ready(r) = self.sender.poll_ready(&mut noop_context()) {
-                return Poll::Ready(r.is_ok());
+                return Poll::Ready(Ok(r.is_ok()));
             }
             if !self.drive(cx) {
-                return Poll::Ready(false);
+                return Poll::Ready(Ok(false));
             }
             // Only the driver makes the sender ready, and it was just polled with this task's
             // waker: whatever the sender waits for wakes this task through the driver.
             match self.sender.poll_ready(&mut noop_context()) {
-                Poll::Ready(r) => Poll::Ready(r.is_ok()),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => Poll::Ready(Ok(r.is_ok())),
+                Poll::Pending => self
+                    .poll_deadline(deadline, cx)
+                    .map(|()| Err(UpstreamError::TimedOut)),
             }
         })
         .await
@@ -253,6 +282,8 @@ enum Failed {
     Error(hyper::Error),
     /// The connection ended without settling the request (not expected from hyper).
     Closed,
+    /// The deadline passed first; the connection, in an unknown state, is dropped.
+    TimedOut,
 }
 
 impl UpstreamPool {
@@ -318,22 +349,28 @@ impl UpstreamPool {
         Ok(Link {
             sender,
             driver: Some(Box::pin(driver)),
+            timer: None,
         })
     }
 
     /// Sends `req` (origin-form URI, `Host` set) on an idle connection or a new one, and
     /// returns the response, whose body keeps the connection until it has been read.
+    /// `TimedOut` if the response head has not arrived by `deadline`.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Incoming>,
+        deadline: TokioInstant,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         loop {
             let (mut link, fresh) = match self.take() {
                 Some(link) => (link, false),
                 // Boxed: connecting (TLS above all) is a large future, needed only on a miss.
-                None => (Box::pin(self.open()).await?, true),
+                None => match tokio::time::timeout_at(deadline, Box::pin(self.open())).await {
+                    Ok(opened) => (opened?, true),
+                    Err(_) => return Err(UpstreamError::TimedOut),
+                },
             };
-            if !link.ready().await {
+            if !link.ready(deadline).await? {
                 if fresh {
                     return Err(UpstreamError::Connect(io::Error::new(
                         io::ErrorKind::ConnectionReset,
@@ -342,7 +379,7 @@ impl UpstreamPool {
                 }
                 continue;
             }
-            match exchange(&mut link, req).await {
+            match exchange(&mut link, req, deadline).await {
                 Ok(response) => {
                     let pool = self.clone();
                     return Ok(response.map(|inner| UpstreamBody {
@@ -354,6 +391,7 @@ impl UpstreamPool {
                 // it is safe to send it again.
                 Err(Failed::Unsent(unsent)) if !fresh => req = *unsent,
                 Err(Failed::Unsent(_) | Failed::Closed) => return Err(UpstreamError::Closed),
+                Err(Failed::TimedOut) => return Err(UpstreamError::TimedOut),
                 Err(Failed::Error(e)) => return Err(e.into()),
             }
         }
@@ -389,8 +427,13 @@ async fn reap(pool: Weak<UpstreamPool>) {
     }
 }
 
-/// Writes `req` on `link` and waits for the response head, driving the connection meanwhile.
-async fn exchange(link: &mut Link, req: Request<Incoming>) -> Result<Response<Incoming>, Failed> {
+/// Writes `req` on `link` and waits for the response head until `deadline`, driving the
+/// connection meanwhile.
+async fn exchange(
+    link: &mut Link,
+    req: Request<Incoming>,
+    deadline: TokioInstant,
+) -> Result<Response<Incoming>, Failed> {
     let mut answer = std::pin::pin!(link.sender.try_send_request(req));
     poll_fn(|cx| {
         let running = link.drive(cx);
@@ -403,7 +446,9 @@ async fn exchange(link: &mut Link, req: Request<Incoming>) -> Result<Response<In
                 None => Failed::Error(e.into_error()),
             })),
             Poll::Pending if !running => Poll::Ready(Err(Failed::Closed)),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => link
+                .poll_deadline(deadline, cx)
+                .map(|()| Err(Failed::TimedOut)),
         }
     })
     .await

@@ -161,26 +161,36 @@ pub async fn serve<I, S>(
     let service = make_service(activity.clone());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // One timer and one shutdown waiter for the connection's whole life. The timer is re-armed
+    // only when it fires, to the idle deadline as it then stands: making both afresh on every
+    // wake-up cost a timer-wheel insertion and removal and a waiter registration per poll.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let draining = shutdown.cancelled();
+    tokio::pin!(draining);
     let mut closing = false;
     loop {
-        let deadline = activity
-            .idle_deadline(idle_timeout)
-            .unwrap_or_else(|| Instant::now() + idle_timeout);
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            () = shutdown.cancelled(), if !closing => {
+            () = &mut draining, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = tokio::time::sleep_until(deadline.into()), if !closing => {
-                if activity.idle_deadline(idle_timeout).is_some_and(|d| d <= Instant::now()) {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+            () = &mut idle, if !closing => {
+                let now = Instant::now();
+                match activity.idle_deadline(idle_timeout) {
+                    Some(deadline) if deadline <= now => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(deadline) => idle.as_mut().reset(deadline.into()),
+                    None => idle.as_mut().reset((now + idle_timeout).into()),
                 }
             }
         }

@@ -124,7 +124,11 @@ async fn proxy(
         Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
     };
     let routes = &live.routes;
-    let host = request_host(req.uri(), req.headers());
+    let host = if routes.matches_hosts() {
+        request_host(req.uri(), req.headers())
+    } else {
+        None
+    };
     let Some(route) = routes.find(host, &path.matching).cloned() else {
         return (Err(GatewayError::NoRoute), None);
     };

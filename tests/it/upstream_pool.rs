@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::harness::upstream::Upstream;
 use crate::harness::{TestGateway, open_route};
 
 /// What a scripted upstream does with each connection after answering its first request.
@@ -277,4 +278,45 @@ async fn an_http10_upstream_does_not_end_the_clients_keep_alive() {
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
     assert!(!answer.contains("HTTP/1.0"), "{answer}");
     assert_eq!(up.connections(), 2);
+}
+
+/// Each pooled connection keeps one timer across requests and re-arms it only when it fires
+/// (`Link::poll_deadline`): a timer left over from an earlier request must neither cut a new
+/// request short nor let it outlive its own, shorter, deadline.
+#[tokio::test]
+async fn route_timeouts_hold_on_reused_connections() {
+    let up = Upstream::start().await;
+    let routes = format!(
+        "{}{}",
+        open_route("/long", up.addr, "timeout = \"5s\""),
+        open_route("/short", up.addr, "timeout = \"300ms\"")
+    );
+    let gw = TestGateway::start("", &routes).await;
+    let client = gw.client(true);
+    let status = |path: &'static str| {
+        let (client, url) = (client.clone(), gw.url(path));
+        async move {
+            let started = std::time::Instant::now();
+            let status = client.get(url).send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+    // The connection's timer, set by this request, fires while the connection is idle.
+    assert_eq!(status("/short/a").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The stale, fired timer is re-armed, not taken for this request's deadline.
+    assert_eq!(status("/short/slow?ms=100").await.0, 200);
+    // A request whose deadline is earlier than the timer's gets its own: once the timer has
+    // fired again, /long re-arms it to its 5 s deadline, and /short must not wait for that.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(status("/long/b").await.0, 200);
+    let (code, waited) = status("/short/stall").await;
+    assert_eq!(code, 504);
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "504 after {waited:?}"
+    );
+    // And the deadline still holds after that connection was dropped for timing out.
+    let (code, waited) = status("/long/slow?ms=400").await;
+    assert_eq!((code, waited < Duration::from_secs(3)), (200, true));
 }
