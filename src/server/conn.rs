@@ -2,19 +2,21 @@
 //! (hyper-util's auto builder, RFC 9112 / RFC 9113) with header limits, an idle watchdog that
 //! closes connections with nothing in flight, and a graceful close when the gateway drains.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{Body, BoxError};
 use crate::config::ServerConfig;
@@ -161,39 +163,89 @@ pub async fn serve<I, S>(
     let service = make_service(activity.clone());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    // One timer and one shutdown waiter for the connection's whole life. The timer is re-armed
-    // only when it fires, to the idle deadline as it then stands: making both afresh on every
-    // wake-up cost a timer-wheel insertion and removal and a waiter registration per poll.
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    let draining = shutdown.cancelled();
-    tokio::pin!(draining);
+    // One timer and one drain waiter for the connection's whole life, polled only when one of
+    // them has fired (the alarm says so), not on every wake-up of the connection: making them
+    // afresh, or even polling them, per wake-up cost a timer-wheel insertion and removal and a
+    // waiter-list lock several times per request. The timer is re-armed, when it fires, to the
+    // idle deadline as it then stands.
+    let mut watch = Watch {
+        idle: Box::pin(tokio::time::sleep(idle_timeout)),
+        draining: Box::pin(shutdown.cancelled_owned()),
+        alarm: Arc::new(Alarm {
+            rung: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }),
+        activity,
+        idle_timeout,
+    };
+    let alarm_waker = Waker::from(watch.alarm.clone());
     let mut closing = false;
-    loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
+    let result = poll_fn(|cx| {
+        watch.alarm.task.register(cx.waker());
+        loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
             }
-            () = &mut draining, if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            if closing || !watch.should_close(&alarm_waker) {
+                return Poll::Pending;
             }
-            () = &mut idle, if !closing => {
-                let now = Instant::now();
-                match activity.idle_deadline(idle_timeout) {
-                    Some(deadline) if deadline <= now => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    Some(deadline) => idle.as_mut().reset(deadline.into()),
-                    None => idle.as_mut().reset((now + idle_timeout).into()),
-                }
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// What closes a connection other than the client: the gateway draining, or idleness.
+struct Watch {
+    idle: Pin<Box<tokio::time::Sleep>>,
+    draining: Pin<Box<WaitForCancellationFutureOwned>>,
+    alarm: Arc<Alarm>,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+}
+
+impl Watch {
+    /// Whether the connection should now close gracefully. Looks at the timer and the drain
+    /// signal only if the alarm rang since the last look; both wake the task through it.
+    fn should_close(&mut self, alarm_waker: &Waker) -> bool {
+        if !self.alarm.rung.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let mut cx = Context::from_waker(alarm_waker);
+        if self.draining.as_mut().poll(&mut cx).is_ready() {
+            return true;
+        }
+        while self.idle.as_mut().poll(&mut cx).is_ready() {
+            let now = Instant::now();
+            match self.activity.idle_deadline(self.idle_timeout) {
+                Some(deadline) if deadline <= now => return true,
+                Some(deadline) => self.idle.as_mut().reset(deadline.into()),
+                None => self.idle.as_mut().reset((now + self.idle_timeout).into()),
             }
         }
+        false
+    }
+}
+
+/// Rung by the idle timer and the drain signal: notes that they need a look, then wakes the
+/// connection's task.
+struct Alarm {
+    rung: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Alarm {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rung.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 

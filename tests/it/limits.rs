@@ -112,6 +112,28 @@ async fn idle_keep_alive_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn the_idle_timer_spares_requests_in_flight_and_counts_from_the_last_one() {
+    // The connection's idle timer fires while a slow request is in flight: it is re-armed,
+    // not obeyed, and the idle time counts from when the response ended.
+    let up = Upstream::start().await;
+    let gw = TestGateway::start("idle_timeout = \"300ms\"", &open_route("/", up.addr, "")).await;
+    let mut stream = gw.dir.pki.tls_connect(gw.public).await;
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /slow?ms=800 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_close(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("slow done"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let up = Upstream::start().await;
     let gw = TestGateway::start("max_connections = 2", &open_route("/", up.addr, "")).await;
