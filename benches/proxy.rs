@@ -88,6 +88,7 @@ fn bench(c: &mut Criterion) {
     let policy = HeaderPolicy::new(&[&user, &scopes], Vec::new());
     let peer_value = ip_header_value("203.0.113.7".parse().unwrap());
     let template = typical_headers();
+    let upstream_host = HeaderValue::from_static("backend:8080");
     c.bench_function("headers/prepare_request", |b| {
         b.iter_batched(
             || template.clone(),
@@ -100,7 +101,7 @@ fn bench(c: &mut Criterion) {
                     host: h.get("host").cloned(),
                     request_id: &rid,
                 };
-                policy.prepare_request(&mut h, &facts, false, None);
+                policy.prepare_request(&mut h, &upstream_host, &facts, false, None);
                 h
             },
             criterion::BatchSize::SmallInput,

@@ -115,9 +115,13 @@ impl Forwarder {
         let pool = self.pools.get(route.index).ok_or(GatewayError::Internal)?;
         *req.uri_mut() = upstream_uri(route, req.uri(), rewritten_path)?;
         *req.version_mut() = Version::HTTP_11;
-        policy.prepare_request(req.headers_mut(), facts, upgrade, identity);
-        req.headers_mut()
-            .insert(http::header::HOST, pool.host_header().clone());
+        policy.prepare_request(
+            req.headers_mut(),
+            pool.host_header(),
+            facts,
+            upgrade,
+            identity,
+        );
 
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started) + route.timeout;
