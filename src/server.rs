@@ -122,7 +122,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let metrics = Metrics::new()?;
         let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
-        let live = Live::build(config.clone(), &metrics)?;
+        let live = Live::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(crate::oauth::keys::SigningKeys::load(
             &config.oauth.signing_keys,
         )?);

@@ -45,12 +45,30 @@ pub enum ForwarderError {
 pub struct Forwarder {
     /// Indexed like the config's routes (`Route::index`).
     pools: Vec<Arc<UpstreamPool>>,
+    /// The same pools by what they connect to, for the next config to take over.
+    by_key: HashMap<PoolKey, Arc<UpstreamPool>>,
+}
+
+/// What makes two routes' upstream connections interchangeable: the origin, and the roots its
+/// certificate is checked against (the platform's, or a CA file's path and content, so that a
+/// reload picks up a replaced CA file).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    origin: String,
+    ca: Option<(PathBuf, [u8; 32])>,
 }
 
 impl Forwarder {
-    pub fn new(routes: &[RouteConfig]) -> Result<Self, ForwarderError> {
-        let mut tls_configs: HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>> = HashMap::new();
-        let mut shared: HashMap<(String, Option<PathBuf>), Arc<UpstreamPool>> = HashMap::new();
+    /// Builds the pools for `routes`. `previous` is the running config's forwarder on a reload:
+    /// its pools, with their idle connections, carry over to the routes whose upstream and
+    /// trust are unchanged, so a reload does not make every upstream connection anew.
+    pub fn new(
+        routes: &[RouteConfig],
+        previous: Option<&Forwarder>,
+    ) -> Result<Self, ForwarderError> {
+        let mut tls_configs: HashMap<Option<(PathBuf, [u8; 32])>, Arc<rustls::ClientConfig>> =
+            HashMap::new();
+        let mut by_key: HashMap<PoolKey, Arc<UpstreamPool>> = HashMap::new();
         let mut pools = Vec::with_capacity(routes.len());
         for route in routes {
             let upstream = &route.upstream;
@@ -59,25 +77,36 @@ impl Forwarder {
                 .authority()
                 .cloned()
                 .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
-            let ca = route.upstream_ca.clone().filter(|_| https);
-            let key = (
-                format!("{}://{authority}", if https { "https" } else { "http" }),
-                ca,
-            );
-            if let Some(pool) = shared.get(&key) {
-                pools.push(pool.clone());
+            let ca = match route.upstream_ca.as_ref().filter(|_| https) {
+                Some(path) => {
+                    let pem = read_ca_file(path)?;
+                    Some((path.clone(), crate::auth::secret::sha256(&pem), pem))
+                }
+                None => None,
+            };
+            let key = PoolKey {
+                origin: format!("{}://{authority}", if https { "https" } else { "http" }),
+                ca: ca.as_ref().map(|(path, digest, _)| (path.clone(), *digest)),
+            };
+            let existing = by_key
+                .get(&key)
+                .or_else(|| previous.and_then(|p| p.by_key.get(&key)))
+                .cloned();
+            if let Some(pool) = existing {
+                by_key.insert(key, pool.clone());
+                pools.push(pool);
                 continue;
             }
             let tls = if https {
-                let config = match tls_configs.get(&key.1) {
+                let config = match tls_configs.get(&key.ca) {
                     Some(config) => config.clone(),
                     None => {
-                        let roots = match &key.1 {
-                            Some(path) => read_ca(path)?,
+                        let roots = match &ca {
+                            Some((path, _, pem)) => parse_ca(path, pem)?,
                             None => platform_roots(),
                         };
                         let config = client_tls(roots)?;
-                        tls_configs.insert(key.1.clone(), config.clone());
+                        tls_configs.insert(key.ca.clone(), config.clone());
                         config
                     }
                 };
@@ -92,10 +121,10 @@ impl Forwarder {
                 }
             })?;
             let pool = UpstreamPool::new(endpoint);
-            shared.insert(key, pool.clone());
+            by_key.insert(key, pool.clone());
             pools.push(pool);
         }
-        Ok(Self { pools })
+        Ok(Self { pools, by_key })
     }
 
     /// Sends `req` to `route`'s upstream and returns its response, streaming both bodies.
@@ -222,13 +251,16 @@ fn upstream_uri(
     Ok(Uri::from(path_and_query))
 }
 
-fn read_ca(path: &Path) -> Result<rustls::RootCertStore, ForwarderError> {
-    let pem = std::fs::read(path).map_err(|source| ForwarderError::CaFile {
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, ForwarderError> {
+    std::fs::read(path).map_err(|source| ForwarderError::CaFile {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+fn parse_ca(path: &Path, pem: &[u8]) -> Result<rustls::RootCertStore, ForwarderError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+    for cert in CertificateDer::pem_slice_iter(pem).flatten() {
         roots.add(cert)?;
     }
     if roots.is_empty() {
@@ -264,4 +296,55 @@ pub fn with_request_id(mut response: Response<Body>, request_id: &HeaderValue) -
         .headers_mut()
         .insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthMode;
+    use std::time::Duration;
+
+    fn route(upstream: &str, upstream_ca: Option<PathBuf>) -> RouteConfig {
+        RouteConfig {
+            path: "/".into(),
+            host: String::new(),
+            upstream: upstream.parse().unwrap(),
+            auth: AuthMode::None,
+            scopes: Default::default(),
+            timeout: Duration::from_secs(30),
+            forward_authorization: false,
+            assertion: false,
+            upstream_ca,
+        }
+    }
+
+    fn write_ca(path: &Path) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(path, cert.cert.pem()).unwrap();
+    }
+
+    #[test]
+    fn pools_carry_over_a_reload_unless_the_upstream_or_its_ca_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        write_ca(&ca);
+        let routes = [
+            route("http://127.0.0.1:1", None),
+            route("https://localhost:2", Some(ca.clone())),
+            route("http://127.0.0.1:1/other", None),
+        ];
+        let first = Forwarder::new(&routes, None).unwrap();
+        assert!(Arc::ptr_eq(&first.pools[0], &first.pools[2]), "shared");
+        let same = Forwarder::new(&routes, Some(&first)).unwrap();
+        for i in 0..3 {
+            assert!(Arc::ptr_eq(&first.pools[i], &same.pools[i]), "route {i}");
+        }
+        // A replaced CA file (same path) must not keep connections its old roots verified.
+        write_ca(&ca);
+        let renewed = Forwarder::new(&routes, Some(&same)).unwrap();
+        assert!(Arc::ptr_eq(&same.pools[0], &renewed.pools[0]));
+        assert!(!Arc::ptr_eq(&same.pools[1], &renewed.pools[1]));
+        let moved = Forwarder::new(&[route("http://127.0.0.1:3", None)], Some(&renewed)).unwrap();
+        assert!(!Arc::ptr_eq(&renewed.pools[0], &moved.pools[0]));
+    }
 }

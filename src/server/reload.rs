@@ -23,8 +23,14 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn build(config: Config, metrics: &Metrics) -> Result<Self, StartupError> {
-        let forwarder = Forwarder::new(&config.routes)?;
+    /// `previous`: the state being replaced on a reload, whose upstream connections carry over
+    /// where they still fit.
+    pub fn build(
+        config: Config,
+        metrics: &Metrics,
+        previous: Option<&Live>,
+    ) -> Result<Self, StartupError> {
+        let forwarder = Forwarder::new(&config.routes, previous.map(|p| &p.forwarder))?;
         let auth = &config.auth;
         let headers = HeaderPolicy::new(
             &[
@@ -64,7 +70,7 @@ impl Gateway {
         let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)
             .map_err(StartupError::from)?;
         let warnings = restart_only_changes(&self.config, &config);
-        let live = Live::build(config, &self.metrics)?;
+        let live = Live::build(config, &self.metrics, Some(&self.live.load()))?;
         // `[[apps]]` are synced into the store after the swap (`apps::config_sync`): refuse
         // here a config whose apps could not be.
         crate::apps::config_sync::validate_apps(

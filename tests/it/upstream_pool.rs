@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::harness::process::GatewayProcess;
 use crate::harness::upstream::Upstream;
-use crate::harness::{TestGateway, open_route};
+use crate::harness::{ConfigDir, TestGateway, open_route, poll_until};
 
 /// What a scripted upstream does with each connection after answering its first request.
 #[derive(Clone, Copy)]
@@ -319,4 +320,34 @@ async fn route_timeouts_hold_on_reused_connections() {
     // And the deadline still holds after that connection was dropped for timing out.
     let (code, waited) = status("/long/slow?ms=400").await;
     assert_eq!((code, waited < Duration::from_secs(3)), (200, true));
+}
+
+/// A reload keeps the pools of upstreams the new config still names: the idle connection made
+/// before the SIGHUP serves the requests after it.
+#[tokio::test]
+async fn a_reload_keeps_the_connections_of_unchanged_upstreams() {
+    let up = Scripted::start(Script::KeepAlive).await;
+    let dir = ConfigDir::new();
+    let path = dir.write("", &open_route("/", up.addr, ""));
+    let gw = GatewayProcess::start(&path);
+    let client = dir.pki.client(gw.public, true);
+    let url = |p: &str| format!("https://localhost:{}{p}", gw.public.port());
+    assert_eq!(get_text(&client, &url("/before")).await, (200, "ok".into()));
+    dir.write(
+        "",
+        &format!(
+            "{}{}",
+            open_route("/", up.addr, ""),
+            open_route("/other", up.addr, "timeout = \"5s\"")
+        ),
+    );
+    gw.signal("HUP");
+    poll_until(Duration::from_secs(10), || async {
+        gw.log_lines().iter().any(|l| l.contains("config reloaded"))
+    })
+    .await;
+    for path in ["/after", "/other/x", "/after"] {
+        assert_eq!(get_text(&client, &url(path)).await, (200, "ok".into()));
+    }
+    assert_eq!(up.connections(), 1, "the pool was rebuilt on the reload");
 }
