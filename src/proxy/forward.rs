@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use sha2::Digest;
 
 use super::headers::{ClientFacts, HeaderPolicy, Identity, connection_has, prepare_response};
 use super::routes::Route;
@@ -49,13 +50,14 @@ pub struct Forwarder {
     by_key: HashMap<PoolKey, Arc<UpstreamPool>>,
 }
 
-/// What makes two routes' upstream connections interchangeable: the origin, and the roots its
-/// certificate is checked against (the platform's, or a CA file's path and content, so that a
-/// reload picks up a replaced CA file).
+/// What makes two routes' upstream connections interchangeable: the origin, and for `https://`
+/// the roots its certificate is checked against, by source (a CA file's path, or `None` for the
+/// platform's) and content digest, so that a reload picks up a replaced CA file or an updated
+/// system trust store.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     origin: String,
-    ca: Option<(PathBuf, [u8; 32])>,
+    trust: Option<(Option<PathBuf>, [u8; 32])>,
 }
 
 impl Forwarder {
@@ -66,8 +68,10 @@ impl Forwarder {
         routes: &[RouteConfig],
         previous: Option<&Forwarder>,
     ) -> Result<Self, ForwarderError> {
-        let mut tls_configs: HashMap<Option<(PathBuf, [u8; 32])>, Arc<rustls::ClientConfig>> =
+        let mut tls_configs: HashMap<(Option<PathBuf>, [u8; 32]), Arc<rustls::ClientConfig>> =
             HashMap::new();
+        // Read at most once per config, and only if a route needs it.
+        let mut platform: Option<(rustls::RootCertStore, [u8; 32])> = None;
         let mut by_key: HashMap<PoolKey, Arc<UpstreamPool>> = HashMap::new();
         let mut pools = Vec::with_capacity(routes.len());
         for route in routes {
@@ -78,15 +82,19 @@ impl Forwarder {
                 .cloned()
                 .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
             let ca = match route.upstream_ca.as_ref().filter(|_| https) {
-                Some(path) => {
-                    let pem = read_ca_file(path)?;
-                    Some((path.clone(), crate::auth::secret::sha256(&pem), pem))
-                }
+                Some(path) => Some((path, read_ca_file(path)?)),
                 None => None,
+            };
+            let trust = match (&ca, https) {
+                (_, false) => None,
+                (Some((path, pem)), true) => {
+                    Some((Some((*path).clone()), crate::auth::secret::sha256(pem)))
+                }
+                (None, true) => Some((None, platform.get_or_insert_with(platform_roots).1)),
             };
             let key = PoolKey {
                 origin: format!("{}://{authority}", if https { "https" } else { "http" }),
-                ca: ca.as_ref().map(|(path, digest, _)| (path.clone(), *digest)),
+                trust,
             };
             let existing = by_key
                 .get(&key)
@@ -97,22 +105,21 @@ impl Forwarder {
                 pools.push(pool);
                 continue;
             }
-            let tls = if https {
-                let config = match tls_configs.get(&key.ca) {
+            let tls = match &key.trust {
+                None => None,
+                Some(trust) => Some(match tls_configs.get(trust) {
                     Some(config) => config.clone(),
                     None => {
-                        let roots = match &ca {
-                            Some((path, _, pem)) => parse_ca(path, pem)?,
-                            None => platform_roots(),
+                        let roots = match (&ca, &platform) {
+                            (Some((path, pem)), _) => parse_ca(path, pem)?,
+                            (None, Some((roots, _))) => roots.clone(),
+                            (None, None) => platform_roots().0,
                         };
                         let config = client_tls(roots)?;
-                        tls_configs.insert(key.ca.clone(), config.clone());
+                        tls_configs.insert(trust.clone(), config.clone());
                         config
                     }
-                };
-                Some(config)
-            } else {
-                None
+                }),
             };
             let endpoint = Endpoint::new(&authority, https, tls).map_err(|reason| {
                 ForwarderError::Upstream {
@@ -271,13 +278,17 @@ fn parse_ca(path: &Path, pem: &[u8]) -> Result<rustls::RootCertStore, ForwarderE
     Ok(roots)
 }
 
-fn platform_roots() -> rustls::RootCertStore {
+/// The platform's trusted roots, and a digest of them that tells a reload whether they changed.
+fn platform_roots() -> (rustls::RootCertStore, [u8; 32]) {
     let mut platform = rustls::RootCertStore::empty();
+    let mut digest = sha2::Sha256::new();
     for cert in rustls_native_certs::load_native_certs().certs {
+        digest.update((cert.len() as u64).to_be_bytes());
+        digest.update(&cert);
         // A malformed platform certificate must not stop the gateway; it just isn't trusted.
         let _ = platform.add(cert);
     }
-    platform
+    (platform, digest.finalize().into())
 }
 
 fn client_tls(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, ForwarderError> {

@@ -209,23 +209,18 @@ impl Link {
     }
 
     /// Ready once `deadline` has passed; until then this task will be woken when it does.
-    /// The timer is re-armed only when it fires before the request's deadline (it still holds
-    /// an earlier request's), so a request costs no timer-wheel insertion and removal, where
-    /// a timeout per request would cost both.
+    /// The connection keeps one timer for all the requests it carries, so a request costs no
+    /// timer-wheel insertion and removal (a `timeout` per request costs both): moving the
+    /// deadline later is a compare-and-swap in tokio, and the wheel entry, when its old time
+    /// comes, is re-filed without waking anyone. A timer left armed on an idle connection keeps
+    /// the waker of the last task that polled it until its deadline: one spurious wake-up then.
     fn poll_deadline(&mut self, deadline: TokioInstant, cx: &mut Context<'_>) -> Poll<()> {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
+        if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        if TokioInstant::now() >= deadline {
-            return Poll::Ready(());
-        }
-        timer.as_mut().reset(deadline);
         timer.as_mut().poll(cx)
     }
 
