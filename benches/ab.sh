@@ -23,21 +23,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOAD=$ROOT/benches/load
 W=$(mktemp -d /tmp/gatehouse-ab.XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$W"' EXIT
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-fill() {
-	local t kv
-	t=$(<"$1")
-	shift
-	for kv in "$@"; do t=${t//@${kv%%=*}@/${kv#*=}}; done
-	printf '%s\n' "$t"
-}
-BODY="hello from the gatehouse load-bench upstream, 64 bytes of body.."
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/key.pem" \
-	-out "$W/cert.pem" -days 2 -subj /CN=127.0.0.1 >/dev/null 2>&1
-openssl genpkey -algorithm ed25519 -out "$W/signing.pem" >/dev/null 2>&1
+source "$LOAD/common.sh"
+make_keys "$W"
 UP=$(port) UPT=$(port) NG=$(port) NGT=$(port)
-USER_DIRECTIVE="# not root"
-[[ $(id -u) -eq 0 ]] && USER_DIRECTIVE="user root;"
 for name in upstream proxy; do
 	mkdir -p "$W/$name"
 	template=$LOAD/upstream.nginx.conf.in
@@ -56,9 +44,7 @@ for nb in "$@"; do
 	mkdir -p "$W/$name"
 	cp "$W"/*.pem "$W/$name/"
 	P=$(port) PT=$(port) PA=$(port)
-	fill "$LOAD/gatehouse.toml.in" "GATEHOUSE_TLS_PORT=$PT" "GATEHOUSE_HTTP_PORT=$P" \
-		"GATEHOUSE_ADMIN_PORT=$PA" "UPSTREAM_HTTP_PORT=$UP" "AUTH=${AUTH:-none}" LOG_LEVEL=warn \
-		"ROUTE_EXTRA=${ROUTE_EXTRA:-}" >"$W/$name/gatehouse.toml"
+	gatehouse_config "$P" "$PT" "$PA" "$UP" >"$W/$name/gatehouse.toml"
 	TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" serve --config "$W/$name/gatehouse.toml" >"$W/$name/log" 2>&1 &
 	URL[$name]="http://127.0.0.1:$P/"
 	NAMES+=("$name")
