@@ -61,10 +61,10 @@ for nb in "$@"; do
 	fi
 	code=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" "http://127.0.0.1:$P/")
 	[[ $code == 200 ]] || { echo "instructions.sh: $name answers $code" >&2; exit 1; }
-	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?warm=[1-500]"
+	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?warm=[1-500]" 2>/dev/null
 	vpid=$(pgrep -f "callgrind.*$W/$name/gatehouse.toml" | head -1)
 	callgrind_control -i on "$vpid" >/dev/null 2>&1
-	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?n=[1-$N]"
+	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?n=[1-$N]" 2>/dev/null
 	callgrind_control -d "$vpid" >/dev/null 2>&1
 	callgrind_control -i off "$vpid" >/dev/null 2>&1
 	dump=$(ls "$W/$name"/callgrind.*.* | head -1)

@@ -14,9 +14,11 @@ use super::error::OAuthError;
 use super::error::OAuthErrorCode;
 use super::params::{Params, decode};
 use super::reply;
+use super::request::OAuthRequest;
 use crate::auth::secret::Secret;
 use crate::body::Body;
 use crate::server::Gateway;
+use crate::server::own::Ctx;
 use crate::store::{App, ClientType, Store, secret_hash};
 
 /// How the client authenticated.
@@ -132,16 +134,14 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refu
 }
 
 /// Reads the client credentials of a token-endpoint-style request and authenticates them,
-/// under the per-client throttle.
+/// under the per-client throttle keyed by the caller's address.
 pub async fn authenticate_request(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    params: &Params,
-    peer: IpAddr,
+    ctx: &Ctx<'_>,
+    request: &OAuthRequest,
     now: SystemTime,
 ) -> Result<App, Refused> {
-    let presented = presented(headers, params)?;
-    authenticate_throttled(gateway, &presented, peer, now).await
+    let presented = presented(&request.parts.headers, &request.params)?;
+    authenticate_throttled(ctx.gateway, &presented, ctx.conn.peer.ip(), now).await
 }
 
 /// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of

@@ -9,8 +9,8 @@ use hyper::body::Incoming;
 use super::params::Params;
 use super::redirect::with_params;
 use crate::body::Body;
-use crate::server::guard::session_cookie;
 use crate::server::own::Ctx;
+use crate::ui::cookies::{self, SESSION_COOKIE};
 use crate::ui::{page, session, store_failure};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
@@ -58,7 +58,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             "This sign-out redirect address is not registered for the application.",
         );
     }
-    let cleared = match session_cookie(req.headers()) {
+    let cleared = match cookies::get(req.headers(), SESSION_COOKIE) {
         Some(value) => match session::end(ctx, value).await {
             Ok(cookie) => Some(cookie),
             Err(e) => return store_failure(ctx, &e),

@@ -29,16 +29,7 @@ async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Optio
         Err(response) => return (response, None),
     };
     let now = gateway.clock.now();
-    let peer = ctx.conn.peer.ip();
-    let authenticated = client_auth::authenticate_request(
-        gateway,
-        &request.parts.headers,
-        &request.params,
-        peer,
-        now,
-    )
-    .await;
-    let app = match authenticated {
+    let app = match client_auth::authenticate_request(ctx, &request, now).await {
         Ok(app) => app,
         Err(refused) => return (refused.response(), None),
     };

@@ -110,10 +110,9 @@ impl Forwarder {
                 Some(trust) => Some(match tls_configs.get(trust) {
                     Some(config) => config.clone(),
                     None => {
-                        let roots = match (&ca, &platform) {
-                            (Some((path, pem)), _) => parse_ca(path, pem)?,
-                            (None, Some((roots, _))) => roots.clone(),
-                            (None, None) => platform_roots().0,
+                        let roots = match &ca {
+                            Some((path, pem)) => parse_ca(path, pem)?,
+                            None => platform.get_or_insert_with(platform_roots).0.clone(),
                         };
                         let config = client_tls(roots)?;
                         tls_configs.insert(trust.clone(), config.clone());

@@ -130,17 +130,21 @@ impl HeaderPolicy {
         };
         remove_connection_named(headers);
         // One pass over the (few) fields the client sent, rather than a lookup for each name
-        // that might be there: the hot path's cost scales with what is present.
+        // that might be there: the hot path's cost scales with what is present. Hop-by-hop
+        // fields are noted as bits; only identity and forwarding fields need a list.
+        let mut hop_by_hop = 0;
         let doomed: Vec<HeaderName> = headers
             .keys()
             .filter(|name| {
-                is_hop_by_hop(name)
-                    || (!upgrade && *name == header::UPGRADE)
-                    || self.is_identity(name.as_str())
-                    || (!trusted && is_forwarding(name.as_str()))
+                let bit = hop_by_hop_bit(name, upgrade);
+                hop_by_hop |= bit;
+                bit == 0
+                    && (self.is_identity(name.as_str())
+                        || (!trusted && is_forwarding(name.as_str())))
             })
             .cloned()
             .collect();
+        remove_marked(headers, hop_by_hop);
         for name in doomed {
             headers.remove(name);
         }
@@ -221,20 +225,38 @@ pub fn prepare_response(
 ) {
     if !switching_protocols {
         remove_connection_named(headers);
-        let doomed: Vec<HeaderName> = headers
+        let hop_by_hop = headers
             .keys()
-            .filter(|name| is_hop_by_hop(name) || *name == header::UPGRADE)
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(name);
-        }
+            .fold(0, |mask, name| mask | hop_by_hop_bit(name, false));
+        remove_marked(headers, hop_by_hop);
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name)
+/// `Upgrade`'s bit, after those of `HOP_BY_HOP`, in a mask of fields to remove.
+const UPGRADE_BIT: u16 = 1 << HOP_BY_HOP.len();
+
+/// The bit of `name` in a mask of fields to remove: its place in `HOP_BY_HOP`, or
+/// `UPGRADE_BIT` for `Upgrade` unless it is kept; 0 for any other field. A mask noted during
+/// the one pass over the fields needs no list to be allocated, on every request and response.
+fn hop_by_hop_bit(name: &HeaderName, keep_upgrade: bool) -> u16 {
+    match HOP_BY_HOP.iter().position(|h| *h == name) {
+        Some(i) => 1 << i,
+        None if !keep_upgrade && name == header::UPGRADE => UPGRADE_BIT,
+        None => 0,
+    }
+}
+
+/// Removes the fields whose bits are set in `mask` (see [`hop_by_hop_bit`]).
+fn remove_marked(headers: &mut HeaderMap, mask: u16) {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            headers.remove(*name);
+        }
+    }
+    if mask & UPGRADE_BIT != 0 {
+        headers.remove(header::UPGRADE);
+    }
 }
 
 /// Removes the gateway's session cookie from `Cookie`, keeping the others.

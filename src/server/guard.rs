@@ -14,7 +14,6 @@ use crate::auth::{AuthFailure, Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::json_error;
-use crate::proxy::headers::SESSION_COOKIE;
 use crate::proxy::routes::Route;
 
 /// Lets the request through as `Principal`, or answers it.
@@ -124,13 +123,6 @@ async fn session(
         None,
     );
     Ok(principal.map(Arc::new))
-}
-
-/// The value of the `gatehouse_session` cookie, if the request carries one.
-pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
-    // The same reading as the login pages': exactly one well-formed cookie of that name, so a
-    // second one tossed in by a sibling domain makes the request anonymous, not someone else's.
-    crate::ui::cookies::get(headers, SESSION_COOKIE)
 }
 
 fn wants_html(req: &Request<Incoming>) -> bool {

@@ -134,6 +134,13 @@ async fn serve(
     }
 }
 
+/// A scripted upstream and a gateway routing everything to it.
+async fn behind_gateway(script: Script) -> (Scripted, TestGateway) {
+    let up = Scripted::start(script).await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    (up, gw)
+}
+
 async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
     let r = client.get(url).send().await.unwrap();
     let status = r.status().as_u16();
@@ -142,8 +149,7 @@ async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
-    let up = Scripted::start(Script::KeepAlive).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::KeepAlive).await;
     let client = gw.client(true);
     for _ in 0..20 {
         assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
@@ -153,8 +159,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 
 #[tokio::test]
 async fn concurrent_requests_open_at_most_one_connection_each_and_then_reuse_them() {
-    let up = Scripted::start(Script::KeepAlive).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::KeepAlive).await;
     let client = gw.client(false);
     for _round in 0..3 {
         let requests = (0..16).map(|_| {
@@ -174,8 +179,7 @@ async fn concurrent_requests_open_at_most_one_connection_each_and_then_reuse_the
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
-    let up = Scripted::start(Script::CloseWhenIdle).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::CloseWhenIdle).await;
     let client = gw.client(true);
     for _ in 0..3 {
         assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
@@ -187,8 +191,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
 
 #[tokio::test]
 async fn connection_close_from_the_upstream_is_honoured() {
-    let up = Scripted::start(Script::ConnectionClose).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::ConnectionClose).await;
     let client = gw.client(true);
     for _ in 0..3 {
         assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
@@ -198,8 +201,7 @@ async fn connection_close_from_the_upstream_is_honoured() {
 
 #[tokio::test]
 async fn a_response_abandoned_mid_body_never_lends_its_connection_to_the_next_request() {
-    let up = Scripted::start(Script::StallFirstBody).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::StallFirstBody).await;
     let first = gw.client(true);
     let mut response = first.get(gw.url("/first")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -241,7 +243,7 @@ async fn the_upstream_gets_an_origin_form_target_and_its_own_host() {
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways_on_pooled_connections_over_h1_and_h2() {
-    let up = crate::harness::upstream::Upstream::start().await;
+    let up = Upstream::start().await;
     let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
     let size = 3 * 1024 * 1024 + 17;
     for client in [gw.client(true), gw.client(false)] {
@@ -268,8 +270,7 @@ async fn large_bodies_stream_both_ways_on_pooled_connections_over_h1_and_h2() {
 
 #[tokio::test]
 async fn an_http10_upstream_does_not_end_the_clients_keep_alive() {
-    let up = Scripted::start(Script::Http10).await;
-    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let (up, gw) = behind_gateway(Script::Http10).await;
     let answer = gw
         .raw(
             b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
