@@ -9,6 +9,12 @@
 #   bash benches/instructions.sh [-n N] NAME=BINARY [NAME=BINARY...]
 #   e.g. bash benches/instructions.sh before=/tmp/gatehouse-old after=target/release/gatehouse
 #
+# Two reference proxies are counted the same way when named: a BINARY called `nginx` runs as
+# load.sh's nginx reverse proxy (one process), and one called `hyper_floor` is the example of
+# that name (`cargo build --release --example hyper_floor`), the cheapest hyper-based proxy:
+#   bash benches/instructions.sh nginx=$(command -v nginx) \
+#       floor=target/release/examples/hyper_floor gatehouse=target/release/gatehouse
+#
 # AUTH, ROUTE_EXTRA and TOKEN_CMD (environment) work as in ab.sh. The callgrind files are kept
 # in target/instructions/NAME.callgrind for `callgrind_annotate --inclusive=yes`.
 set -euo pipefail
@@ -18,7 +24,7 @@ if [[ ${1:-} == -n ]]; then
 	N=$2
 	shift 2
 fi
-[[ $# -ge 1 ]] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 for tool in valgrind callgrind_control nginx curl python3 openssl; do
 	command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing" >&2; exit 1; }
 done
@@ -44,10 +50,22 @@ for nb in "$@"; do
 	mkdir -p "$W/$name"
 	cp "$W"/*.pem "$W/$name/"
 	P=$(port) PT=$(port) PA=$(port)
-	gatehouse_config "$P" "$PT" "$PA" "$UP" >"$W/$name/gatehouse.toml"
+	case $(basename "$bin") in
+	nginx)
+		fill "$LOAD/proxy.nginx.conf.in" "PREFIX=$W/$name" WORKERS=1 "USER_DIRECTIVE=$USER_DIRECTIVE" \
+			"CERT=$W/cert.pem" "KEY=$W/key.pem" "UPSTREAM_HTTP_PORT=$UP" "NGINX_HTTP_PORT=$P" \
+			"NGINX_TLS_PORT=$PT" >"$W/$name/nginx.conf"
+		command=("$bin" -e "$W/$name/error.log" -p "$W/$name" -c "$W/$name/nginx.conf" \
+			-g 'daemon off; master_process off;')
+		;;
+	hyper_floor) command=("$bin" "127.0.0.1:$P" "127.0.0.1:$UP") ;;
+	*)
+		gatehouse_config "$P" "$PT" "$PA" "$UP" >"$W/$name/gatehouse.toml"
+		command=("$bin" serve --config "$W/$name/gatehouse.toml")
+		;;
+	esac
 	(cd "$W/$name" && TOKIO_WORKER_THREADS=1 exec valgrind --tool=callgrind --instr-atstart=no \
-		--callgrind-out-file="$W/$name/callgrind.%p" "$bin" serve --config "$W/$name/gatehouse.toml" \
-		>"$W/$name/log" 2>&1) &
+		--callgrind-out-file="$W/$name/callgrind.%p" "${command[@]}" >"$W/$name/log" 2>&1) &
 	up=0
 	for _ in $(seq 120); do
 		curl -s -o /dev/null "http://127.0.0.1:$P/" && { up=1; break; }
@@ -55,14 +73,14 @@ for nb in "$@"; do
 	done
 	((up)) || { echo "instructions.sh: $name did not start" >&2; tail "$W/$name/log" >&2; exit 1; }
 	H=()
-	if [[ -n ${TOKEN_CMD:-} ]]; then
+	if [[ -n ${TOKEN_CMD:-} && -f $W/$name/gatehouse.toml ]]; then
 		TOKEN=$(GATEHOUSE_BIN="$bin" GATEHOUSE_CONFIG="$W/$name/gatehouse.toml" bash -c "$TOKEN_CMD")
 		H=(-H "Authorization: Bearer $TOKEN")
 	fi
 	code=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" "http://127.0.0.1:$P/")
 	[[ $code == 200 ]] || { echo "instructions.sh: $name answers $code" >&2; exit 1; }
 	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?warm=[1-500]" 2>/dev/null
-	vpid=$(pgrep -f "callgrind.*$W/$name/gatehouse.toml" | head -1)
+	vpid=$(pgrep -f "callgrind.*$W/$name/callgrind" | head -1)
 	callgrind_control -i on "$vpid" >/dev/null 2>&1
 	curl -s -Z --parallel-max 32 "${H[@]}" -o /dev/null "http://127.0.0.1:$P/?n=[1-$N]" 2>/dev/null
 	callgrind_control -d "$vpid" >/dev/null 2>&1
