@@ -43,6 +43,7 @@ fill "$LOAD/upstream.nginx.conf.in" "PREFIX=$W/upstream" WORKERS=1 "USER_DIRECTI
 	"UPSTREAM_TLS_PORT=$UPT" >"$W/upstream/nginx.conf"
 nginx -e "$W/upstream/error.log" -p "$W/upstream" -c "$W/upstream/nginx.conf" -g 'daemon off;' &
 
+H=()
 for nb in "$@"; do
 	name=${nb%%=*} bin=${nb#*=}
 	[[ -x $bin ]] || { echo "instructions.sh: $bin is not executable" >&2; exit 1; }
@@ -72,7 +73,8 @@ for nb in "$@"; do
 		sleep 0.5
 	done
 	((up)) || { echo "instructions.sh: $name did not start" >&2; tail "$W/$name/log" >&2; exit 1; }
-	H=()
+	# The references (nginx, hyper_floor) send the last gatehouse's token, so that every
+	# proxy reads the same bytes: name them after a gatehouse build when TOKEN_CMD is set.
 	if [[ -n ${TOKEN_CMD:-} && -f $W/$name/gatehouse.toml ]]; then
 		TOKEN=$(GATEHOUSE_BIN="$bin" GATEHOUSE_CONFIG="$W/$name/gatehouse.toml" bash -c "$TOKEN_CMD")
 		H=(-H "Authorization: Bearer $TOKEN")
