@@ -51,18 +51,15 @@ FIRST_GATEHOUSE=
 for nb in "$@"; do
 	name=${nb%%=*} bin=${nb#*=}
 	[[ -x $bin ]] || { echo "ab.sh: $bin is not executable" >&2; exit 1; }
+	[[ $name != nginx ]] || { echo "ab.sh: the name nginx is the reference proxy's" >&2; exit 2; }
 	mkdir -p "$W/$name"
 	cp "$W"/*.pem "$W/$name/"
 	P=$(port) PT=$(port) PA=$(port)
-	if [[ $(basename "$bin") == hyper_floor ]]; then
-		TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" "127.0.0.1:$P" "127.0.0.1:$UP" "127.0.0.1:$PT" \
-			"$W/$name/cert.pem" "$W/$name/key.pem" >"$W/$name/log" 2>&1 &
-		MATCH[$name]="hyper_floor 127.0.0.1:$P "
-	else
-		gatehouse_config "$P" "$PT" "$PA" "$UP" >"$W/$name/gatehouse.toml"
-		TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" serve --config "$W/$name/gatehouse.toml" >"$W/$name/log" 2>&1 &
-		MATCH[$name]="serve --config $W/$name/gatehouse.toml"
-		[[ -n $FIRST_GATEHOUSE ]] || FIRST_GATEHOUSE=$name=$bin
+	server_command "$W/$name" "$bin" "$P" "$PT" "$PA" "$UP"
+	TOKIO_WORKER_THREADS=1 taskset -c 1 "${SERVER_COMMAND[@]}" >"$W/$name/log" 2>&1 &
+	MATCH[$name]="${SERVER_COMMAND[*]}"
+	if [[ -f $W/$name/gatehouse.toml && -z $FIRST_GATEHOUSE ]]; then
+		FIRST_GATEHOUSE=$name=$bin
 	fi
 	url "$name" "$P" "$PT"
 	NAMES+=("$name")

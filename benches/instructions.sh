@@ -51,22 +51,9 @@ for nb in "$@"; do
 	mkdir -p "$W/$name"
 	cp "$W"/*.pem "$W/$name/"
 	P=$(port) PT=$(port) PA=$(port)
-	case $(basename "$bin") in
-	nginx)
-		fill "$LOAD/proxy.nginx.conf.in" "PREFIX=$W/$name" WORKERS=1 "USER_DIRECTIVE=$USER_DIRECTIVE" \
-			"CERT=$W/cert.pem" "KEY=$W/key.pem" "UPSTREAM_HTTP_PORT=$UP" "NGINX_HTTP_PORT=$P" \
-			"NGINX_TLS_PORT=$PT" >"$W/$name/nginx.conf"
-		command=("$bin" -e "$W/$name/error.log" -p "$W/$name" -c "$W/$name/nginx.conf" \
-			-g 'daemon off; master_process off;')
-		;;
-	hyper_floor) command=("$bin" "127.0.0.1:$P" "127.0.0.1:$UP") ;;
-	*)
-		gatehouse_config "$P" "$PT" "$PA" "$UP" >"$W/$name/gatehouse.toml"
-		command=("$bin" serve --config "$W/$name/gatehouse.toml")
-		;;
-	esac
+	server_command "$W/$name" "$bin" "$P" "$PT" "$PA" "$UP"
 	(cd "$W/$name" && TOKIO_WORKER_THREADS=1 exec valgrind --tool=callgrind --instr-atstart=no \
-		--callgrind-out-file="$W/$name/callgrind.%p" "${command[@]}" >"$W/$name/log" 2>&1) &
+		--callgrind-out-file="$W/$name/callgrind.%p" "${SERVER_COMMAND[@]}" >"$W/$name/log" 2>&1) &
 	up=0
 	for _ in $(seq 120); do
 		curl -s -o /dev/null "http://127.0.0.1:$P/" && { up=1; break; }

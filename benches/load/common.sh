@@ -1,5 +1,7 @@
+# shellcheck shell=bash disable=SC2034  # sourced; its variables are for the scripts that source it
 # Helpers shared by benches/ab.sh and benches/instructions.sh (sourced, not run; needs LOAD set
-# to this folder): free ports, template filling, the throwaway keys, the gatehouse config.
+# to this folder): free ports, template filling, the throwaway keys, the gatehouse config, the
+# command line of each kind of proxy under test.
 # benches/load.sh keeps its own, richer versions.
 
 BODY="hello from the gatehouse load-bench upstream, 64 bytes of body.."
@@ -33,4 +35,29 @@ gatehouse_config() {
 	fill "$LOAD/gatehouse.toml.in" "GATEHOUSE_HTTP_PORT=$1" "GATEHOUSE_TLS_PORT=$2" \
 		"GATEHOUSE_ADMIN_PORT=$3" "UPSTREAM_HTTP_PORT=$4" "AUTH=${AUTH:-none}" LOG_LEVEL=warn \
 		"ROUTE_EXTRA=${ROUTE_EXTRA:-}"
+}
+
+# server_command DIR BINARY HTTP_PORT TLS_PORT ADMIN_PORT UPSTREAM_PORT: sets SERVER_COMMAND to
+# the command that runs BINARY as a proxy of the upstream on 127.0.0.1, writing its config into
+# DIR (which holds cert.pem and key.pem). BINARY's name says what it is: `nginx` is load.sh's
+# nginx reverse proxy (one process), `hyper_floor` the example of that name, and anything else a
+# gatehouse build.
+server_command() {
+	local dir=$1 bin=$2
+	case $(basename "$bin") in
+	nginx)
+		fill "$LOAD/proxy.nginx.conf.in" "PREFIX=$dir" WORKERS=1 "USER_DIRECTIVE=$USER_DIRECTIVE" \
+			"CERT=$dir/cert.pem" "KEY=$dir/key.pem" "UPSTREAM_HTTP_PORT=$6" "NGINX_HTTP_PORT=$3" \
+			"NGINX_TLS_PORT=$4" >"$dir/nginx.conf"
+		SERVER_COMMAND=("$bin" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" \
+			-g 'daemon off; master_process off;')
+		;;
+	hyper_floor)
+		SERVER_COMMAND=("$bin" "127.0.0.1:$3" "127.0.0.1:$6" "127.0.0.1:$4" "$dir/cert.pem" "$dir/key.pem")
+		;;
+	*)
+		gatehouse_config "$3" "$4" "$5" "$6" >"$dir/gatehouse.toml"
+		SERVER_COMMAND=("$bin" serve --config "$dir/gatehouse.toml")
+		;;
+	esac
 }
