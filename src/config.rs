@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this. Default 60s.
     pub idle_timeout: Duration,
+    /// A request body to one of the gateway's own endpoints that stalls this long gets 408.
+    /// Default 30s.
+    pub request_body_timeout: Duration,
     /// Connections beyond this wait in the kernel's backlog. Default 10000.
     pub max_connections: usize,
     /// Largest request head in bytes; over it: 431. Default 16384.
