@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
                     host: h.get("host").cloned(),
                     request_id: &rid,
                 };
-                policy.prepare_request(&mut h, &upstream_host, &facts, false, None);
+                policy.prepare_request(&mut h, &upstream_host, &facts, false, false, None);
                 h
             },
             criterion::BatchSize::SmallInput,

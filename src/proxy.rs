@@ -5,4 +5,6 @@ pub mod forward;
 pub mod headers;
 pub mod path;
 pub mod routes;
+#[cfg(test)]
+mod routing_props;
 pub mod upstream;

@@ -66,7 +66,7 @@ fn rng_failed(ctx: &Ctx<'_>) -> ApiError {
 }
 
 pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> Answer {
-    let bytes = json_body(req, false).await?;
+    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
     let input = AppInput::from_json(&bytes, true, rules(ctx)).map_err(ApiError::invalid)?;
     let client_type = input.client_type.unwrap_or(ClientType::Confidential);
     let secret: Option<Secret> = match client_type {
@@ -149,7 +149,7 @@ pub async fn list(ctx: &Ctx<'_>, query: Option<&str>) -> Answer {
 }
 
 pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incoming>) -> Answer {
-    let bytes = json_body(req, false).await?;
+    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
     let input = AppInput::from_json(&bytes, false, rules(ctx)).map_err(ApiError::invalid)?;
     let mut app = load_writable(ctx, id).await?;
     if input.client_type.is_some_and(|t| t != app.client_type) {
@@ -191,7 +191,7 @@ pub async fn rotate_secret(
     id: &str,
     req: Request<Incoming>,
 ) -> Answer {
-    let bytes = json_body(req, true).await?;
+    let bytes = json_body(req, true, ctx.gateway.config.server.request_body_timeout).await?;
     let mut fields = Fields::parse(&bytes).map_err(ApiError::invalid)?;
     let grace = fields.string("gracePeriod");
     let violations = fields.finish(&[]);

@@ -141,7 +141,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
             "personal access tokens can only be created with a personal access token",
         ));
     }
-    let bytes = json_body(req, false).await?;
+    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
     let mut f = Fields::parse(&bytes).map_err(ApiError::invalid)?;
     let display_name = f.string("displayName");
     let scope = f.string("scope");

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::validate::Violations;
 use crate::auth::{AuthFailure, Principal};
 use crate::body::{Body, empty, full};
+use crate::body::{ReadError, read_to_limit};
 use crate::server::own::Ctx;
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -225,27 +225,23 @@ pub fn require_scope(ctx: &Ctx<'_>, who: &Principal, scope: &str) -> Result<(), 
 
 /// Reads a JSON body: `Content-Type: application/json` (415 otherwise) and at most 64 KiB
 /// (413). With `optional`, an empty body needs no content type.
-pub async fn json_body(req: Request<Incoming>, optional: bool) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
-    }
+pub async fn json_body(
+    req: Request<Incoming>,
+    optional: bool,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let bytes = read_to_limit(req.into_body(), MAX_BODY, timeout)
         .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::field("body", "could not be read")
-            }
-        })?
-        .to_bytes();
+        .map_err(|e| match e {
+            ReadError::TooLarge => too_large(),
+            ReadError::TimedOut => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_argument",
+                "the request body did not arrive within the server's request body timeout",
+            ),
+            ReadError::Unreadable(_) => ApiError::field("body", "could not be read"),
+        })?;
     if optional && bytes.is_empty() && content_type.is_none() {
         return Ok(bytes);
     }

@@ -128,7 +128,8 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         Ok(None) => return refused(ctx, StatusCode::UNAUTHORIZED, "You are not signed in."),
         Err(response) => return response,
     };
-    let params = match crate::ui::login::read_form(body).await {
+    let timeout = ctx.gateway.config.server.request_body_timeout;
+    let params = match crate::ui::login::read_form(body, timeout).await {
         Ok(p) => p,
         Err(status) => return refused(ctx, status, "The form could not be read."),
     };

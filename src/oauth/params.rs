@@ -4,10 +4,6 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-
 use super::error::{OAuthError, OAuthErrorCode};
 
 /// Largest form body the OAuth endpoints read (SPEC §3.3: 64 KiB).
@@ -87,17 +83,6 @@ pub fn decode(s: &str) -> Result<String, OAuthError> {
         i += 1;
     }
     String::from_utf8(out).map_err(|_| bad())
-}
-
-/// Reads a request body of at most `limit` bytes; `None` when it is larger.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Option<Bytes>, hyper::Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(Some(collected.to_bytes())),
-        Err(e) => match e.downcast::<hyper::Error>() {
-            Ok(hyper_error) => Err(*hyper_error),
-            Err(_) => Ok(None),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::params::{MAX_FORM_BYTES, Params, read_body};
+use super::params::{MAX_FORM_BYTES, Params};
 use super::reply;
 use crate::body::Body;
+use crate::body::{ReadError, read_to_limit};
 use crate::server::own::Ctx;
 
 /// A parsed endpoint request.
@@ -33,13 +34,18 @@ pub async fn read(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<OAuthRequest,
         let e = reply::invalid_request("client_secret must not be sent in the URL");
         return Err(reply::error(&e, false));
     }
-    let bytes = match read_body(body, MAX_FORM_BYTES).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
+    let timeout = ctx.gateway.config.server.request_body_timeout;
+    let bytes = match read_to_limit(body, MAX_FORM_BYTES, timeout).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge) => {
             let e = reply::invalid_request("the request body is larger than 64 KiB");
             return Err(reply::json(StatusCode::PAYLOAD_TOO_LARGE, e.to_json()));
         }
-        Err(e) => {
+        Err(ReadError::TimedOut) => {
+            let e = reply::invalid_request("the request body did not arrive in time");
+            return Err(reply::json(StatusCode::REQUEST_TIMEOUT, e.to_json()));
+        }
+        Err(ReadError::Unreadable(e)) => {
             tracing::debug!(error = %e, "oauth request body could not be read");
             return Err(reply::error(
                 &reply::invalid_request("unreadable body"),

@@ -143,9 +143,7 @@ impl Forwarder {
         facts: &ClientFacts<'_>,
         identity: Option<&Identity<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
-        let upgrade = req.version() == Version::HTTP_11
-            && req.headers().contains_key(http::header::UPGRADE)
-            && connection_has(req.headers(), "upgrade");
+        let upgrade = is_websocket_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let pool = self.pools.get(route.index).ok_or(GatewayError::Internal)?;
         *req.uri_mut() = upstream_uri(route, req.uri(), rewritten_path)?;
@@ -155,6 +153,7 @@ impl Forwarder {
             pool.host_header(),
             facts,
             upgrade,
+            route.config.forward_authorization,
             identity,
         );
 
@@ -192,6 +191,13 @@ impl Forwarder {
         // HTTP/1.0 upstream must not turn keep-alive off on the client's connection.
         *response.version_mut() = Version::HTTP_11;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !upgrade {
+            // A 101 nobody asked for (the h2c smuggling answer): what follows on that
+            // connection is not HTTP the gateway has checked.
+            tracing::warn!(route = %route.label, "the upstream switched protocols unasked");
+            count(route, "protocol");
+            return Err(GatewayError::UpstreamUnreachable);
+        }
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_side, upstream_side));
@@ -203,6 +209,23 @@ impl Forwarder {
         );
         Ok(response)
     }
+}
+
+/// A WebSocket handshake (RFC 6455 §4.1): the only upgrade that passes (SPEC §3.4). Any other
+/// `Upgrade`, `h2c` above all, is stripped, so the upstream never opens a tunnel in which
+/// requests would escape the gateway's checks.
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    let mut upgrades = req.headers().get_all(http::header::UPGRADE).iter();
+    let only = match (upgrades.next(), upgrades.next()) {
+        (Some(only), None) => only,
+        _ => return false,
+    };
+    req.version() == Version::HTTP_11
+        && only
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"websocket")
+        && connection_has(req.headers(), "upgrade")
 }
 
 fn count(route: &Route, kind: &'static str) {

@@ -18,9 +18,12 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// A field named `close`, should anyone send one: `Connection: close` names it too.
 static CLOSE: HeaderName = HeaderName::from_static("close");
+/// The h2c upgrade's settings (RFC 7540 §3.2.1): a field of that one hop, and only ever sent
+/// with an upgrade the gateway never passes on.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [&HeaderName; 8] = [
+static HOP_BY_HOP: [&HeaderName; 9] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,
@@ -29,6 +32,7 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
     &header::TE,
     &header::TRAILER,
     &header::TRANSFER_ENCODING,
+    &HTTP2_SETTINGS,
 ];
 
 /// Client-sent names (after folding `_` and `.` to `-`) that only a trusted proxy may set.
@@ -45,6 +49,9 @@ const FORWARDING_NAMES: &[&str] = &[
 pub struct HeaderPolicy {
     /// Identity header names, lower-case with `-`; stripped from every request in any spelling.
     identity: Vec<String>,
+    /// The first letters of `identity` as bits (`a` = bit 0): a field whose name starts with
+    /// no such letter is skipped without comparing it with every identity name.
+    identity_initials: u32,
     trusted_proxies: Vec<IpNet>,
     user_header: HeaderName,
     scopes_header: HeaderName,
@@ -58,8 +65,6 @@ pub struct Identity<'a> {
     pub client_id: Option<&'a HeaderValue>,
     /// The `X-Auth-Assertion` JWT, on routes with `assertion = true`.
     pub assertion: Option<HeaderValue>,
-    /// `forward_authorization = true`: the client's `Authorization` goes on.
-    pub keep_authorization: bool,
 }
 
 /// The login session cookie: a credential for the gateway, never for the upstream.
@@ -97,8 +102,13 @@ impl HeaderPolicy {
         identity.push(X_REQUEST_ID.as_str().to_string());
         identity.sort();
         identity.dedup();
+        let identity_initials = identity
+            .iter()
+            .filter_map(|name| name.bytes().next())
+            .fold(0, |bits, first| bits | initial_bit(first));
         Self {
             identity,
+            identity_initials,
             trusted_proxies,
             user_header,
             scopes_header,
@@ -112,13 +122,16 @@ impl HeaderPolicy {
 
     /// Rewrites a client's request headers for the upstream, whose `Host` is `upstream_host`
     /// (RFC 9110 §7.2). `upgrade` keeps `Upgrade` and `Connection: upgrade` for a WebSocket
-    /// handshake.
+    /// handshake. `Authorization` goes on only with `keep_authorization` (the route's
+    /// `forward_authorization`), whatever the route's `auth`: a public upstream must not
+    /// collect the clients' tokens.
     pub fn prepare_request(
         &self,
         headers: &mut HeaderMap,
         upstream_host: &HeaderValue,
         facts: &ClientFacts<'_>,
         upgrade: bool,
+        keep_authorization: bool,
         identity: Option<&Identity<'_>>,
     ) {
         let trusted = self.is_trusted(facts.peer);
@@ -148,6 +161,9 @@ impl HeaderPolicy {
         for name in doomed {
             headers.remove(name);
         }
+        if !keep_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
         // Replaces the client's Host in place: cheaper than a removal and an insertion.
         headers.insert(header::HOST, upstream_host.clone());
         strip_session_cookie(headers);
@@ -163,9 +179,6 @@ impl HeaderPolicy {
     }
 
     fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
-        if !id.keep_authorization {
-            headers.remove(header::AUTHORIZATION);
-        }
         headers.insert(self.user_header.clone(), id.user.clone());
         headers.insert(self.scopes_header.clone(), id.scopes.clone());
         if let Some(client) = id.client_id {
@@ -177,7 +190,10 @@ impl HeaderPolicy {
     }
 
     fn is_identity(&self, name: &str) -> bool {
-        name.starts_with('x') && self.identity.iter().any(|id| folded_eq(name, id))
+        name.bytes()
+            .next()
+            .is_some_and(|first| self.identity_initials & initial_bit(first) != 0)
+            && self.identity.iter().any(|id| folded_eq(name, id))
     }
 
     fn set_forwarding(&self, headers: &mut HeaderMap, facts: &ClientFacts<'_>, trusted: bool) {
@@ -216,8 +232,18 @@ impl HeaderPolicy {
     }
 }
 
+/// The bit of a header name's first byte among the letters (`a` = bit 0, `z` = bit 25); digits
+/// and punctuation share bit 31.
+fn initial_bit(first: u8) -> u32 {
+    match first {
+        b'a'..=b'z' => 1 << (first - b'a'),
+        _ => 1 << 31,
+    }
+}
+
 /// Cleans an upstream response for the client: hop-by-hop fields go (except on a `101` for an
-/// upgrade), and the request id is echoed.
+/// upgrade), a `Set-Cookie` for the gateway's own session cookie goes (an upstream must not be
+/// able to fix a user's session), and the request id is echoed.
 pub fn prepare_response(
     headers: &mut HeaderMap,
     request_id: &HeaderValue,
@@ -230,7 +256,30 @@ pub fn prepare_response(
             .fold(0, |mask, name| mask | hop_by_hop_bit(name, false));
         remove_marked(headers, hop_by_hop);
     }
+    drop_session_set_cookie(headers);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// Removes every `Set-Cookie` that names the gateway's session cookie, keeping the others.
+fn drop_session_set_cookie(headers: &mut HeaderMap) {
+    let names_ours = |v: &HeaderValue| {
+        let cookie = v.as_bytes();
+        let name = cookie.split(|&b| b == b'=').next().unwrap_or(cookie);
+        name.trim_ascii() == SESSION_COOKIE.as_bytes()
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(names_ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !names_ours(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
 }
 
 /// `Upgrade`'s bit, after those of `HOP_BY_HOP`, in a mask of fields to remove.
@@ -419,7 +468,7 @@ mod tests {
             ("x-auth-assertion", "x"),
             ("x-other", "ok"),
         ]);
-        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, None);
+        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, false, None);
         assert!(
             h.get("x-auth-user").is_none()
                 && h.get("x_auth_user").is_none()
@@ -439,7 +488,7 @@ mod tests {
             ("x_forwarded_uri", "/admin"),
             ("x-original-url", "/admin"),
         ]);
-        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, None);
+        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, false, None);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
         assert_eq!(h["x-forwarded-host"], "gw.example.com");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -463,6 +512,7 @@ mod tests {
             &UPSTREAM_HOST,
             &facts(&rid),
             false,
+            false,
             None,
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 203.0.113.7");
@@ -485,7 +535,7 @@ mod tests {
             ("keep-alive", "5"),
             ("host", "gw"),
         ]);
-        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, None);
+        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, false, None);
         assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("upgrade").is_none());
         assert!(
             h.get("connection").is_none()
@@ -559,7 +609,7 @@ mod tests {
             ("close", "1"),
             ("content-length", "3"),
         ]);
-        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, None);
+        policy(&[]).prepare_request(&mut h, &UPSTREAM_HOST, &facts(&rid), false, false, None);
         assert!(h.get("close").is_none() && h.get("connection").is_none());
         assert_eq!(h["content-length"], "3");
     }

@@ -1,6 +1,9 @@
-//! Request-path normalization (RFC 3986 §5.2.4 dot segments, §6.2.2.2 percent-encoding), done
-//! once so that the route and scope decision is made on exactly the path the upstream receives.
-//! Encoded `/` or `\`, NUL, and dot segments that climb above the root are refused.
+//! Request-path normalization (RFC 3986 §5.2.4 dot segments, §6.2.2.2 percent-encoding, SPEC
+//! §3.4), done once so that the route and scope decision is made on exactly the path the
+//! upstream receives. The result is canonical: `;` parameters removed from every segment and
+//! empty segments merged, as the most lenient backend (Tomcat) reads a path, so that
+//! `/;x/rest/admin` cannot slip past the `/rest/admin` route. Encoded `/` or `\`, NUL, dot
+//! segments with parameters and dot segments that climb above the root are refused.
 
 use std::borrow::Cow;
 
@@ -26,14 +29,6 @@ impl PathError {
             Self::Malformed => "the path is malformed",
         }
     }
-}
-
-/// A normalized path: what is forwarded, and what routes are matched against (the same with
-/// `;parameters` removed from each segment, as servlet containers read it).
-#[derive(Debug, PartialEq, Eq)]
-pub struct NormalizedPath<'a> {
-    pub forward: Cow<'a, str>,
-    pub matching: Cow<'a, str>,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -64,29 +59,18 @@ fn is_plain(path: &[u8]) -> bool {
     true
 }
 
-/// Normalizes the path of a request target (without its query).
-pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathError> {
+/// The canonical form of the path of a request target (without its query): what routes are
+/// matched against and what the upstream receives. Borrowed when nothing needed rewriting.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::Malformed);
     }
     if is_plain(bytes) {
-        return Ok(NormalizedPath {
-            forward: Cow::Borrowed(path),
-            matching: Cow::Borrowed(path),
-        });
+        return Ok(Cow::Borrowed(path));
     }
     let decoded = decode_unreserved(bytes)?;
-    let forward = remove_dot_segments(&decoded)?;
-    let matching = if forward.contains(';') {
-        strip_parameters(&forward)
-    } else {
-        forward.clone()
-    };
-    Ok(NormalizedPath {
-        forward: Cow::Owned(forward),
-        matching: Cow::Owned(matching),
-    })
+    canonical_segments(&decoded).map(Cow::Owned)
 }
 
 /// Decodes percent-encoded unreserved characters, upper-cases the hex of the rest, and refuses
@@ -131,18 +115,20 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// RFC 3986 §5.2.4 on an absolute path, merging empty segments; climbing above `/` is an error.
-fn remove_dot_segments(path: &str) -> Result<String, PathError> {
+/// RFC 3986 §5.2.4 on an absolute path whose segments first lose their `;` parameters, with
+/// empty segments merged; climbing above `/` is an error. A segment that was only parameters
+/// (`/;x/`) is empty and merges away, exactly as a servlet container reads it. A dot segment
+/// with parameters (`..;x`) is refused: servers disagree on whether it is a dot segment.
+fn canonical_segments(path: &str) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for segment in path.split('/').skip(1) {
         let bare = segment.split(';').next().unwrap_or("");
-        if bare != segment && (bare == "." || bare == "..") {
+        if bare.len() != segment.len() && (bare == "." || bare == "..") {
             return Err(PathError::DotSegmentParameter);
         }
-        match segment {
-            "" => trailing_slash = true,
-            "." => trailing_slash = true,
+        match bare {
+            "" | "." => trailing_slash = true,
             ".." => {
                 if segments.pop().is_none() {
                     return Err(PathError::AboveRoot);
@@ -166,32 +152,20 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// `/a;x=1/b;y` → `/a/b`.
-fn strip_parameters(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(segment.split(';').next().unwrap_or(""));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn fwd(p: &str) -> Result<String, PathError> {
-        normalize(p).map(|n| n.forward.into_owned())
+        normalize(p).map(Cow::into_owned)
     }
 
     #[test]
     fn plain_paths_are_borrowed() {
         let n = normalize("/rest/api/content/12").unwrap();
-        assert!(matches!(n.forward, Cow::Borrowed(_)));
-        assert_eq!(n.forward, "/rest/api/content/12");
+        assert!(matches!(n, Cow::Borrowed(_)));
+        assert_eq!(n, "/rest/api/content/12");
     }
 
     #[test]
@@ -233,10 +207,17 @@ mod tests {
     }
 
     #[test]
-    fn parameters_do_not_change_the_route_decision() {
-        let n = normalize("/rest;jsessionid=1/api").unwrap();
-        assert_eq!(n.forward, "/rest;jsessionid=1/api");
-        assert_eq!(n.matching, "/rest/api");
+    fn parameters_are_removed_and_what_remains_is_forwarded() {
+        // The upstream receives the path the route was chosen on, parameters and all gone.
+        assert_eq!(fwd("/rest;jsessionid=1/api").unwrap(), "/rest/api");
+        assert_eq!(fwd("/rest/api;v=2").unwrap(), "/rest/api");
+        // A segment of parameters alone is empty once they go, and merges away (Tomcat reads
+        // `/;/rest/admin/x` as `/rest/admin/x`).
+        assert_eq!(fwd("/;/rest/admin/x").unwrap(), "/rest/admin/x");
+        assert_eq!(fwd("/;x/rest/admin/x").unwrap(), "/rest/admin/x");
+        assert_eq!(fwd("/rest/;/admin/x").unwrap(), "/rest/admin/x");
+        assert_eq!(fwd("/rest/admin/;x").unwrap(), "/rest/admin/");
+        assert_eq!(fwd("/;").unwrap(), "/");
         assert_eq!(
             fwd("/rest/api/..;/admin"),
             Err(PathError::DotSegmentParameter)
@@ -251,11 +232,11 @@ mod tests {
         #[test]
         fn output_is_idempotent_and_never_climbs(p in "(/[a-z.%2Ef;]{0,6}){0,8}") {
             if let Ok(n) = normalize(&p) {
-                let again = normalize(&n.forward).unwrap();
-                prop_assert_eq!(&again.forward, &n.forward);
-                prop_assert!(n.forward.starts_with('/'));
-                prop_assert!(!n.forward.split('/').any(|s| s == ".." || s == "."));
-                prop_assert!(!n.forward.contains("//"));
+                let again = normalize(&n).unwrap();
+                prop_assert_eq!(&again, &n);
+                prop_assert!(n.starts_with('/'));
+                prop_assert!(!n.split('/').any(|s| s == ".." || s == "."));
+                prop_assert!(!n.contains("//") && !n.contains(';'));
             }
         }
 

@@ -41,7 +41,13 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
             };
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
-            let response = Box::pin(own::handle(endpoint, &ctx, req)).await;
+            let mut response = Box::pin(own::handle(endpoint, &ctx, req)).await;
+            if response.status() == http::StatusCode::REQUEST_TIMEOUT && !http2 {
+                // The rest of a body that stalled may still come: this connection is done.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             (Ok(with_request_id(response, &request_id)), None)
         }
         None => proxy(gateway, live, conn, req, &request_id).await,
@@ -91,22 +97,70 @@ type Routed = (
     Option<std::sync::Arc<crate::proxy::routes::Route>>,
 );
 
-/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`. hyper already refuses duplicate
-/// or invalid `Content-Length`, obs-fold, whitespace before the colon and bare LF, and reads
-/// `Transfer-Encoding` + `Content-Length` by the former alone, then closes the connection
-/// (RFC 9112 §6.3), so nothing after that request is ever parsed.
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, and it is a valid
+/// `host[:port]` (no user information, no spaces); HTTP/2's `:authority` obeys the same rule.
+/// hyper already refuses duplicate or invalid `Content-Length`, obs-fold, whitespace before the
+/// colon and bare LF, and reads `Transfer-Encoding` + `Content-Length` by the former alone, then
+/// closes the connection (RFC 9112 §6.3), so nothing after that request is ever parsed.
 fn framing_error(req: &Request<Incoming>) -> Option<GatewayError> {
-    if req.version() > http::Version::HTTP_11 {
-        return None;
-    }
-    let headers = req.headers();
-    let hosts = headers.get_all(http::header::HOST).iter().count();
-    if hosts > 1 || (hosts == 0 && req.version() == http::Version::HTTP_11) {
+    if let Some(authority) = req.uri().authority()
+        && !is_host_and_port(authority.as_str().as_bytes())
+    {
         return Some(GatewayError::BadFraming(
-            "an HTTP/1.1 request needs exactly one Host header",
+            "the request's authority is not a valid host[:port]",
         ));
     }
-    None
+    let headers = req.headers();
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Some(GatewayError::BadFraming(
+            "an HTTP/1.1 request needs exactly one Host header",
+        )),
+        (None, None) if req.version() == http::Version::HTTP_11 => Some(GatewayError::BadFraming(
+            "an HTTP/1.1 request needs exactly one Host header",
+        )),
+        (Some(host), None) if !is_host_and_port(host.as_bytes()) => Some(GatewayError::BadFraming(
+            "the Host header is not a valid host[:port]",
+        )),
+        _ => None,
+    }
+}
+
+/// RFC 9112 §3.2 / RFC 3986 §3.2.2: `uri-host [ ":" port ]`, where the host is a reg-name
+/// (unreserved, percent-encoded and sub-delimiter characters), an IPv4 address or a bracketed
+/// IPv6 literal, and the port is digits. User information (`user@host`) and anything else
+/// (spaces, `/`, `\`) are refused.
+pub fn is_host_and_port(authority: &[u8]) -> bool {
+    let (host, port) = match authority.first() {
+        Some(b'[') => match authority.iter().position(|&b| b == b']') {
+            Some(end) => (&authority[..=end], &authority[end + 1..]),
+            None => return false,
+        },
+        _ => match authority.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &[][..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let host_ok = match host {
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        _ => {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+        }
+    };
+    port_ok && host_ok
 }
 
 async fn proxy(
@@ -129,7 +183,7 @@ async fn proxy(
     } else {
         None
     };
-    let Some(route) = routes.find(host, &path.matching).cloned() else {
+    let Some(route) = routes.find(host, &path).cloned() else {
         return (Err(GatewayError::NoRoute), None);
     };
     let principal = if route.auth == AuthMode::None {
@@ -150,7 +204,7 @@ async fn proxy(
         }
     };
     // Owned only when normalization rewrote the path; the common case stays allocation-free.
-    let rewritten = match path.forward {
+    let rewritten = match path {
         std::borrow::Cow::Borrowed(_) => None,
         std::borrow::Cow::Owned(p) => Some(p),
     };
@@ -192,7 +246,6 @@ fn identity<'a>(gateway: &Gateway, route: &Route, principal: &'a Principal) -> I
         scopes: &principal.scopes_value,
         client_id: principal.client_id_value.as_ref(),
         assertion,
-        keep_authorization: route.config.forward_authorization,
     }
 }
 
@@ -224,5 +277,40 @@ fn forwarded_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(http::header::HOST).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host_and_port;
+
+    #[test]
+    fn hosts_are_host_and_port_only() {
+        for ok in [
+            "localhost",
+            "localhost:8443",
+            "a.example.com",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:8443",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(is_host_and_port(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "user@localhost",
+            "local host",
+            "a/b",
+            "a\\b",
+            "[::1",
+            "host:99999x",
+            "host:123456",
+            ":80",
+            "[]",
+            "a:b:c",
+        ] {
+            assert!(!is_host_and_port(bad.as_bytes()), "{bad}");
+        }
     }
 }

@@ -14,7 +14,8 @@ use super::{csrf, page, return_to, session};
 use crate::auth::password::VerifyError;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::body::Body;
-use crate::oauth::params::{MAX_FORM_BYTES, Params, read_body};
+use crate::body::{ReadError, read_to_limit};
+use crate::oauth::params::{MAX_FORM_BYTES, Params};
 use crate::server::own::Ctx;
 
 /// The one answer to a wrong user name, a wrong password, or both.
@@ -84,7 +85,7 @@ fn form(
 
 async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let params = match read_form(body).await {
+    let params = match read_form(body, ctx.gateway.config.server.request_body_timeout).await {
         Ok(p) => p,
         Err(status) => {
             return page::error(
@@ -188,12 +189,14 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Reads an `application/x-www-form-urlencoded` body of at most 64 KiB.
-pub async fn read_form(body: Incoming) -> Result<Params, StatusCode> {
-    let bytes = match read_body(body, MAX_FORM_BYTES).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(StatusCode::PAYLOAD_TOO_LARGE),
-        Err(_) => return Err(StatusCode::BAD_REQUEST),
+/// Reads an `application/x-www-form-urlencoded` body of at most 64 KiB that arrives within
+/// `timeout` (`server.request_body_timeout`).
+pub async fn read_form(body: Incoming, timeout: std::time::Duration) -> Result<Params, StatusCode> {
+    let bytes = match read_to_limit(body, MAX_FORM_BYTES, timeout).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(ReadError::TimedOut) => return Err(StatusCode::REQUEST_TIMEOUT),
+        Err(ReadError::Unreadable(_)) => return Err(StatusCode::BAD_REQUEST),
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| StatusCode::BAD_REQUEST)?;
     Params::parse(text).map_err(|_| StatusCode::BAD_REQUEST)

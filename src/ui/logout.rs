@@ -48,7 +48,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 }
                 return r;
             };
-            let params = match super::login::read_form(req.into_body()).await {
+            let timeout = ctx.gateway.config.server.request_body_timeout;
+            let params = match super::login::read_form(req.into_body(), timeout).await {
                 Ok(p) => p,
                 Err(status) => {
                     return page::error(
