@@ -7,4 +7,5 @@ pub mod path;
 pub mod routes;
 #[cfg(test)]
 mod routing_props;
+pub mod tunnel;
 pub mod upstream;

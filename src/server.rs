@@ -328,92 +328,129 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (gateway, builder, stop, gauge) = (
+        let slot = Arc::new(Slot::take(permit, gauge.clone()));
+        let (gateway, builder, stop, conn_tracker) = (
             gateway.clone(),
             builder.clone(),
             stop.clone(),
-            gauge.clone(),
+            tracker.clone(),
         );
         tracker.spawn(async move {
-            gauge.inc();
-            handle_connection(stream, peer, kind, gateway, builder, stop).await;
-            gauge.dec();
-            drop(permit);
+            let place = Place {
+                slot,
+                stop,
+                tracker: conn_tracker,
+            };
+            handle_connection(stream, peer, kind, gateway, builder, place).await;
         });
     }
 }
+
+/// A connection's share of `server.max_connections` and of the connections gauge, held by the
+/// connection's task and by any tunnel it opens: released when the last of them ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Slot {
+    fn take(permit: tokio::sync::OwnedSemaphorePermit, gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self {
+            _permit: permit,
+            gauge,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Where a connection lives: its slot, the drain signal and the tracker the drain waits on.
+struct Place {
+    slot: Arc<Slot>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+type AutoBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
 
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
     gateway: Arc<Gateway>,
-    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
-    stop: CancellationToken,
+    builder: Arc<AutoBuilder>,
+    place: Place,
 ) {
-    let idle = gateway.config.server.idle_timeout;
+    let server = &gateway.config.server;
+    let limits = conn::Limits {
+        header_read: server.header_read_timeout,
+        idle: server.idle_timeout,
+    };
+    let activity = conn::Activity::new();
+    let tls = matches!(kind, Kind::Public { tls: true });
+    let io = conn::ClientIo::new(stream, activity.clone(), !tls);
+    let stop = place.stop.clone();
     match kind {
         Kind::Public { tls: true } => {
             let acceptor = TlsAcceptor::from(gateway.tls.load_full());
-            let handshake = tokio::time::timeout(
-                gateway.config.server.header_read_timeout,
-                acceptor.accept(stream),
-            )
-            .await;
-            let stream = match handshake {
+            let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(io));
+            let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let info = ConnInfo::new(peer, "https");
-            conn::serve(
-                stream,
-                builder,
-                |activity| public_service(gateway, info, activity),
-                idle,
-                stop,
-            )
-            .await;
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                activity.set_multiplexed();
+            }
+            let info = ConnInfo::new(peer, "https", tunnels(&gateway, place));
+            let service = public_service(gateway, info, activity.clone());
+            conn::serve(stream, builder, service, activity, limits, stop).await;
         }
         Kind::Public { tls: false } => {
-            let info = ConnInfo::new(peer, "http");
-            conn::serve(
-                stream,
-                builder,
-                |activity| public_service(gateway, info, activity),
-                idle,
-                stop,
-            )
-            .await;
+            let info = ConnInfo::new(peer, "http", tunnels(&gateway, place));
+            let service = public_service(gateway, info, activity.clone());
+            conn::serve(io, builder, service, activity, limits, stop).await;
         }
         Kind::Redirect => {
-            let service = move |activity: Arc<conn::Activity>| {
-                service_fn(move |req| {
-                    let response =
-                        admin::redirect_to_https(&gateway.config.server.public_url, &req);
-                    let guard = activity.begin();
-                    async move { Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard))) }
-                })
-            };
-            conn::serve(stream, builder, service, idle, stop).await;
+            let counted = activity.clone();
+            let service = service_fn(move |req| {
+                let response = admin::redirect_to_https(&gateway.config.server.public_url, &req);
+                let guard = counted.begin();
+                async move { Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard))) }
+            });
+            conn::serve(io, builder, service, activity, limits, stop).await;
         }
         Kind::Admin => {
-            let service = move |activity: Arc<conn::Activity>| {
-                service_fn(move |req| {
-                    let gateway = gateway.clone();
-                    let guard = activity.begin();
-                    async move {
-                        Ok::<_, Infallible>(
-                            admin::handle(&gateway, req)
-                                .await
-                                .map(|b| TrackedBody::new(b, guard)),
-                        )
-                    }
-                })
-            };
-            conn::serve(stream, builder, service, idle, stop).await;
+            let counted = activity.clone();
+            let service = service_fn(move |req| {
+                let gateway = gateway.clone();
+                let guard = counted.begin();
+                async move {
+                    Ok::<_, Infallible>(
+                        admin::handle(&gateway, req)
+                            .await
+                            .map(|b| TrackedBody::new(b, guard)),
+                    )
+                }
+            });
+            conn::serve(io, builder, service, activity, limits, stop).await;
         }
     }
+}
+
+/// Where the connection's tunnels run: they keep its slot and end with the drain.
+fn tunnels(gateway: &Gateway, place: Place) -> crate::proxy::tunnel::Tunnels {
+    crate::proxy::tunnel::Tunnels::new(
+        place.slot,
+        place.stop,
+        place.tracker,
+        gateway.config.server.idle_timeout,
+    )
 }
 
 fn public_service(

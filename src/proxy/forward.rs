@@ -12,13 +12,13 @@ use std::time::Instant;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use sha2::Digest;
 
 use super::headers::{ClientFacts, HeaderPolicy, Identity, connection_has, prepare_response};
 use super::routes::Route;
+use super::tunnel::Tunnels;
 use super::upstream::{Endpoint, UpstreamError, UpstreamPool};
 use crate::body::{Body, boxed};
 use crate::config::RouteConfig;
@@ -142,6 +142,7 @@ impl Forwarder {
         policy: &HeaderPolicy,
         facts: &ClientFacts<'_>,
         identity: Option<&Identity<'_>>,
+        tunnels: &Tunnels,
     ) -> Result<Response<Body>, GatewayError> {
         let upgrade = is_websocket_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -200,7 +201,7 @@ impl Forwarder {
         }
         if let (true, Some(client_side)) = (switching, client_upgrade) {
             let upstream_side = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_side, upstream_side));
+            tunnels.open(client_side, upstream_side);
         }
         prepare_response(
             response.headers_mut(),
@@ -233,21 +234,6 @@ fn count(route: &Route, kind: &'static str) {
         .upstream_errors
         .with_label_values(&[route.label.as_str(), kind])
         .inc();
-}
-
-/// Copies bytes both ways between the client's and the upstream's upgraded connections.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
-    }
 }
 
 /// The upstream request target in origin form: the route's base path, then the normalized path

@@ -314,8 +314,17 @@ impl UpstreamPool {
         Some(newest.link)
     }
 
-    fn put(&self, link: Link) {
-        if link.driver.is_none() || link.sender.is_closed() {
+    /// Pools `link` if it can take the next request at once. One whose request body is still
+    /// being written (the upstream answered before reading it all) is closed instead: pooled,
+    /// it would hold up the next request until the client finished sending (SECURITY.md
+    /// "Resources"), and the upstream, having answered, needs the rest no more.
+    fn put(&self, mut link: Link) {
+        if !link.drive(&mut noop_context())
+            || !matches!(
+                link.sender.poll_ready(&mut noop_context()),
+                Poll::Ready(Ok(()))
+            )
+        {
             return;
         }
         let mut idle = self.idle();

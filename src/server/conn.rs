@@ -1,6 +1,8 @@
-//! One client connection: the TLS handshake under the header-read deadline, HTTP/1.1 or HTTP/2
-//! (hyper-util's auto builder, RFC 9112 / RFC 9113) with header limits, an idle watchdog that
-//! closes connections with nothing in flight, and a graceful close when the gateway drains.
+//! One client connection: HTTP/1.1 or HTTP/2 (hyper-util's auto builder, RFC 9112 / RFC 9113)
+//! with header limits; the waits a client may make (its first request and each request head
+//! within `header_read_timeout`, the pause between requests within `idle_timeout`); a graceful
+//! close when the gateway drains; and a lingering close (RFC 9112 §9.6) so that an early answer
+//! reaches a client still sending.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -15,11 +17,13 @@ use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{Body, BoxError};
 use crate::config::ServerConfig;
+use crate::proxy::tunnel::Tunnels;
 
 /// What the handlers know about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -29,27 +33,49 @@ pub struct ConnInfo {
     pub peer_value: http::HeaderValue,
     /// `"https"` for the TLS listener, `"http"` for the plain one.
     pub scheme: &'static str,
+    /// Where an upgraded request's tunnel runs.
+    pub tunnels: Tunnels,
 }
 
-/// Requests in flight and the time of the last one, for the idle watchdog.
+/// What the connection is doing, for its deadlines: requests in flight, when the last one
+/// ended, whether a request head has begun to arrive, and the alarm that wakes the connection's
+/// task when a deadline may have moved.
 pub struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
     last_millis: AtomicU64,
+    /// Whether any request has begun on the connection.
+    started: AtomicBool,
+    /// When bytes of a request head began to arrive with nothing in flight (milliseconds since
+    /// `epoch`, plus one), or 0.
+    head_millis: AtomicU64,
+    /// HTTP/2: bytes between requests are frames (pings, window updates), not a head.
+    multiplexed: AtomicBool,
+    /// Rung by the idle timer, the drain signal and the start of a head.
+    rung: AtomicBool,
+    task: AtomicWaker,
 }
 
 impl Activity {
-    fn new() -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_millis: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            head_millis: AtomicU64::new(0),
+            multiplexed: AtomicBool::new(false),
+            rung: AtomicBool::new(true),
+            task: AtomicWaker::new(),
         })
     }
 
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(ms, Ordering::Relaxed);
+        self.last_millis.store(self.millis(), Ordering::Relaxed);
     }
 
     /// Marks a request as started; the guard ends it when the response body is done. No
@@ -57,16 +83,81 @@ impl Activity {
     /// time counts from when the last one ended.
     pub fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_millis.store(0, Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
         ActivityGuard(self.clone())
     }
 
-    /// When the connection may be closed for idleness, or `None` while requests are in flight.
-    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+    /// The connection speaks HTTP/2 (ALPN said so, or the client sent the preface).
+    pub fn set_multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived from the client. With nothing in flight on an HTTP/1 connection they begin
+    /// a request head, which must be complete within `header_read_timeout`.
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_millis.load(Ordering::Relaxed) == 0
+            && !self.multiplexed.load(Ordering::Relaxed)
+        {
+            self.head_millis
+                .store(self.millis().saturating_add(1), Ordering::Relaxed);
+            // Read inside the connection's own poll: it looks at the alarm before it sleeps.
+            self.rung.store(true, Ordering::Release);
+        }
+    }
+
+    /// What the connection waits for now, and until when.
+    fn deadline(&self, limits: &Limits) -> Option<(Instant, Expiry)> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        Some(self.epoch + Duration::from_millis(self.last_millis.load(Ordering::Relaxed)) + idle)
+        let at = |millis: u64| self.epoch + Duration::from_millis(millis);
+        let head = self.head_millis.load(Ordering::Relaxed);
+        let multiplexed = self.multiplexed.load(Ordering::Relaxed);
+        if !self.started.load(Ordering::Relaxed) {
+            // Nothing asked yet: the slow-client bound, from the connection's first moment.
+            let since = if head == 0 || multiplexed {
+                0
+            } else {
+                head - 1
+            };
+            return Some((at(since) + limits.header_read, Expiry::FirstRequest));
+        }
+        if head != 0 && !multiplexed {
+            return Some((at(head - 1) + limits.header_read, Expiry::Head));
+        }
+        let last = self.last_millis.load(Ordering::Relaxed);
+        Some((at(last) + limits.idle, Expiry::Idle))
     }
+}
+
+impl Wake for Activity {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rung.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// The bounds on a connection that waits: for its first request or the rest of a request
+/// head (`server.header_read_timeout`, slowloris), and between requests
+/// (`server.idle_timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub header_read: Duration,
+    pub idle: Duration,
+}
+
+/// Which wait ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    FirstRequest,
+    Head,
+    Idle,
 }
 
 /// Ends one request's activity when dropped.
@@ -122,13 +213,15 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder with the configured limits.
+/// The HTTP/1.1 + HTTP/2 connection builder with the configured limits. hyper's own
+/// header-read timer is off: it starts only once a first byte has come, and it also cuts
+/// keep-alive connections waiting between requests; [`serve`] keeps both bounds instead.
 pub fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(server.max_header_bytes.max(8192))
         .max_headers(server.max_headers)
         .keep_alive(true);
@@ -142,12 +235,14 @@ pub fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one connection until the client leaves, it idles out, or the gateway drains.
+/// Serves one connection until the client leaves, a wait runs out, or the gateway drains.
+/// `activity` is the one the connection's [`ClientIo`] reports to.
 pub async fn serve<I, S>(
     io: I,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    make_service: impl FnOnce(Arc<Activity>) -> S,
-    idle_timeout: Duration,
+    service: S,
+    activity: Arc<Activity>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -159,102 +254,249 @@ pub async fn serve<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let activity = Activity::new();
-    let service = make_service(activity.clone());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    // One timer and one drain waiter for the connection's whole life, polled only when one of
-    // them has fired (the alarm says so), not on every wake-up of the connection: making them
-    // afresh, or even polling them, per wake-up cost a timer-wheel insertion and removal and a
-    // waiter-list lock several times per request. The timer is re-armed, when it fires, to the
-    // idle deadline as it then stands.
+    // One timer and one drain waiter for the connection's whole life, polled only when the
+    // alarm rang (the timer fired, the drain began or a head started), not on every wake-up of
+    // the connection: making them afresh, or even polling them, per wake-up cost a timer-wheel
+    // insertion and removal and a waiter-list lock several times per request. The timer is
+    // re-armed, when it rings, to the deadline as it then stands.
     let mut watch = Watch {
-        idle: Box::pin(tokio::time::sleep(idle_timeout)),
+        timer: Box::pin(tokio::time::sleep(limits.idle)),
         draining: Box::pin(shutdown.cancelled_owned()),
-        alarm: Arc::new(Alarm {
-            rung: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        }),
         activity,
-        idle_timeout,
+        limits,
     };
-    let alarm_waker = Waker::from(watch.alarm.clone());
+    let alarm_waker = Waker::from(watch.activity.clone());
     let mut closing = false;
     let result = poll_fn(|cx| {
-        watch.alarm.task.register(cx.waker());
+        watch.activity.task.register(cx.waker());
         loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(result);
+                return Poll::Ready(Some(result));
             }
-            if closing || !watch.should_close(&alarm_waker) {
-                return Poll::Pending;
+            match watch.verdict(&alarm_waker) {
+                Verdict::Wait => return Poll::Pending,
+                // A client that has not finished a request head gets no more time: hyper's
+                // graceful close would wait for that request (SECURITY.md, slowloris).
+                Verdict::Abort => return Poll::Ready(None),
+                Verdict::Close if closing => return Poll::Pending,
+                Verdict::Close => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
-            closing = true;
-            conn.as_mut().graceful_shutdown();
         }
     })
     .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+    match result {
+        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        None => tracing::debug!("connection closed: no request head in time"),
+        Some(Ok(())) => {}
     }
 }
 
-/// What closes a connection other than the client: the gateway draining, or idleness.
+/// What to do with a connection now.
+enum Verdict {
+    Wait,
+    /// Close once what is in flight is answered (drain, or idle between requests).
+    Close,
+    /// Close at once: a request head, or the first request, did not come in time.
+    Abort,
+}
+
+/// What closes a connection other than the client: the gateway draining, or a wait that ran
+/// out.
 struct Watch {
-    idle: Pin<Box<tokio::time::Sleep>>,
+    timer: Pin<Box<tokio::time::Sleep>>,
     draining: Pin<Box<WaitForCancellationFutureOwned>>,
-    alarm: Arc<Alarm>,
     activity: Arc<Activity>,
-    idle_timeout: Duration,
+    limits: Limits,
 }
 
 impl Watch {
-    /// Whether the connection should now close gracefully. Looks at the timer and the drain
-    /// signal only if the alarm rang since the last look; both wake the task through it.
-    fn should_close(&mut self, alarm_waker: &Waker) -> bool {
-        if !self.alarm.rung.swap(false, Ordering::AcqRel) {
-            return false;
+    /// Looks at the timer and the drain signal only if the alarm rang since the last look.
+    fn verdict(&mut self, alarm_waker: &Waker) -> Verdict {
+        if !self.activity.rung.swap(false, Ordering::AcqRel) {
+            return Verdict::Wait;
         }
         let mut cx = Context::from_waker(alarm_waker);
-        if self.draining.as_mut().poll(&mut cx).is_ready() {
-            return true;
-        }
-        while self.idle.as_mut().poll(&mut cx).is_ready() {
+        let draining = self.draining.as_mut().poll(&mut cx).is_ready();
+        loop {
             let now = Instant::now();
-            match self.activity.idle_deadline(self.idle_timeout) {
-                Some(deadline) if deadline <= now => return true,
-                Some(deadline) => self.idle.as_mut().reset(deadline.into()),
-                None => self.idle.as_mut().reset((now + self.idle_timeout).into()),
+            match self.activity.deadline(&self.limits) {
+                Some((deadline, expiry)) if deadline <= now => {
+                    let multiplexed = self.activity.multiplexed.load(Ordering::Relaxed);
+                    return match expiry {
+                        // HTTP/2 has GOAWAY for both; an HTTP/1 head in progress must go.
+                        Expiry::FirstRequest | Expiry::Head if !multiplexed => Verdict::Abort,
+                        _ => Verdict::Close,
+                    };
+                }
+                Some((deadline, _)) => {
+                    // Never later than one idle period from now: the deadline may move earlier
+                    // without the alarm ringing (a request that began and ended within a long
+                    // header_read_timeout), and this look catches it.
+                    let wake = deadline.min(now + self.limits.idle);
+                    if self.timer.deadline() != wake.into() {
+                        self.timer.as_mut().reset(wake.into());
+                    }
+                }
+                None => self.timer.as_mut().reset((now + self.limits.idle).into()),
+            }
+            if draining {
+                return Verdict::Close;
+            }
+            if self.timer.as_mut().poll(&mut cx).is_pending() {
+                return Verdict::Wait;
             }
         }
-        false
     }
 }
 
-/// Rung by the idle timer and the drain signal: notes that they need a look, then wakes the
-/// connection's task.
-struct Alarm {
-    rung: AtomicBool,
-    task: AtomicWaker,
+/// How long and how much a closing connection keeps reading what the client still sends, so
+/// that an answer given before the request body was read (413, 408) is not destroyed by the
+/// reset that closing a socket with unread data causes (nginx's `lingering_close`).
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+const LINGER_MAX: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A client's TCP stream: reports arriving bytes to the connection's [`Activity`] and closes
+/// with a bounded lingering read.
+pub struct ClientIo {
+    tcp: TcpStream,
+    activity: Arc<Activity>,
+    first_read: bool,
+    linger: Linger,
 }
 
-impl Wake for Alarm {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+enum Linger {
+    Open,
+    Draining {
+        quiet: Pin<Box<tokio::time::Sleep>>,
+        until: Instant,
+        discarded: usize,
+    },
+    Done,
+}
+
+impl ClientIo {
+    /// `sniff_h2`: on a listener without ALPN, recognise HTTP/2's preface in the first bytes.
+    pub fn new(tcp: TcpStream, activity: Arc<Activity>, sniff_h2: bool) -> Self {
+        Self {
+            tcp,
+            activity,
+            first_read: sniff_h2,
+            linger: Linger::Open,
+        }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.rung.store(true, Ordering::Release);
-        self.task.wake();
+    /// Reads and discards until the client closes, falls quiet, or the bounds are reached.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            let Linger::Draining {
+                quiet,
+                until,
+                discarded,
+            } = &mut self.linger
+            else {
+                return Poll::Ready(());
+            };
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.tcp).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    *discarded += buf.filled().len();
+                    if *discarded > LINGER_BYTES || Instant::now() >= *until {
+                        self.linger = Linger::Done;
+                    } else {
+                        quiet.as_mut().reset((Instant::now() + LINGER_QUIET).into());
+                    }
+                }
+                Poll::Ready(_) => self.linger = Linger::Done,
+                Poll::Pending => {
+                    if quiet.as_mut().poll(cx).is_ready() {
+                        self.linger = Linger::Done;
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && buf.filled().len() > before
+        {
+            if this.first_read {
+                this.first_read = false;
+                if buf.filled()[before..].starts_with(b"PRI * HTTP/2") {
+                    this.activity.set_multiplexed();
+                }
+            }
+            this.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    /// Sends FIN, then lingers (see [`LINGER_QUIET`]) before the socket may be dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Linger::Open = this.linger {
+            std::task::ready!(Pin::new(&mut this.tcp).poll_shutdown(cx))?;
+            this.linger = Linger::Draining {
+                quiet: Box::pin(tokio::time::sleep(LINGER_QUIET)),
+                until: Instant::now() + LINGER_MAX,
+                discarded: 0,
+            };
+        }
+        this.poll_linger(cx).map(Ok)
     }
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+    pub fn new(peer: SocketAddr, scheme: &'static str, tunnels: Tunnels) -> Self {
         Self {
             peer,
             peer_value: crate::proxy::headers::ip_header_value(peer.ip()),
             scheme,
+            tunnels,
         }
     }
 }

@@ -229,6 +229,7 @@ async fn proxy(
             &live.headers,
             &facts,
             identity.as_ref(),
+            &conn.tunnels,
         )
         .await;
     (result, Some(route))
