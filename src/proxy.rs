@@ -2,6 +2,8 @@
 //! rewriting and forwarding to upstreams.
 
 pub mod forward;
+#[cfg(test)]
+mod header_props;
 pub mod headers;
 pub mod path;
 pub mod routes;

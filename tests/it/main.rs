@@ -22,6 +22,7 @@ mod browser;
 mod cli;
 mod demo;
 mod gateway;
+mod hardening;
 mod interop;
 mod limits;
 mod login;
