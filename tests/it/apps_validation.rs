@@ -2,10 +2,11 @@
 //! each with a bad value (400 `invalid_argument`, the message naming the field and the rule,
 //! nothing stored) and a good one (accepted), over real HTTPS.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
-use crate::apps::{Api, app_body, assert_error, id_of, long_lived_pat, start};
-use crate::harness::tokens;
+use crate::apps::{Api, app_body, assert_error, id_of, long_lived_pat, pat_valid_for, start};
 
 /// (what is set, bad value, expected message prefix, good value). `Value::Null` as the bad
 /// value removes the field.
@@ -479,7 +480,9 @@ async fn grace_periods_and_pat_fields_are_validated() {
         assert_eq!(status, 200, "{good}: {body}");
     }
 
-    let (alice, _) = tokens::pat(&api.gw.gateway, "alice", "WRITE").await;
+    // alice's own PAT outlives every ttl below, so only the rule under test can refuse one.
+    let long = Duration::from_secs(400 * 86_400);
+    let (alice, _) = pat_valid_for(&api.gw.gateway, "alice", "WRITE", long).await;
     let pats = "/v1/personalTokens";
     for (bad, want) in [
         (json!({"scope": "READ"}), "displayName: is required"),
