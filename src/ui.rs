@@ -5,7 +5,7 @@
 pub mod cookies;
 pub mod csrf;
 pub mod login;
-mod logout;
+pub mod logout;
 pub mod page;
 pub mod return_to;
 pub mod session;

@@ -63,6 +63,7 @@ pub async fn token_create(
         display_name: args.name.as_deref().unwrap_or("cli"),
         scope: &args.scope,
         ttl: args.ttl.as_deref(),
+        not_after: None,
     };
     let result = mint(&store, &directory.scopes, user.max_scope, &request, now).await;
     store.close().await;

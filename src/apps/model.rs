@@ -225,6 +225,35 @@ impl AppInput {
         }
     }
 
+    /// Whether the body does nothing but turn the app off (`{"active": false}`), which grants
+    /// nothing and so needs no more privilege than the app's.
+    pub fn only_deactivates(&self) -> bool {
+        let Self {
+            display_name,
+            description,
+            logo_uri,
+            allowed_callback_urls,
+            allowed_logout_urls,
+            allowed_web_origins,
+            client_type,
+            scopes,
+            skip_consent,
+            active,
+            labels,
+        } = self;
+        *active == Some(false)
+            && display_name.is_none()
+            && description.is_none()
+            && logo_uri.is_none()
+            && allowed_callback_urls.is_none()
+            && allowed_logout_urls.is_none()
+            && allowed_web_origins.is_none()
+            && client_type.is_none()
+            && scopes.is_none()
+            && skip_consent.is_none()
+            && labels.is_none()
+    }
+
     /// Writes the fields present onto `app`.
     pub fn apply(self, app: &mut App) {
         let Self {

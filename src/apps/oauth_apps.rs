@@ -1,7 +1,8 @@
 //! `/v1/oauthApps` (SPEC §3.3): create, list (stable (createTime, id) order, opaque page
 //! tokens), get, PATCH, delete and `:rotateSecret`. Client ids and secrets come from the OS
 //! CSPRNG (RFC 6749 §10.10, secrets 256 bits); a secret is returned once and stored as its
-//! SHA-256. Apps declared in the config are read-only here (409).
+//! SHA-256. Apps declared in the config are read-only here (409). A caller never gives an app
+//! more than it holds, nor changes one that already has more (403, `validate::within_caller`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,10 +13,10 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::model::{AppInput, AppResource, Fields};
-use super::validate::Rules;
+use super::validate::{self, Rules, Violations};
 use super::wire::{ApiError, json_body, json_response, no_content};
 use crate::auth::Principal;
-use crate::auth::scope::ScopeSet;
+use crate::auth::scope::{ScopeSet, Scopes};
 use crate::auth::secret::{Secret, new_client_id, new_client_secret};
 use crate::body::Body;
 use crate::config::duration::parse_duration;
@@ -39,14 +40,31 @@ pub fn rules<'a>(ctx: &'a Ctx<'_>) -> Rules<'a> {
 }
 
 /// The scopes an app gets when the create body names none: the set's lowest (those that
-/// imply nothing), so an app never starts with more than the least.
-pub fn default_scopes(scopes: &ScopeSet) -> Vec<String> {
+/// imply nothing) that `cap` (the caller's expanded scopes) holds, so an app never starts
+/// with more than the least, nor with more than its creator.
+pub fn default_scopes(scopes: &ScopeSet, cap: Scopes) -> Vec<String> {
     scopes
         .defs()
         .iter()
         .filter(|d| d.implies.is_empty())
+        .filter(|d| scopes.lookup(&d.name).is_some_and(|s| cap.contains(s)))
         .map(|d| d.name.clone())
         .collect()
+}
+
+/// Refuses (403) an app that goes beyond what `who` holds: scopes beyond the caller's, or
+/// `skipConsent` without SYSTEM_ADMIN. Checked on the app as it would be stored, so a PATCH
+/// cannot redirect, and `:rotateSecret` cannot take over, an app that holds more than the
+/// caller; turning such an app off (`{"active": false}` alone) or deleting it stays allowed.
+fn within_caller(ctx: &Ctx<'_>, who: &Principal, app: &App) -> Result<(), ApiError> {
+    let mut v = Violations::default();
+    let scopes = &ctx.live.directory.scopes;
+    validate::within_caller(&mut v, scopes, who.scopes, &app.scopes, app.skip_consent);
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::denied(v))
+    }
 }
 
 fn caller(who: &Principal) -> String {
@@ -88,7 +106,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         secret_hash: secret.as_ref().map(|s| secret_hash(s.expose())),
         previous_secret_hash: None,
         previous_secret_expires_at: None,
-        scopes: default_scopes(&ctx.live.directory.scopes),
+        scopes: default_scopes(&ctx.live.directory.scopes, who.scopes),
         skip_consent: false,
         active: true,
         labels: Default::default(),
@@ -99,6 +117,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         managed_by: ManagedBy::Api,
     };
     input.apply(&mut app);
+    within_caller(ctx, who, &app)?;
     ctx.gateway
         .store
         .create_app(&app)
@@ -159,7 +178,11 @@ pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incomi
         ));
     }
     let was_active = app.active;
+    let deactivation = input.only_deactivates();
     input.apply(&mut app);
+    if !deactivation {
+        within_caller(ctx, who, &app)?;
+    }
     app.updated_by = caller(who);
     app.update_time = now(ctx);
     // Deactivation revokes every grant and token of the app in the same transaction.
@@ -212,6 +235,7 @@ pub async fn rotate_secret(
         },
     };
     let app = load_writable(ctx, id).await?;
+    within_caller(ctx, who, &app)?;
     if app.client_type == ClientType::Public {
         return Err(ApiError::field(
             "clientType",
@@ -355,6 +379,8 @@ mod tests {
 
     #[test]
     fn default_scopes_are_the_lowest() {
-        assert_eq!(default_scopes(&ScopeSet::default_confluence()), ["READ"]);
+        let set = ScopeSet::default_confluence();
+        assert_eq!(default_scopes(&set, set.all()), ["READ"]);
+        assert!(default_scopes(&set, Scopes::EMPTY).is_empty());
     }
 }

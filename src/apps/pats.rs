@@ -1,7 +1,8 @@
 //! Personal access tokens (SPEC §1 `token create`, §3.3 `/v1/personalTokens`): minted from
 //! the OS CSPRNG with the `gh_pat_` prefix, shown once, stored as SHA-256, scope never more
-//! than the caller's (API) or the user's `max_scope` (CLI). Any authenticated user manages
-//! their own; nobody sees or deletes another user's.
+//! than the caller's (API) or the user's `max_scope` (CLI), and never outliving the credential
+//! that makes it (API). Any authenticated user manages their own; nobody sees or deletes
+//! another user's.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::model::{Fields, PatResource};
+use super::model::{Fields, PatResource, rfc3339};
 use super::validate::{self, Violations};
 use super::wire::{ApiError, json_body, json_response, no_content};
 use crate::auth::scope::{ScopeSet, Scopes};
@@ -43,6 +44,9 @@ pub struct MintRequest<'a> {
     pub display_name: &'a str,
     pub scope: &'a str,
     pub ttl: Option<&'a str>,
+    /// When the credential minting it expires (API callers): an explicit `ttl` beyond it is
+    /// refused and the default ttl is cut to it. `None` for the CLI.
+    pub not_after: Option<SystemTime>,
 }
 
 /// Validates `req` against `cap` (expanded), stores the PAT's hash and returns the token,
@@ -56,24 +60,8 @@ pub async fn mint(
 ) -> Result<(Secret, PersonalToken), MintError> {
     let mut v = Violations::default();
     validate::display_name(&mut v, "displayName", req.display_name);
-    let ttl = match req.ttl {
-        None => DEFAULT_TTL,
-        Some(text) => match parse_duration(text) {
-            Ok(d) if d.is_zero() => {
-                v.add("ttl", "must be longer than 0s");
-                d
-            }
-            Ok(d) if d > MAX_TTL => {
-                v.add("ttl", "must be at most 366d");
-                d
-            }
-            Ok(d) => d,
-            Err(why) => {
-                v.add("ttl", format!("must be a duration such as \"30d\" ({why})"));
-                DEFAULT_TTL
-            }
-        },
-    };
+    let now = truncate_to_micros(now);
+    let expire_time = expire_time(&mut v, req.ttl, now, req.not_after);
     let asked = match scopes.parse(req.scope) {
         Ok(s) => s,
         Err(e) => {
@@ -92,7 +80,6 @@ pub async fn mint(
     }
     let token = new_personal_access_token().map_err(|_| MintError::Rng)?;
     let id = new_id().map_err(|_| MintError::Rng)?;
-    let now = truncate_to_micros(now);
     let pat = PersonalToken {
         id,
         user: req.user.to_owned(),
@@ -100,11 +87,41 @@ pub async fn mint(
         scope: scopes.to_highest_string(asked),
         token_hash: secret_hash(token.expose()),
         create_time: now,
-        expire_time: now + ttl,
+        expire_time,
         last_used_time: None,
     };
     store.create_pat(&pat).await.map_err(MintError::Store)?;
     Ok((token, pat))
+}
+
+/// The new PAT's expiry: `ttl` (default 30d, at most 366d) from `now`, never after
+/// `not_after`: an explicit ttl beyond it is refused, the default is cut to it.
+fn expire_time(
+    v: &mut Violations,
+    ttl: Option<&str>,
+    now: SystemTime,
+    not_after: Option<SystemTime>,
+) -> SystemTime {
+    let Some(text) = ttl else {
+        let default = now + DEFAULT_TTL;
+        return not_after.map_or(default, |limit| default.min(truncate_to_micros(limit)));
+    };
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => v.add("ttl", "must be longer than 0s"),
+        Ok(d) if d > MAX_TTL => v.add("ttl", "must be at most 366d"),
+        Ok(d) => match not_after {
+            Some(limit) if now + d > limit => v.add(
+                "ttl",
+                format!(
+                    "must not outlive the credential that creates it (expires {})",
+                    rfc3339(limit)
+                ),
+            ),
+            _ => return now + d,
+        },
+        Err(why) => v.add("ttl", format!("must be a duration such as \"30d\" ({why})")),
+    }
+    now
 }
 
 type Answer = Result<Response<Body>, ApiError>;
@@ -161,6 +178,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         display_name: display_name.as_deref().unwrap_or_default(),
         scope: scope.as_deref().unwrap_or_default(),
         ttl: ttl.as_deref(),
+        not_after: Some(who.expires_at),
     };
     let scopes = &ctx.live.directory.scopes;
     let now = ctx.gateway.clock.now();

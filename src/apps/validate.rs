@@ -1,13 +1,17 @@
 //! Validation of what a management-API caller or an `[[apps]]` entry registers (SPEC §3.3):
 //! display names, registered URLs (RFC 6749 §3.1.2: absolute, no fragment; RFC 8252 §7.3/§8.3:
 //! `http` only for loopback hosts), web origins as bare RFC 6454 origins, scopes from the
-//! configured set, bounded labels. Every failure names the field and the rule.
+//! configured set, bounded labels, and what a caller may give an app (scopes within its
+//! own, `skipConsent` only with SYSTEM_ADMIN). Every failure names the field and the rule.
 
 use std::collections::BTreeMap;
 
 use url::{Host, Url};
 
-use crate::auth::scope::ScopeSet;
+use crate::auth::scope::{ScopeSet, Scopes};
+
+/// The scope a caller needs to let an app skip the consent page (SPEC §3.3).
+pub const SKIP_CONSENT_SCOPE: &str = "SYSTEM_ADMIN";
 
 pub const MAX_DISPLAY_NAME: usize = 100;
 pub const MAX_DESCRIPTION: usize = 1000;
@@ -157,6 +161,40 @@ pub fn scope_list(v: &mut Violations, field: &str, list: &[String], rules: Rules
         } else if list[..i].contains(s) {
             v.add(at, "duplicate scope");
         }
+    }
+}
+
+/// SPEC §3.3: an app's `scopes` may not go beyond `caller` (the caller's expanded scopes:
+/// each app scope is expanded through the hierarchy before the comparison), and
+/// `skip_consent` needs [`SKIP_CONSENT_SCOPE`]. Names the set does not know grant nothing and
+/// pass (`scope_list` refuses them in input).
+pub fn within_caller(
+    v: &mut Violations,
+    scopes: &ScopeSet,
+    caller: Scopes,
+    app_scopes: &[String],
+    skip_consent: bool,
+) {
+    for (i, name) in app_scopes.iter().enumerate() {
+        if scopes
+            .lookup(name)
+            .is_some_and(|s| !caller.contains(scopes.expand(s)))
+        {
+            v.add(
+                format!("scopes[{i}]"),
+                format!(
+                    "{} is beyond the caller's scope {}",
+                    truncated(name, 64),
+                    scopes.to_highest_string(caller)
+                ),
+            );
+        }
+    }
+    let may_skip = scopes
+        .lookup(SKIP_CONSENT_SCOPE)
+        .is_some_and(|s| caller.contains(s));
+    if skip_consent && !may_skip {
+        v.add("skipConsent", format!("needs {SKIP_CONSENT_SCOPE}"));
     }
 }
 
@@ -333,6 +371,42 @@ mod tests {
             );
         }
         assert!(origin("http://client.example.com", false).is_err());
+    }
+
+    #[test]
+    fn callers_give_apps_at_most_what_they_hold() {
+        let set = ScopeSet::default_confluence();
+        let held = |name| set.expand(set.lookup(name).unwrap());
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut v = Violations::default();
+        within_caller(
+            &mut v,
+            &set,
+            held("ADMIN"),
+            &names(&["READ", "ADMIN"]),
+            false,
+        );
+        assert!(v.is_empty(), "{}", v.message());
+        within_caller(
+            &mut v,
+            &set,
+            held("ADMIN"),
+            &names(&["SYSTEM_ADMIN", "GONE"]),
+            true,
+        );
+        assert_eq!(
+            v.message(),
+            "scopes[0]: SYSTEM_ADMIN is beyond the caller's scope ADMIN; skipConsent: needs SYSTEM_ADMIN"
+        );
+        let mut v = Violations::default();
+        within_caller(
+            &mut v,
+            &set,
+            held("SYSTEM_ADMIN"),
+            &names(&["SYSTEM_ADMIN"]),
+            true,
+        );
+        assert!(v.is_empty());
     }
 
     #[test]

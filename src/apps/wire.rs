@@ -79,6 +79,13 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "permission_denied", message)
     }
 
+    /// The caller lacks the privilege a field's value needs (403, each field named).
+    pub fn denied(violations: Violations) -> Self {
+        let mut e = Self::permission_denied(violations.message());
+        e.0.violations = violations;
+        e
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

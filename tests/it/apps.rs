@@ -43,6 +43,18 @@ pub async fn start(extra: &str) -> Api {
 
 /// A PAT valid for a year, so tests that move the clock by hours keep their admin.
 pub async fn long_lived_pat(gw: &gatehouse::server::Gateway, user: &str, scope: &str) -> String {
+    pat_valid_for(gw, user, scope, Duration::from_secs(365 * 86_400))
+        .await
+        .0
+}
+
+/// A PAT valid for `ttl` from now, stored as `gatehouse token create` would; (token, id).
+pub async fn pat_valid_for(
+    gw: &gatehouse::server::Gateway,
+    user: &str,
+    scope: &str,
+    ttl: Duration,
+) -> (String, String) {
     let token = gatehouse::auth::secret::new_personal_access_token()
         .unwrap()
         .expose()
@@ -55,11 +67,11 @@ pub async fn long_lived_pat(gw: &gatehouse::server::Gateway, user: &str, scope: 
         scope: scope.into(),
         token_hash: secret_hash(&token),
         create_time: now,
-        expire_time: now + Duration::from_secs(365 * 86_400),
+        expire_time: now + ttl,
         last_used_time: None,
     };
     gw.store.create_pat(&pat).await.unwrap();
-    token
+    (token, pat.id)
 }
 
 impl Api {

@@ -10,7 +10,7 @@ use gatehouse::config::Config;
 use gatehouse::store::{ManagedBy, Store, secret_hash};
 use serde_json::{Value, json};
 
-use crate::apps::{assert_error, id_of, start};
+use crate::apps::{assert_error, id_of, pat_valid_for, start};
 use crate::harness::{ConfigDir, TestGateway, USERS, tokens};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -19,7 +19,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 async fn users_manage_their_own_personal_tokens() {
     let api = start("").await;
     let gw = &api.gw.gateway;
-    let (alice, alice_pat_id) = tokens::pat(gw, "alice", "WRITE").await;
+    // A PAT made with a PAT never outlives it: alice's lives 100 days, so 60 and 90 fit.
+    let (alice, alice_pat_id) = pat_valid_for(gw, "alice", "WRITE", 100 * DAY).await;
     let pats = "/v1/personalTokens";
     let body = json!({"displayName": "ci", "scope": "READ", "ttl": "60d"});
     let (status, created) = api.call_as(Some(&alice), "POST", pats, Some(body)).await;
@@ -133,7 +134,70 @@ async fn users_manage_their_own_personal_tokens() {
         .iter()
         .map(|p| p["displayName"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["long"], "the 1-hour and 30-day tokens are gone");
+    assert_eq!(
+        names,
+        ["test admin", "long"],
+        "the 30-day token (the default ttl) is gone"
+    );
+}
+
+/// SPEC §3.3: a PAT made with a PAT cannot outlive it. An explicit `ttl` beyond the caller's
+/// expiry is refused naming `ttl`; the default ttl is cut to the caller's expiry.
+#[tokio::test]
+async fn a_pat_cannot_mint_a_pat_that_outlives_it() {
+    let api = start("").await;
+    let gw = &api.gw.gateway;
+    let (day, day_id) = pat_valid_for(gw, "alice", "WRITE", DAY).await;
+    let caller = gw
+        .store
+        .list_pats("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.id == day_id)
+        .unwrap();
+    let expires = gatehouse::apps::model::rfc3339(caller.expire_time);
+    let pats = "/v1/personalTokens";
+    for ttl in ["366d", "30d", "25h"] {
+        let body = json!({"displayName": "outlives", "scope": "READ", "ttl": ttl});
+        let (status, body) = api.call_as(Some(&day), "POST", pats, Some(body)).await;
+        let msg = assert_error(status, &body, 400, "invalid_argument");
+        assert_eq!(
+            msg,
+            format!("ttl: must not outlive the credential that creates it (expires {expires})"),
+            "{ttl}"
+        );
+        assert_eq!(
+            body["error"]["details"]["fieldViolations"][0]["field"],
+            "ttl"
+        );
+    }
+    let (_, list) = api.call_as(Some(&day), "GET", pats, None).await;
+    assert_eq!(
+        list["personalTokens"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+
+    // Up to the caller's expiry is fine; without ttl the 30-day default is cut to it.
+    let body = json!({"displayName": "hour", "scope": "READ", "ttl": "1h"});
+    let (status, hour) = api.call_as(Some(&day), "POST", pats, Some(body)).await;
+    assert_eq!(status, 201, "{hour}");
+    let body = json!({"displayName": "default", "scope": "READ"});
+    let (status, capped) = api.call_as(Some(&day), "POST", pats, Some(body)).await;
+    assert_eq!(status, 201, "{capped}");
+    assert_eq!(capped["expireTime"], expires.as_str());
+
+    // ...and the child cannot outlive it either: no chain stretches the first expiry.
+    let child = capped["token"].as_str().unwrap();
+    let body = json!({"displayName": "grandchild", "scope": "READ", "ttl": "2d"});
+    let (status, body) = api.call_as(Some(child), "POST", pats, Some(body)).await;
+    assert_error(status, &body, 400, "invalid_argument");
+    gw.clock.advance(DAY - Duration::from_secs(60));
+    let body = json!({"displayName": "last minute", "scope": "READ"});
+    let (status, last) = api.call_as(Some(child), "POST", pats, Some(body)).await;
+    assert_eq!(status, 201, "{last}");
+    assert_eq!(last["expireTime"], expires.as_str());
 }
 
 fn config_apps(reporting_name: &str, with_spa: bool) -> String {

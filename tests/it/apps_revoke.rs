@@ -139,9 +139,11 @@ async fn deactivating_an_app_revokes_its_grants_and_tokens() {
         .unwrap()
         .unwrap();
     assert!(rt.revoked_at.is_some());
-    // Reactivating does not bring the revoked grant back.
+    // Reactivating (by a SYSTEM_ADMIN: the app has every scope) does not bring the revoked
+    // grant back.
+    let (sys, _) = tokens::pat(&gw, "root", "SYSTEM_ADMIN").await;
     let (status, _) = api
-        .call("PATCH", &path, Some(json!({"active": true})))
+        .call_as(Some(&sys), "PATCH", &path, Some(json!({"active": true})))
         .await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -2,10 +2,11 @@
 //! each with a bad value (400 `invalid_argument`, the message naming the field and the rule,
 //! nothing stored) and a good one (accepted), over real HTTPS.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
-use crate::apps::{Api, app_body, assert_error, id_of, start};
-use crate::harness::tokens;
+use crate::apps::{Api, app_body, assert_error, id_of, long_lived_pat, pat_valid_for, start};
 
 /// (what is set, bad value, expected message prefix, good value). `Value::Null` as the bad
 /// value removes the field.
@@ -301,9 +302,20 @@ async fn count_apps(api: &Api) -> usize {
     list["oauthApps"].as_array().unwrap().len()
 }
 
+/// An [`Api`] whose caller is a SYSTEM_ADMIN, who may give an app any scope and set
+/// `skipConsent`, so every good value of the table is accepted; the ADMIN's PAT is returned.
+async fn start_as_system_admin() -> (Api, String) {
+    let mut api = start("").await;
+    let admin = std::mem::replace(
+        &mut api.admin,
+        long_lived_pat(&api.gw.gateway, "root", "SYSTEM_ADMIN").await,
+    );
+    (api, admin)
+}
+
 #[tokio::test]
 async fn every_create_rule_refuses_a_bad_value_and_accepts_a_good_one() {
-    let api = start("").await;
+    let (api, admin) = start_as_system_admin().await;
     let mut created = 0;
     for (field, bad, want, good) in create_cases() {
         let (status, body) = api
@@ -331,6 +343,17 @@ async fn every_create_rule_refuses_a_bad_value_and_accepts_a_good_one() {
             assert_eq!(app[field], good, "{field} is stored as given");
         }
     }
+    // skipConsent is a SYSTEM_ADMIN's choice: an ADMIN asking for it is refused (403).
+    let body = with("skipConsent", &json!(true));
+    let (status, body) = api
+        .call_as(Some(&admin), "POST", "/v1/oauthApps", Some(body))
+        .await;
+    let msg = assert_error(status, &body, 403, "permission_denied");
+    assert_eq!(msg, "skipConsent: needs SYSTEM_ADMIN");
+    assert_eq!(
+        body["error"]["details"]["fieldViolations"][0]["field"],
+        "skipConsent"
+    );
     assert_eq!(
         count_apps(&api).await,
         created,
@@ -370,7 +393,7 @@ async fn every_problem_of_a_body_is_reported_at_once() {
 
 #[tokio::test]
 async fn patch_applies_the_same_rules_and_keeps_the_client_type() {
-    let api = start("").await;
+    let (api, admin) = start_as_system_admin().await;
     let app = api.create(app_body("patched")).await;
     let path = format!("/v1/oauthApps/{}", id_of(&app));
     for (field, bad, want, good) in create_cases() {
@@ -400,6 +423,12 @@ async fn patch_applies_the_same_rules_and_keeps_the_client_type() {
         .await;
     let msg = assert_error(status, &body, 400, "invalid_argument");
     assert_eq!(msg, "name: output only: cannot be set");
+    let other = api.create(app_body("other")).await;
+    let other = format!("/v1/oauthApps/{}", id_of(&other));
+    let skip = Some(json!({"skipConsent": true}));
+    let (status, body) = api.call_as(Some(&admin), "PATCH", &other, skip).await;
+    let msg = assert_error(status, &body, 403, "permission_denied");
+    assert_eq!(msg, "skipConsent: needs SYSTEM_ADMIN");
 }
 
 #[tokio::test]
@@ -451,7 +480,9 @@ async fn grace_periods_and_pat_fields_are_validated() {
         assert_eq!(status, 200, "{good}: {body}");
     }
 
-    let (alice, _) = tokens::pat(&api.gw.gateway, "alice", "WRITE").await;
+    // alice's own PAT outlives every ttl below, so only the rule under test can refuse one.
+    let long = Duration::from_secs(400 * 86_400);
+    let (alice, _) = pat_valid_for(&api.gw.gateway, "alice", "WRITE", long).await;
     let pats = "/v1/personalTokens";
     for (bad, want) in [
         (json!({"scope": "READ"}), "displayName: is required"),

@@ -12,6 +12,7 @@ mod apps_flow;
 mod apps_measure;
 mod apps_openapi;
 mod apps_pats;
+mod apps_privilege;
 mod apps_revoke;
 mod apps_validation;
 mod auth;

@@ -1,6 +1,7 @@
 //! The authorization server's other endpoints: revocation (RFC 7009), introspection
 //! (RFC 7662), metadata (RFC 8414) and JWKS (RFC 7517), CORS for apps' web origins, and
-//! `/oauth2/logout` (SPEC §3.1) — each rule with the request that breaks it.
+//! `/oauth2/logout` (SPEC §3.1: a confirmation page, then a CSRF-checked POST) — each rule
+//! with the request that breaks it.
 
 use std::time::Duration;
 
@@ -429,6 +430,9 @@ async fn cors_answers_the_apps_web_origins_only() {
     assert_eq!(a.header("access-control-allow-origin"), None);
 }
 
+/// SPEC §3.1: a cross-site link to `GET /oauth2/logout` only shows a confirmation page; the
+/// confirmed POST (its CSRF token bound to the session) ends the session and redirects, only
+/// to a registered `post_logout_redirect_uri`, with `state`.
 #[tokio::test]
 async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
     let fx = Fx::start("").await;
@@ -436,12 +440,17 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
     let cookie = tokens::session(g, "alice").await;
     let hash = gatehouse::store::secret_hash(&cookie);
     let client = fx.gw.client(true);
-    let get = |query: String| {
-        client
-            .get(format!("{}?{query}", fx.gw.url("/oauth2/logout")))
-            .header("cookie", format!("gatehouse_session={cookie}"))
-            .send()
+    let with_cookie = |r: reqwest::RequestBuilder, value: &str| {
+        r.header("cookie", format!("gatehouse_session={value}"))
     };
+    let get = |query: String| {
+        with_cookie(
+            client.get(format!("{}?{query}", fx.gw.url("/oauth2/logout"))),
+            &cookie,
+        )
+        .send()
+    };
+    let live = || async { g.store.get_session(&hash, g.clock.now()).await.unwrap() };
     let evil = crate::oauth_fixture::enc("https://evil.example/");
     let r = get(format!(
         "client_id={CONF}&post_logout_redirect_uri={evil}&state=s"
@@ -451,11 +460,7 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
     assert_eq!(r.headers()["x-frame-options"], "DENY");
-    let now = g.clock.now();
-    assert!(
-        g.store.get_session(&hash, now).await.unwrap().is_some(),
-        "session intact"
-    );
+    assert!(live().await.is_some(), "session intact");
     let r = get(format!(
         "client_id=nobody&post_logout_redirect_uri={}",
         crate::oauth_fixture::enc("https://client.example.com/")
@@ -463,12 +468,81 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
     .await
     .unwrap();
     assert_eq!(r.status(), 400, "unknown client");
+
+    // The cross-site link: a confirmation page, and the session lives on.
     let ok = crate::oauth_fixture::enc("https://client.example.com/");
     let r = get(format!(
         "client_id={CONF}&post_logout_redirect_uri={ok}&state=a%20b%26c"
     ))
     .await
     .unwrap();
+    assert_eq!(r.status(), 200, "a GET never ends the session");
+    crate::login_support::assert_page_headers(&r);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.headers().get("location").is_none());
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' https://client.example.com"),
+        "the redirect after the POST is allowed: {csp}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(live().await.is_some(), "session intact after the GET");
+    assert!(html.contains(r#"action="/oauth2/logout""#), "{html}");
+    assert!(html.contains("alice"), "{html}");
+    assert_eq!(
+        crate::login_support::hidden(&html, "state"),
+        "a b&#38;c",
+        "escaped"
+    );
+    assert_eq!(crate::login_support::hidden(&html, "client_id"), CONF);
+    let token = crate::login_support::hidden(&html, "csrf_token");
+
+    // A POST without the token, or with another session's, ends nothing.
+    let other = tokens::session(g, "alice").await;
+    let other_page = with_cookie(
+        client.get(format!(
+            "{}?client_id={CONF}&post_logout_redirect_uri={ok}",
+            fx.gw.url("/oauth2/logout")
+        )),
+        &other,
+    )
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let other_token = crate::login_support::hidden(&other_page, "csrf_token");
+    assert_ne!(other_token, token);
+    let post = |form: Vec<(&'static str, String)>| {
+        with_cookie(client.post(fx.gw.url("/oauth2/logout")), &cookie)
+            .form(&form)
+            .send()
+    };
+    let form = |csrf: &str, target: &str| {
+        vec![
+            ("client_id", CONF.to_owned()),
+            ("post_logout_redirect_uri", target.to_owned()),
+            ("state", "a b&c".to_owned()),
+            ("csrf_token", csrf.to_owned()),
+        ]
+    };
+    let target = "https://client.example.com/";
+    for bad in ["", other_token.as_str()] {
+        let r = post(form(bad, target)).await.unwrap();
+        assert_eq!(r.status(), 400, "csrf_token {bad:?}");
+        assert!(r.headers().get("location").is_none());
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(live().await.is_some(), "session intact");
+    }
+    // The right token does not make an unregistered URL acceptable.
+    let r = post(form(&token, "https://evil.example/")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert!(live().await.is_some(), "session intact");
+
+    // The confirmed POST ends it and goes back to the app with state.
+    let r = post(form(&token, target)).await.unwrap();
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap();
     assert!(
@@ -483,9 +557,31 @@ async fn logout_ends_the_session_and_redirects_only_to_registered_urls() {
     assert_eq!(back, [("state".to_owned(), "a b&c".to_owned())]);
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap();
     assert!(set_cookie.starts_with("gatehouse_session=;") && set_cookie.contains("Max-Age=0"));
+    assert!(live().await.is_none(), "session ended");
+    let other_hash = gatehouse::store::secret_hash(&other);
+    let now = g.clock.now();
     assert!(
-        g.store.get_session(&hash, now).await.unwrap().is_none(),
-        "session ended"
+        g.store
+            .get_session(&other_hash, now)
+            .await
+            .unwrap()
+            .is_some(),
+        "only that session"
+    );
+
+    // Without a session there is nothing to confirm: straight back to the app.
+    let r = client
+        .get(format!(
+            "{}?client_id={CONF}&post_logout_redirect_uri={ok}&state=z",
+            fx.gw.url("/oauth2/logout")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "https://client.example.com/?state=z"
     );
 }
 
