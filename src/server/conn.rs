@@ -359,7 +359,7 @@ impl Watch {
 /// reset that closing a socket with unread data causes (nginx's `lingering_close`).
 const LINGER_QUIET: Duration = Duration::from_secs(1);
 const LINGER_MAX: Duration = Duration::from_secs(5);
-const LINGER_BYTES: usize = 1 << 20;
+const LINGER_BYTES: usize = 16 << 20;
 
 /// A client's TCP stream: reports arriving bytes to the connection's [`Activity`] and closes
 /// with a bounded lingering read.
