@@ -232,3 +232,222 @@ fn the_shipped_example_config_is_valid_and_names_every_key() {
         }
     }
 }
+
+/// A config that sets, with a valid value, every key a case below breaks (line numbers matter).
+const FULL: &str = r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://gw.example.com"
+http_redirect_listen = ""
+plain_listen = ""
+trusted_proxies = ["10.0.0.0/8"]
+shutdown_grace = "30s"
+[server.tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+[admin]
+listen = "127.0.0.1:9090"
+[log]
+level = "info"
+[store]
+url = "sqlite://data/gatehouse.db"
+[oauth]
+signing_keys = ["keys/k1.pem"]
+audience = ""
+[[scopes]]
+name = "READ"
+[[scopes]]
+name = "WRITE"
+implies = ["READ"]
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+max_scope = "WRITE"
+[[apps]]
+client_id = "reporting"
+client_secret = "0123456789abcdef"
+display_name = "Reporting"
+allowed_callback_urls = ["https://r.example.com/cb"]
+allowed_logout_urls = []
+allowed_web_origins = []
+[[routes]]
+path = "/api"
+host = ""
+upstream = "http://127.0.0.1:8090"
+scope = "READ"
+timeout = "30s"
+upstream_ca = ""
+[[scopes]]
+name = "EXTRA"
+"#;
+
+/// `FULL` with line `line` (1-based) replaced; `${EMPTY}` expands to "".
+fn parse_full_with(line: usize, replacement: &str) -> Result<Config, ConfigErrors> {
+    let mut lines: Vec<&str> = FULL.lines().collect();
+    lines[line - 1] = replacement;
+    let src = lines.join("\n");
+    let env = |name: &str| (name == "EMPTY").then(String::new);
+    Config::parse(&src, Path::new("/etc/gatehouse/gatehouse.toml"), &env)
+}
+
+#[test]
+fn empty_values_with_a_documented_meaning_are_accepted() {
+    let c = parse_full_with(1, "[server]").unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.server.http_redirect_listen.is_none() && c.server.plain_listen.is_none());
+    assert_eq!(c.audience(), "https://gw.example.com");
+    assert_eq!(c.routes[0].host, "");
+    assert!(c.routes[0].upstream_ca.is_none());
+}
+
+#[test]
+fn empty_and_out_of_range_values_are_refused_at_their_location() {
+    // (line, replacement, column of the value, key the message starts with)
+    let cases: &[(usize, &str, usize, &str)] = &[
+        (2, r#"listen = """#, 10, "server.listen"),
+        (2, r#"listen = "127.0.0.1:70000""#, 10, "server.listen"),
+        (3, r#"public_url = """#, 14, "server.public_url"),
+        (3, r#"public_url = "${EMPTY}""#, 14, "server.public_url"),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:70000""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:0""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://user:pw@gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com/#top""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com/?a=1""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "http://gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (6, r#"trusted_proxies = [""]"#, 20, "server.trusted_proxies"),
+        (
+            7,
+            r#"shutdown_grace = "36500d""#,
+            18,
+            "server.shutdown_grace",
+        ),
+        (9, r#"cert = """#, 8, "server.tls.cert"),
+        (10, r#"key = """#, 7, "server.tls.key"),
+        (12, r#"listen = """#, 10, "admin.listen"),
+        (14, r#"level = """#, 9, "log.level"),
+        (16, r#"url = "sqlite://""#, 7, "store.url"),
+        (18, r#"signing_keys = [""]"#, 17, "oauth.signing_keys[0]"),
+        (
+            18,
+            r#"signing_keys = ["keys/k1.pem", ""]"#,
+            32,
+            "oauth.signing_keys[1]",
+        ),
+        (26, r#"name = """#, 8, "users[0].name"),
+        (27, r#"password_hash = """#, 17, "users[0].password_hash"),
+        (28, r#"max_scope = """#, 13, "users[0].max_scope"),
+        (30, r#"client_id = """#, 13, "apps[0].client_id"),
+        (32, r#"display_name = """#, 16, "apps[0].display_name"),
+        (
+            33,
+            r#"allowed_callback_urls = [""]"#,
+            26,
+            "apps[0].allowed_callback_urls[0]",
+        ),
+        (
+            34,
+            r#"allowed_logout_urls = [""]"#,
+            24,
+            "apps[0].allowed_logout_urls[0]",
+        ),
+        (
+            35,
+            r#"allowed_web_origins = [""]"#,
+            24,
+            "apps[0].allowed_web_origins[0]",
+        ),
+        (37, r#"path = """#, 8, "routes[0].path"),
+        (39, r#"upstream = """#, 12, "routes[0].upstream"),
+        (39, r#"upstream = "${EMPTY}""#, 12, "routes[0].upstream"),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:70000""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:0""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "127.0.0.1:8090""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://user:pw@127.0.0.1:8090""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:8090/#x""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (41, r#"timeout = "4000d""#, 11, "routes[0].timeout"),
+        (44, r#"name = """#, 8, "scopes[2].name"),
+    ];
+    let mut failures = Vec::new();
+    for (line, replacement, column, key) in cases {
+        let outcome = match parse_full_with(*line, replacement) {
+            Ok(_) => "accepted".to_string(),
+            Err(errors) => {
+                let e = &errors.0[0];
+                let located = (e.line, e.column) == (*line, *column);
+                if errors.0.len() == 1 && located && e.message.starts_with(&format!("{key}: ")) {
+                    continue;
+                }
+                errors.to_string()
+            }
+        };
+        failures.push(format!(
+            "{replacement}\n  want {line}:{column}: {key}: …\n  got  {outcome}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
