@@ -451,3 +451,122 @@ fn empty_and_out_of_range_values_are_refused_at_their_location() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The decoder never panics, whatever the file holds, and every problem it reports is located
+/// inside the file.
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    const ARRAYS: &[&str] = &["scopes", "users", "apps", "routes"];
+
+    fn env(name: &str) -> Option<String> {
+        match name.len() % 3 {
+            0 => None,
+            1 => Some(String::new()),
+            _ => Some(name.to_string()),
+        }
+    }
+
+    fn check(src: &str) -> Result<(), TestCaseError> {
+        if let Err(errors) = Config::parse(src, Path::new("g.toml"), &env) {
+            let lines = src.split('\n').count();
+            for e in &errors.0 {
+                prop_assert!((1..=lines).contains(&e.line) && e.column >= 1, "{e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A TOML basic string holding `s`.
+    fn toml_string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Values of every kind a key may be given, biased towards the shapes the keys expect.
+    fn value() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just(String::new()),
+            "\\PC{0,12}",
+            "(https?://)?[a-zA-Z0-9.:@\\[\\]_-]{0,20}(/[a-z#?%.]{0,6})?",
+            "[0-9]{1,21}(ms|s|m|h|d)?",
+            "[0-9a-f:.\\[\\]/]{0,20}",
+            "[$]{0,2}[{][A-Z_]{0,6}[}]?",
+            "(READ|WRITE|ADMIN|SYSTEM_ADMIN|bearer|none|session|public|all|json|text|sqlite://x|/a/b)",
+        ];
+        let string = text.prop_map(|s| toml_string(&s));
+        prop_oneof![
+            6 => string.clone(),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => any::<bool>().prop_map(|b| b.to_string()),
+            2 => prop::collection::vec(string.clone(), 0..3)
+                .prop_map(|v| format!("[{}]", v.join(", "))),
+            1 => prop::collection::vec(("[A-Z*]{0,6}", string), 0..3).prop_map(|v| {
+                let pairs: Vec<String> =
+                    v.iter().map(|(k, s)| format!("{} = {s}", toml_string(k))).collect();
+                format!("{{ {} }}", pairs.join(", "))
+            }),
+        ]
+    }
+
+    /// Documents made of the known sections and keys, each with an arbitrary value.
+    fn document() -> impl Strategy<Value = String> {
+        let entries = prop::collection::vec((any::<prop::sample::Index>(), value()), 0..10);
+        let table = (0..KNOWN_KEYS.len(), entries);
+        prop::collection::vec(table, 0..10).prop_map(|tables| {
+            let mut doc = String::new();
+            let mut sections = HashSet::new();
+            for (s, entries) in tables {
+                let (section, keys) = KNOWN_KEYS[s];
+                if ARRAYS.contains(&section) {
+                    doc.push_str(&format!("[[{section}]]\n"));
+                } else if sections.insert(section) {
+                    doc.push_str(&format!("[{section}]\n"));
+                } else {
+                    continue;
+                }
+                let mut seen = HashSet::new();
+                for (key, value) in entries {
+                    let key = key.get(keys);
+                    if *key != "tls" && seen.insert(*key) {
+                        doc.push_str(&format!("{key} = {value}\n"));
+                    }
+                }
+            }
+            doc
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            check(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn on_arbitrary_strings(s in any::<String>()) {
+            check(&s)?;
+        }
+
+        #[test]
+        fn on_toml_shaped_text(s in "[\\[\\]a-z_.=\"'{},\n #$0-9:/\\\\]{0,200}") {
+            check(&s)?;
+        }
+
+        #[test]
+        fn on_known_keys_with_arbitrary_values(doc in document()) {
+            check(&doc)?;
+        }
+    }
+}
