@@ -44,8 +44,6 @@ pub enum StartupError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigErrors),
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error(transparent)]
     Upstream(#[from] ForwarderError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

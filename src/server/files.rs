@@ -23,8 +23,8 @@ pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
     let mut errors = Vec::new();
     let tls = match tls::server_config(&config.server.tls.cert, &config.server.tls.key) {
         Ok(tls) => Some(tls),
-        Err(e) => {
-            errors.push(tls_error(config, e));
+        Err(problems) => {
+            errors.extend(problems.0.into_iter().map(|e| tls_error(config, e)));
             None
         }
     };
