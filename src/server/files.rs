@@ -114,3 +114,53 @@ fn ca_problem(e: ForwarderError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_in(dir: &std::path::Path, signing_keys: &str) -> Config {
+        let src = format!(
+            "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[oauth]\nsigning_keys = {signing_keys}\n[[routes]]\npath = \"/\"\nupstream = \"https://127.0.0.1:1\"\nauth = \"none\"\nupstream_ca = \"ca.pem\"\n"
+        );
+        let path = dir.join("gatehouse.toml");
+        Config::parse(&src, &path, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn every_file_problem_is_reported_at_once_at_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = crate::oauth::keys::generate_pem().unwrap();
+        std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
+        let config = config_in(dir.path(), r#"["k.pem", "junk.pem", "gone.pem"]"#);
+        let Err(errors) = load(&config) else {
+            panic!("nothing loads")
+        };
+        let got: Vec<(usize, usize, &str)> = errors
+            .0
+            .iter()
+            .map(|e| (e.line, e.column, e.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4, 8, "server.tls.cert"),
+                (5, 7, "server.tls.key"),
+                (7, 26, "oauth.signing_keys[1]"),
+                (7, 38, "oauth.signing_keys[2]"),
+                (12, 15, "routes[0].upstream_ca"),
+            ],
+            "{errors}"
+        );
+
+        // Each file loads, but the same key is named twice: the second is the mistake.
+        let config = config_in(dir.path(), r#"["k.pem", "./k.pem"]"#);
+        let message = load(&config).err().unwrap().to_string();
+        assert!(
+            message.contains(":7:26: oauth.signing_keys[1]: "),
+            "{message}"
+        );
+        assert!(message.contains("the same key as"), "{message}");
+    }
+}
