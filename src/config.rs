@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use decode::{ConfigError, ConfigErrors};
+pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
 use ipnet::IpNet;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -62,6 +62,8 @@ pub struct Config {
     pub users: Vec<UserEntry>,
     pub apps: Vec<AppEntry>,
     pub routes: Vec<RouteConfig>,
+    /// Where each value is in the file, for problems found after decoding (`error_at`).
+    locations: decode::Locations,
 }
 
 /// `[server]`: the public listener.
@@ -274,6 +276,20 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         sections::decode(src, path, env)
+    }
+
+    /// A problem with the value of `key` (dotted, with indexes: `server.tls.cert`,
+    /// `oauth.signing_keys[1]`, `routes[0].upstream_ca`) found after decoding, such as a file
+    /// it names that does not parse: located where the file gives that value, and prefixed by
+    /// the key as every config problem is.
+    pub fn error_at(&self, key: &str, problem: impl fmt::Display) -> ConfigError {
+        let (line, column) = self.locations.of(key);
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            column,
+            message: format!("{key}: {problem}"),
+        }
     }
 
     /// The folder that relative paths are relative to.

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gatehouse::App;
-use gatehouse::config::{Config, LogFormat};
+use gatehouse::config::{Config, ConfigErrors, LogFormat};
+use gatehouse::server::StartupError;
 
 #[derive(Parser)]
 #[command(
@@ -123,19 +124,29 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errors| {
-        eprintln!("{errors}");
-        eprintln!(
-            "gatehouse: {} problem(s) in {}",
-            errors.0.len(),
-            path.display()
-        );
-        ExitCode::from(2)
-    })
+    Config::load(path).map_err(|errors| config_problems(path, &errors))
 }
 
+/// Prints every problem of the config at `path` and gives exit code 2.
+fn config_problems(path: &std::path::Path, errors: &ConfigErrors) -> ExitCode {
+    eprintln!("{errors}");
+    eprintln!(
+        "gatehouse: {} problem(s) in {}",
+        errors.0.len(),
+        path.display()
+    );
+    ExitCode::from(2)
+}
+
+/// The config at `path`, and that every file it names (certificate, keys, CAs) loads: what
+/// `serve` needs before it starts.
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match load(path) {
+    let loaded = load(path).and_then(|config| {
+        gatehouse::server::files::load(&config)
+            .map(|_| config)
+            .map_err(|errors| config_problems(path, &errors))
+    });
+    match loaded {
         Ok(config) => {
             println!(
                 "{}: ok ({} route(s), {} user(s), {} app(s))",
@@ -166,6 +177,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
     runtime.block_on(async move {
         let app = match App::build(config).await {
             Ok(app) => app,
+            Err(StartupError::Config(errors)) => return config_problems(path, &errors),
             Err(e) => return fail(&e.to_string()),
         };
         tracing::info!(

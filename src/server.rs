@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod conn;
 pub mod dispatch;
+pub mod files;
 pub mod guard;
 pub mod own;
 pub mod reload;
@@ -39,8 +40,9 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    /// A file the config names does not load: a config problem (exit 2), located at its key.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
     #[error(transparent)]
     Upstream(#[from] ForwarderError),
     #[error("metrics: {0}")]
@@ -121,11 +123,9 @@ impl App {
     /// Loads certificates, prepares the upstream clients and binds every listener.
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let metrics = Metrics::new()?;
-        let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
+        let files::ConfigFiles { tls, keys } = files::load(&config)?;
         let live = Live::build(config.clone(), &metrics, None)?;
-        let keys = Arc::new(crate::oauth::keys::SigningKeys::load(
-            &config.oauth.signing_keys,
-        )?);
+        let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(
             &config.auth,
             &config.server.public_url,

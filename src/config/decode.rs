@@ -58,11 +58,29 @@ pub type Span = Option<Range<usize>>;
 /// A table of strings with the span of each value, and the table's own span.
 pub type SpannedMap = (BTreeMap<String, (String, Span)>, Span);
 
+/// The longest duration any key accepts: ten years. Longer ones are mistakes, and some
+/// consumers (cache expiry, timestamps in the store) cannot represent them.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Where each value of the file is, by dotted key (`server.tls.cert`,
+/// `oauth.signing_keys[0]`, `routes[2].upstream_ca`), as 1-based (line, column): problems found
+/// after decoding, such as a certificate file that does not parse, are reported there.
+#[derive(Clone, Debug, Default)]
+pub struct Locations(BTreeMap<String, (usize, usize)>);
+
+impl Locations {
+    /// The line and column of `key`'s value; the start of the file when it is not in the file.
+    pub fn of(&self, key: &str) -> (usize, usize) {
+        self.0.get(key).copied().unwrap_or((1, 1))
+    }
+}
+
 /// Reads values out of TOML tables, recording every mistake instead of stopping at the first.
 pub struct Decoder<'a> {
     src: &'a str,
     file: &'a Path,
     errors: Vec<(usize, ConfigError)>,
+    locations: Locations,
     lookup_env: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -76,16 +94,37 @@ impl<'a> Decoder<'a> {
             src,
             file,
             errors: Vec::new(),
+            locations: Locations::default(),
             lookup_env,
+        }
+    }
+
+    /// The byte offset, line and column (1-based) where `span` starts (the start of the file
+    /// when unknown).
+    fn position(&self, span: &Span) -> (usize, usize, usize) {
+        let mut offset = span.as_ref().map_or(0, |r| r.start).min(self.src.len());
+        while !self.src.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (offset, line, column)
+    }
+
+    /// Remembers where the value of `section.key` is, for problems found after decoding.
+    fn locate(&mut self, section: &str, key: &str, span: &Span) {
+        if span.is_some() {
+            let (_, line, column) = self.position(span);
+            self.locations
+                .0
+                .insert(dotted(section, key), (line, column));
         }
     }
 
     /// Records a problem at `span` (the start of the file when unknown).
     pub fn error(&mut self, span: Span, message: impl Into<String>) {
-        let offset = span.map_or(0, |r| r.start).min(self.src.len());
-        let before = &self.src[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (offset, line, column) = self.position(&span);
         let error = ConfigError {
             file: self.file.to_path_buf(),
             line,
@@ -103,6 +142,11 @@ impl<'a> Decoder<'a> {
     pub fn into_errors(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|(offset, _)| *offset);
         self.errors.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Where every value read is.
+    pub fn take_locations(&mut self) -> Locations {
+        std::mem::take(&mut self.locations)
     }
 
     /// Reports every key of `table` that is not in `known`.
@@ -123,7 +167,10 @@ impl<'a> Decoder<'a> {
 
     fn value<'t>(&mut self, t: &'t dyn TableLike, section: &str, key: &str) -> Option<&'t Value> {
         match t.get(key)? {
-            Item::Value(v) => Some(v),
+            Item::Value(v) => {
+                self.locate(section, key, &v.span());
+                Some(v)
+            }
             other => {
                 let found = other.type_name();
                 self.error(
@@ -168,24 +215,56 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A string that, when given, must not be empty: `None` when absent, wrong or empty (each
+    /// reported). `what` says what to write instead, e.g. "an address such as \"0.0.0.0:8443\"".
+    pub fn opt_non_empty_str(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        what: &str,
+    ) -> Option<(String, Span)> {
+        let (text, span) = self.opt_str(t, section, key)?;
+        if text.is_empty() {
+            let raw = t.get(key).and_then(Item::as_str).unwrap_or_default();
+            self.empty(raw, span, &dotted(section, key), what);
+            return None;
+        }
+        Some((text, span))
+    }
+
+    /// Reports that `name`'s value (`raw` in the file) is empty, saying when an empty `${VAR}`
+    /// made it so.
+    fn empty(&mut self, raw: &str, span: Span, name: &str, what: &str) {
+        let via = if raw.contains("${") {
+            format!(" ('{raw}' expands to \"\")")
+        } else {
+            String::new()
+        };
+        self.error(span, format!("{name}: must not be empty{via}: give {what}"));
+    }
+
     pub fn str(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> String {
         self.opt_str(t, section, key)
             .map_or_else(|| default.to_string(), |(s, _)| s)
     }
 
-    /// A string that must be present.
-    pub fn required_str(
+    /// A string that must be present and not empty; `what` says what to write (see
+    /// [`Decoder::opt_non_empty_str`]). An empty string and no span when it is not.
+    pub fn required_non_empty_str(
         &mut self,
         t: &dyn TableLike,
         section: &str,
         key: &str,
         table_span: Span,
+        what: &str,
     ) -> (String, Span) {
         if t.get(key).is_none() {
             self.error(table_span, format!("{}: required", dotted(section, key)));
             return (String::new(), None);
         }
-        self.opt_str(t, section, key).unwrap_or_default()
+        self.opt_non_empty_str(t, section, key, what)
+            .unwrap_or_default()
     }
 
     pub fn bool(&mut self, t: &dyn TableLike, section: &str, key: &str, default: bool) -> bool {
@@ -233,7 +312,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// A duration string such as "30s"; must be at least `min`.
+    /// A duration string such as "30s"; must be at least `min` and at most [`MAX_DURATION`].
     pub fn duration(
         &mut self,
         t: &dyn TableLike,
@@ -247,6 +326,14 @@ impl<'a> Decoder<'a> {
             return fallback;
         };
         match parse_duration(&text) {
+            Ok(d) if d > MAX_DURATION => {
+                let max = super::duration::format_duration(MAX_DURATION);
+                self.error(
+                    span,
+                    format!("{}: must be at most {max}", dotted(section, key)),
+                );
+                fallback
+            }
             Ok(d) if d >= min => d,
             Ok(_) => {
                 let min = super::duration::format_duration(min);
@@ -263,17 +350,27 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// An address such as "127.0.0.1:8443". `default` applies when the key is absent; an empty
+    /// string means "off" (`None`) where `empty_is_off`, and is a mistake elsewhere.
     pub fn socket_addr(
         &mut self,
         t: &dyn TableLike,
         section: &str,
         key: &str,
         default: &str,
+        empty_is_off: bool,
     ) -> Option<SocketAddr> {
         let (text, span) = self
             .opt_str(t, section, key)
             .unwrap_or_else(|| (default.to_string(), None));
         if text.is_empty() {
+            if !empty_is_off && span.is_some() {
+                let raw = t.get(key).and_then(Item::as_str).unwrap_or_default();
+                let what = format!(
+                    "an address such as \"{default}\" (or leave the key out for that default)"
+                );
+                self.empty(raw, span, &dotted(section, key), &what);
+            }
             return None;
         }
         match text.parse() {
@@ -296,6 +393,28 @@ impl<'a> Decoder<'a> {
         section: &str,
         key: &str,
     ) -> Vec<(String, Span)> {
+        self.str_items(t, section, key, None)
+    }
+
+    /// An array of strings none of which may be empty (`what` says what to write instead);
+    /// empty ones are reported and left out.
+    pub fn non_empty_str_array(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        what: &str,
+    ) -> Vec<(String, Span)> {
+        self.str_items(t, section, key, Some(what))
+    }
+
+    fn str_items(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        non_empty: Option<&str>,
+    ) -> Vec<(String, Span)> {
         let Some(v) = self.value(t, section, key) else {
             return Vec::new();
         };
@@ -306,10 +425,17 @@ impl<'a> Decoder<'a> {
         let mut out = Vec::with_capacity(array.len());
         for (i, item) in array.iter().enumerate() {
             let name = format!("{key}[{i}]");
+            self.locate(section, &name, &item.span());
             match item.as_str() {
                 Some(s) => {
+                    let before = self.errors.len();
                     let expanded = self.expand_env(s, item.span(), section, &name);
-                    out.push((expanded, item.span()));
+                    match non_empty {
+                        Some(what) if expanded.is_empty() && self.errors.len() == before => {
+                            self.empty(s, item.span(), &dotted(section, &name), what);
+                        }
+                        _ => out.push((expanded, item.span())),
+                    }
                 }
                 None => self.wrong_type(item, section, &name, "a string"),
             }

@@ -129,7 +129,7 @@ pub(super) fn decode(
     d.reject_unknown(admin_t, "admin", ADMIN);
     let admin = AdminConfig {
         listen: d
-            .socket_addr(admin_t, "admin", "listen", "127.0.0.1:9090")
+            .socket_addr(admin_t, "admin", "listen", "127.0.0.1:9090", false)
             .unwrap_or_else(default_admin),
     };
     let t = section(&mut d, root, "log", &empty);
@@ -157,6 +157,7 @@ pub(super) fn decode(
     }
     Ok(Config {
         path: path.to_path_buf(),
+        locations: d.take_locations(),
         server,
         admin,
         log,
@@ -222,6 +223,11 @@ fn array_of_tables<'t>(
     }
 }
 
+/// How many items the array at `key` has (0 when absent or not an array).
+fn array_len(t: &dyn TableLike, key: &str) -> usize {
+    t.get(key).and_then(Item::as_array).map_or(0, |a| a.len())
+}
+
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = PathBuf::from(p);
     if path.is_absolute() {
@@ -235,17 +241,9 @@ fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
     d.reject_unknown(t, "server", SERVER);
     let s = "server";
     let listen = d
-        .socket_addr(t, s, "listen", "0.0.0.0:8443")
+        .socket_addr(t, s, "listen", "0.0.0.0:8443", false)
         .unwrap_or_else(|| ([0, 0, 0, 0], 8443).into());
-    let (public_url, span) = d.required_str(t, s, "public_url", None);
-    let public_url = public_url.trim_end_matches('/').to_string();
-    if !public_url.is_empty() {
-        match public_url.parse::<http::Uri>() {
-            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() && u.query().is_none() => {}
-            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => {}
-            _ => d.error(span, "server.public_url: must be an absolute https:// URL without query (http:// only for loopback hosts)"),
-        }
-    }
+    let public_url = public_url(d, t);
     let mut trusted_proxies = Vec::new();
     for (cidr, span) in d.str_array(t, s, "trusted_proxies") {
         match cidr
@@ -263,8 +261,20 @@ fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
     let tls_t = section(d, t, "tls", &empty);
     d.reject_unknown(tls_t, "server.tls", TLS);
     let tls_span = t.get("tls").and_then(Item::span);
-    let (cert, _) = d.required_str(tls_t, "server.tls", "cert", tls_span.clone());
-    let (key, _) = d.required_str(tls_t, "server.tls", "key", tls_span);
+    let (cert, _) = d.required_non_empty_str(
+        tls_t,
+        "server.tls",
+        "cert",
+        tls_span.clone(),
+        "the PEM certificate chain file",
+    );
+    let (key, _) = d.required_non_empty_str(
+        tls_t,
+        "server.tls",
+        "key",
+        tls_span,
+        "the PEM private key file",
+    );
     ServerConfig {
         listen,
         public_url,
@@ -288,13 +298,71 @@ fn server(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
         max_connections: d.int(t, s, "max_connections", 10_000, 1, 1_000_000) as usize,
         max_header_bytes: d.int(t, s, "max_header_bytes", 16_384, 8_192, 1_048_576) as usize,
         max_headers: d.int(t, s, "max_headers", 100, 8, 1_000) as usize,
-        http_redirect_listen: d.socket_addr(t, s, "http_redirect_listen", ""),
-        plain_listen: d.socket_addr(t, s, "plain_listen", ""),
+        http_redirect_listen: d.socket_addr(t, s, "http_redirect_listen", "", true),
+        plain_listen: d.socket_addr(t, s, "plain_listen", "", true),
         tls: TlsConfig {
             cert: resolve(base, &cert),
             key: resolve(base, &key),
         },
     }
+}
+
+/// `server.public_url`: an absolute https:// URL (http:// for a loopback host), without the
+/// trailing `/`.
+fn public_url(d: &mut Decoder<'_>, t: &dyn TableLike) -> String {
+    let what = "the gateway's external URL such as \"https://gateway.example.com\"";
+    let (text, span) = d.required_non_empty_str(t, "server", "public_url", None, what);
+    if text.is_empty() {
+        return text;
+    }
+    match absolute_url(&text, "https://gateway.example.com") {
+        Ok(u) if u.scheme_str() == Some("https") => {}
+        Ok(u) if u.host().is_some_and(is_loopback_host) => {}
+        Ok(_) => d.error(
+            span,
+            format!(
+                "server.public_url: '{text}' must be https:// (http:// only for a loopback host)"
+            ),
+        ),
+        Err(reason) => d.error(span, format!("server.public_url: '{text}' {reason}")),
+    }
+    text.trim_end_matches('/').to_string()
+}
+
+/// `text` as an absolute http:// or https:// URL with a host, a port (if any) within 1-65535,
+/// and no user name, query or fragment; or why not (`example` shows a good one).
+fn absolute_url(text: &str, example: &str) -> Result<http::Uri, String> {
+    let not_url = || format!("is not an absolute URL such as \"{example}\"");
+    // `http::Uri` drops a fragment silently: look for one first.
+    if text.contains('#') {
+        return Err("must not have a fragment (#…)".into());
+    }
+    let uri: http::Uri = text.parse().map_err(|_| not_url())?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(not_url());
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err("must start with http:// or https://".into());
+    }
+    if authority.as_str().contains('@') {
+        return Err("must not hold a user name or password (user@…)".into());
+    }
+    if authority.host().is_empty() {
+        return Err(not_url());
+    }
+    let port = authority.as_str().get(authority.host().len()..);
+    if let Some(port) = port.and_then(|p| p.strip_prefix(':')) {
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p != 0);
+        if !valid {
+            return Err(format!("has port '{port}', not within 1 to 65535"));
+        }
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query (?…)".into());
+    }
+    Ok(uri)
 }
 
 fn log(d: &mut Decoder<'_>, t: &dyn TableLike) -> LogConfig {
@@ -311,8 +379,9 @@ fn log(d: &mut Decoder<'_>, t: &dyn TableLike) -> LogConfig {
             LogFormat::Text
         }
     };
+    let what = "a level or filter such as \"info\"";
     let (level, span) = d
-        .opt_str(t, "log", "level")
+        .opt_non_empty_str(t, "log", "level", what)
         .unwrap_or_else(|| ("info".into(), None));
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         d.error(
@@ -331,6 +400,11 @@ fn store(d: &mut Decoder<'_>, t: &dyn TableLike) -> StoreConfig {
     let known = ["sqlite://", "postgres://", "postgresql://"];
     if !known.iter().any(|p| url.starts_with(p)) {
         d.error(span, "store.url: must start with sqlite:// or postgres://");
+    } else if url == "sqlite://" {
+        d.error(
+            span,
+            "store.url: 'sqlite://' names no database file (e.g. \"sqlite://data/gatehouse.db\")",
+        );
     }
     StoreConfig {
         url: Secret::new(url),
@@ -341,8 +415,9 @@ fn store(d: &mut Decoder<'_>, t: &dyn TableLike) -> StoreConfig {
 fn oauth(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> OAuthConfig {
     let s = "oauth";
     d.reject_unknown(t, s, OAUTH);
-    let keys = d.str_array(t, s, "signing_keys");
-    if keys.is_empty() {
+    let what = "the path of an Ed25519 PEM key file";
+    let keys = d.non_empty_str_array(t, s, "signing_keys", what);
+    if keys.is_empty() && array_len(t, "signing_keys") == 0 {
         let span = t.get("signing_keys").and_then(Item::span);
         d.error(span, "oauth.signing_keys: required: at least one Ed25519 PEM key file (the first signs, all verify)");
     }
@@ -450,7 +525,8 @@ fn scopes(d: &mut Decoder<'_>, root: &dyn TableLike) -> Vec<ScopeEntry> {
     for (i, (t, span)) in entries.into_iter().enumerate() {
         let sec = format!("scopes[{i}]");
         d.reject_unknown(t, &sec, SCOPE);
-        let (name, name_span) = d.required_str(t, &sec, "name", span);
+        let what = "a scope name such as \"READ\"";
+        let (name, name_span) = d.required_non_empty_str(t, &sec, "name", span, what);
         if !name.is_empty() && !is_scope_token(&name) {
             d.error(
                 name_span.clone(),
@@ -459,7 +535,7 @@ fn scopes(d: &mut Decoder<'_>, root: &dyn TableLike) -> Vec<ScopeEntry> {
                 ),
             );
         }
-        if out.iter().any(|s| s.name == name) {
+        if !name.is_empty() && out.iter().any(|s| s.name == name) {
             d.error(
                 name_span,
                 format!("{sec}.name: scope '{name}' is declared twice"),
@@ -506,7 +582,8 @@ fn users(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> 
     for (i, (t, span)) in array_of_tables(d, root, "users").into_iter().enumerate() {
         let sec = format!("users[{i}]");
         d.reject_unknown(t, &sec, USER);
-        let (name, name_span) = d.required_str(t, &sec, "name", span.clone());
+        let what = "a user name such as \"alice\"";
+        let (name, name_span) = d.required_non_empty_str(t, &sec, "name", span.clone(), what);
         let valid = !name.is_empty()
             && name.len() <= 64
             && name
@@ -518,13 +595,15 @@ fn users(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> 
                 format!("{sec}.name: '{name}' must be 1-64 characters of A-Z a-z 0-9 . _ @ -"),
             );
         }
-        if out.iter().any(|u| u.name == name) {
+        if !name.is_empty() && out.iter().any(|u| u.name == name) {
             d.error(
                 name_span,
                 format!("{sec}.name: user '{name}' is declared twice"),
             );
         }
-        let (hash, hash_span) = d.required_str(t, &sec, "password_hash", span.clone());
+        let what = "an argon2id hash from `gatehouse hash-password`";
+        let (hash, hash_span) =
+            d.required_non_empty_str(t, &sec, "password_hash", span.clone(), what);
         if !hash.is_empty() && !hash.starts_with("$argon2id$") {
             d.error(
                 hash_span,
@@ -533,7 +612,8 @@ fn users(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> 
                 ),
             );
         }
-        let (max_scope, scope_span) = d.required_str(t, &sec, "max_scope", span);
+        let what = "the widest scope the user may hold, such as \"WRITE\"";
+        let (max_scope, scope_span) = d.required_non_empty_str(t, &sec, "max_scope", span, what);
         if !max_scope.is_empty() {
             check_scope(
                 d,
@@ -557,7 +637,9 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
     for (i, (t, span)) in array_of_tables(d, root, "apps").into_iter().enumerate() {
         let sec = format!("apps[{i}]");
         d.reject_unknown(t, &sec, APP);
-        let (client_id, id_span) = d.required_str(t, &sec, "client_id", span.clone());
+        let what = "an id such as \"reporting\"";
+        let (client_id, id_span) =
+            d.required_non_empty_str(t, &sec, "client_id", span.clone(), what);
         if !client_id.is_empty()
             && !client_id
                 .bytes()
@@ -568,7 +650,7 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
                 format!("{sec}.client_id: only URL-unreserved characters (A-Z a-z 0-9 - . _ ~)"),
             );
         }
-        if out.iter().any(|a| a.client_id == client_id) {
+        if !client_id.is_empty() && out.iter().any(|a| a.client_id == client_id) {
             d.error(
                 id_span,
                 format!("{sec}.client_id: '{client_id}' is declared twice"),
@@ -604,9 +686,12 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
             ),
             _ => {}
         }
-        let (display_name, _) = d.required_str(t, &sec, "display_name", span.clone());
-        let callbacks = d.str_array(t, &sec, "allowed_callback_urls");
-        if callbacks.is_empty() {
+        let what = "the name users see on the consent page";
+        let (display_name, _) =
+            d.required_non_empty_str(t, &sec, "display_name", span.clone(), what);
+        let what = "a URL such as \"https://app.example.com/callback\"";
+        let callbacks = d.non_empty_str_array(t, &sec, "allowed_callback_urls", what);
+        if callbacks.is_empty() && array_len(t, "allowed_callback_urls") == 0 {
             d.error(
                 span,
                 format!("{sec}.allowed_callback_urls: at least one is required"),
@@ -625,12 +710,17 @@ fn apps(d: &mut Decoder<'_>, root: &dyn TableLike, known: &HashSet<String>) -> V
             client_type,
             allowed_callback_urls: callbacks.into_iter().map(|(s, _)| s).collect(),
             allowed_logout_urls: d
-                .str_array(t, &sec, "allowed_logout_urls")
+                .non_empty_str_array(t, &sec, "allowed_logout_urls", "a URL")
                 .into_iter()
                 .map(|(s, _)| s)
                 .collect(),
             allowed_web_origins: d
-                .str_array(t, &sec, "allowed_web_origins")
+                .non_empty_str_array(
+                    t,
+                    &sec,
+                    "allowed_web_origins",
+                    "an origin such as \"https://app.example.com\"",
+                )
                 .into_iter()
                 .map(|(s, _)| s)
                 .collect(),
@@ -652,16 +742,18 @@ fn routes(
     for (i, (t, span)) in array_of_tables(d, root, "routes").into_iter().enumerate() {
         let sec = format!("routes[{i}]");
         d.reject_unknown(t, &sec, ROUTE);
-        let (path, path_span) = d.required_str(t, &sec, "path", span.clone());
+        let what = "a path prefix such as \"/rest/api\" (\"/\" for every path)";
+        let (path, path_span) = d.required_non_empty_str(t, &sec, "path", span.clone(), what);
         let path = route_path(d, &path, path_span.clone(), &sec);
         let host = d.str(t, &sec, "host", "").to_ascii_lowercase();
-        if out.iter().any(|r| r.path == path && r.host == host) {
+        if !path.is_empty() && out.iter().any(|r| r.path == path && r.host == host) {
             d.error(
                 path_span,
                 format!("{sec}.path: another route already has path '{path}' and host '{host}'"),
             );
         }
-        let (upstream, up_span) = d.required_str(t, &sec, "upstream", span.clone());
+        let what = "the backend's URL such as \"http://127.0.0.1:8090\" (a route without an upstream is not supported)";
+        let (upstream, up_span) = d.required_non_empty_str(t, &sec, "upstream", span.clone(), what);
         let upstream = upstream_uri(d, &upstream, up_span, &sec);
         let auth = match d.opt_str(t, &sec, "auth") {
             None => AuthMode::Bearer,
@@ -699,7 +791,7 @@ fn routes(
 
 fn route_path(d: &mut Decoder<'_>, path: &str, span: Span, sec: &str) -> String {
     if path.is_empty() {
-        return "/".into();
+        return String::new();
     }
     let trimmed = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -721,21 +813,10 @@ fn upstream_uri(d: &mut Decoder<'_>, text: &str, span: Span, sec: &str) -> http:
     if text.is_empty() {
         return fallback;
     }
-    match text.parse::<http::Uri>() {
-        Ok(u)
-            if matches!(u.scheme_str(), Some("http" | "https"))
-                && u.host().is_some()
-                && u.query().is_none() =>
-        {
-            u
-        }
-        _ => {
-            d.error(
-                span,
-                format!(
-                    "{sec}.upstream: '{text}' must be an http:// or https:// URL without query"
-                ),
-            );
+    match absolute_url(text, "http://127.0.0.1:8090") {
+        Ok(u) => u,
+        Err(reason) => {
+            d.error(span, format!("{sec}.upstream: '{text}' {reason}"));
             fallback
         }
     }

@@ -232,3 +232,341 @@ fn the_shipped_example_config_is_valid_and_names_every_key() {
         }
     }
 }
+
+/// A config that sets, with a valid value, every key a case below breaks (line numbers matter).
+const FULL: &str = r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://gw.example.com"
+http_redirect_listen = ""
+plain_listen = ""
+trusted_proxies = ["10.0.0.0/8"]
+shutdown_grace = "30s"
+[server.tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+[admin]
+listen = "127.0.0.1:9090"
+[log]
+level = "info"
+[store]
+url = "sqlite://data/gatehouse.db"
+[oauth]
+signing_keys = ["keys/k1.pem"]
+audience = ""
+[[scopes]]
+name = "READ"
+[[scopes]]
+name = "WRITE"
+implies = ["READ"]
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+max_scope = "WRITE"
+[[apps]]
+client_id = "reporting"
+client_secret = "0123456789abcdef"
+display_name = "Reporting"
+allowed_callback_urls = ["https://r.example.com/cb"]
+allowed_logout_urls = []
+allowed_web_origins = []
+[[routes]]
+path = "/api"
+host = ""
+upstream = "http://127.0.0.1:8090"
+scope = "READ"
+timeout = "30s"
+upstream_ca = ""
+[[scopes]]
+name = "EXTRA"
+"#;
+
+/// `FULL` with line `line` (1-based) replaced; `${EMPTY}` expands to "".
+fn parse_full_with(line: usize, replacement: &str) -> Result<Config, ConfigErrors> {
+    let mut lines: Vec<&str> = FULL.lines().collect();
+    lines[line - 1] = replacement;
+    let src = lines.join("\n");
+    let env = |name: &str| (name == "EMPTY").then(String::new);
+    Config::parse(&src, Path::new("/etc/gatehouse/gatehouse.toml"), &env)
+}
+
+#[test]
+fn empty_values_with_a_documented_meaning_are_accepted() {
+    let c = parse_full_with(1, "[server]").unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.server.http_redirect_listen.is_none() && c.server.plain_listen.is_none());
+    assert_eq!(c.audience(), "https://gw.example.com");
+    assert_eq!(c.routes[0].host, "");
+    assert!(c.routes[0].upstream_ca.is_none());
+}
+
+#[test]
+fn empty_and_out_of_range_values_are_refused_at_their_location() {
+    // (line, replacement, column of the value, key the message starts with)
+    let cases: &[(usize, &str, usize, &str)] = &[
+        (2, r#"listen = """#, 10, "server.listen"),
+        (2, r#"listen = "127.0.0.1:70000""#, 10, "server.listen"),
+        (3, r#"public_url = """#, 14, "server.public_url"),
+        (3, r#"public_url = "${EMPTY}""#, 14, "server.public_url"),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:70000""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:0""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com:""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://user:pw@gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com/#top""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "https://gw.example.com/?a=1""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "http://gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (
+            3,
+            r#"public_url = "gw.example.com""#,
+            14,
+            "server.public_url",
+        ),
+        (6, r#"trusted_proxies = [""]"#, 20, "server.trusted_proxies"),
+        (
+            7,
+            r#"shutdown_grace = "36500d""#,
+            18,
+            "server.shutdown_grace",
+        ),
+        (9, r#"cert = """#, 8, "server.tls.cert"),
+        (10, r#"key = """#, 7, "server.tls.key"),
+        (12, r#"listen = """#, 10, "admin.listen"),
+        (14, r#"level = """#, 9, "log.level"),
+        (16, r#"url = "sqlite://""#, 7, "store.url"),
+        (18, r#"signing_keys = [""]"#, 17, "oauth.signing_keys[0]"),
+        (
+            18,
+            r#"signing_keys = ["keys/k1.pem", ""]"#,
+            32,
+            "oauth.signing_keys[1]",
+        ),
+        (26, r#"name = """#, 8, "users[0].name"),
+        (27, r#"password_hash = """#, 17, "users[0].password_hash"),
+        (28, r#"max_scope = """#, 13, "users[0].max_scope"),
+        (30, r#"client_id = """#, 13, "apps[0].client_id"),
+        (32, r#"display_name = """#, 16, "apps[0].display_name"),
+        (
+            33,
+            r#"allowed_callback_urls = [""]"#,
+            26,
+            "apps[0].allowed_callback_urls[0]",
+        ),
+        (
+            34,
+            r#"allowed_logout_urls = [""]"#,
+            24,
+            "apps[0].allowed_logout_urls[0]",
+        ),
+        (
+            35,
+            r#"allowed_web_origins = [""]"#,
+            24,
+            "apps[0].allowed_web_origins[0]",
+        ),
+        (37, r#"path = """#, 8, "routes[0].path"),
+        (39, r#"upstream = """#, 12, "routes[0].upstream"),
+        (39, r#"upstream = "${EMPTY}""#, 12, "routes[0].upstream"),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:70000""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:0""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "127.0.0.1:8090""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://user:pw@127.0.0.1:8090""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (
+            39,
+            r#"upstream = "http://127.0.0.1:8090/#x""#,
+            12,
+            "routes[0].upstream",
+        ),
+        (41, r#"timeout = "4000d""#, 11, "routes[0].timeout"),
+        (44, r#"name = """#, 8, "scopes[2].name"),
+    ];
+    let mut failures = Vec::new();
+    for (line, replacement, column, key) in cases {
+        let outcome = match parse_full_with(*line, replacement) {
+            Ok(_) => "accepted".to_string(),
+            Err(errors) => {
+                let e = &errors.0[0];
+                let located = (e.line, e.column) == (*line, *column);
+                if errors.0.len() == 1 && located && e.message.starts_with(&format!("{key}: ")) {
+                    continue;
+                }
+                errors.to_string()
+            }
+        };
+        failures.push(format!(
+            "{replacement}\n  want {line}:{column}: {key}: …\n  got  {outcome}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The decoder never panics, whatever the file holds, and every problem it reports is located
+/// inside the file.
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    const ARRAYS: &[&str] = &["scopes", "users", "apps", "routes"];
+
+    fn env(name: &str) -> Option<String> {
+        match name.len() % 3 {
+            0 => None,
+            1 => Some(String::new()),
+            _ => Some(name.to_string()),
+        }
+    }
+
+    fn check(src: &str) -> Result<(), TestCaseError> {
+        if let Err(errors) = Config::parse(src, Path::new("g.toml"), &env) {
+            let lines = src.split('\n').count();
+            for e in &errors.0 {
+                prop_assert!((1..=lines).contains(&e.line) && e.column >= 1, "{e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A TOML basic string holding `s`.
+    fn toml_string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Values of every kind a key may be given, biased towards the shapes the keys expect.
+    fn value() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just(String::new()),
+            "\\PC{0,12}",
+            "(https?://)?[a-zA-Z0-9.:@\\[\\]_-]{0,20}(/[a-z#?%.]{0,6})?",
+            "[0-9]{1,21}(ms|s|m|h|d)?",
+            "[0-9a-f:.\\[\\]/]{0,20}",
+            "[$]{0,2}[{][A-Z_]{0,6}[}]?",
+            "(READ|WRITE|ADMIN|SYSTEM_ADMIN|bearer|none|session|public|all|json|text|sqlite://x|/a/b)",
+        ];
+        let string = text.prop_map(|s| toml_string(&s));
+        prop_oneof![
+            6 => string.clone(),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => any::<bool>().prop_map(|b| b.to_string()),
+            2 => prop::collection::vec(string.clone(), 0..3)
+                .prop_map(|v| format!("[{}]", v.join(", "))),
+            1 => prop::collection::vec(("[A-Z*]{0,6}", string), 0..3).prop_map(|v| {
+                let pairs: Vec<String> =
+                    v.iter().map(|(k, s)| format!("{} = {s}", toml_string(k))).collect();
+                format!("{{ {} }}", pairs.join(", "))
+            }),
+        ]
+    }
+
+    /// Documents made of the known sections and keys, each with an arbitrary value.
+    fn document() -> impl Strategy<Value = String> {
+        let entries = prop::collection::vec((any::<prop::sample::Index>(), value()), 0..10);
+        let table = (0..KNOWN_KEYS.len(), entries);
+        prop::collection::vec(table, 0..10).prop_map(|tables| {
+            let mut doc = String::new();
+            let mut sections = HashSet::new();
+            for (s, entries) in tables {
+                let (section, keys) = KNOWN_KEYS[s];
+                if ARRAYS.contains(&section) {
+                    doc.push_str(&format!("[[{section}]]\n"));
+                } else if sections.insert(section) {
+                    doc.push_str(&format!("[{section}]\n"));
+                } else {
+                    continue;
+                }
+                let mut seen = HashSet::new();
+                for (key, value) in entries {
+                    let key = key.get(keys);
+                    if *key != "tls" && seen.insert(*key) {
+                        doc.push_str(&format!("{key} = {value}\n"));
+                    }
+                }
+            }
+            doc
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            check(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn on_arbitrary_strings(s in any::<String>()) {
+            check(&s)?;
+        }
+
+        #[test]
+        fn on_toml_shaped_text(s in "[\\[\\]a-z_.=\"'{},\n #$0-9:/\\\\]{0,200}") {
+            check(&s)?;
+        }
+
+        #[test]
+        fn on_known_keys_with_arbitrary_values(doc in document()) {
+            check(&doc)?;
+        }
+    }
+}

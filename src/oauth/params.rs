@@ -73,9 +73,15 @@ pub fn decode(s: &str) -> Result<String, OAuthError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                // Two hex digits exactly: `u8::from_str_radix` alone would take "+f" too.
+                let (hi, lo) = match bytes.get(i + 1..i + 3) {
+                    Some(&[hi, lo]) => (hex_value(hi), hex_value(lo)),
+                    _ => (None, None),
+                };
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(bad());
+                };
+                out.push((hi << 4) | lo);
                 i += 2;
             }
             b => out.push(b),
@@ -85,9 +91,57 @@ pub fn decode(s: &str) -> Result<String, OAuthError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(s in any::<String>()) {
+            let _ = Params::parse(&s);
+            let _ = decode(&s);
+        }
+
+        #[test]
+        fn parsing_form_shaped_text_never_panics(s in "([a-z_]{0,4}(=[a-zA-Z0-9+%\\PC]{0,6})?&?){0,6}") {
+            let _ = Params::parse(&s);
+        }
+
+        #[test]
+        fn encoded_pairs_round_trip(
+            pairs in prop::collection::btree_map("\\PC{1,8}", "\\PC{1,8}", 0..6)
+        ) {
+            let encoded = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let params = Params::parse(&encoded).unwrap();
+            for (k, v) in &pairs {
+                prop_assert_eq!(params.get(k), Some(v.as_str()), "{}", encoded);
+            }
+        }
+
+        /// A `%` is an escape only before two hex digits (RFC 3986 §2.1); anything else is
+        /// malformed, never some other byte.
+        #[test]
+        fn a_percent_must_start_two_hex_digits(s in "[%+0-9a-fA-F=&xyz -]{0,12}") {
+            if decode(&s).is_ok() {
+                let b = s.as_bytes();
+                for (i, _) in s.match_indices('%') {
+                    prop_assert!(
+                        b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit(),
+                        "{:?} was accepted", s
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn decodes_forms_and_refuses_repeats() {
@@ -105,6 +159,8 @@ mod tests {
         );
         assert!(Params::parse("a=%zz").is_err());
         assert!(Params::parse("a=%ff").is_err(), "not UTF-8");
+        assert!(Params::parse("a=%+7").is_err(), "a sign is not a hex digit");
+        assert_eq!(Params::parse("a=%7e%7E").unwrap().get("a"), Some("~~"));
         let merged = Params::parse("a=1")
             .unwrap()
             .merge(Params::parse("b=2").unwrap())

@@ -34,6 +34,8 @@ pub enum ForwarderError {
     },
     #[error("{path}: no PEM certificate found")]
     CaEmpty { path: PathBuf },
+    #[error("{path}: not a usable CA certificate: {reason}")]
+    CaInvalid { path: PathBuf, reason: String },
     #[error("TLS client setup: {0}")]
     Tls(#[from] rustls::Error),
     #[error("upstream {upstream}: {reason}")]
@@ -269,6 +271,12 @@ fn upstream_uri(
     Ok(Uri::from(path_and_query))
 }
 
+/// The roots in a route's `upstream_ca` file: read and parsed as [`Forwarder::new`] does, for
+/// checking a config before it is used.
+pub fn load_ca(path: &Path) -> Result<rustls::RootCertStore, ForwarderError> {
+    parse_ca(path, &read_ca_file(path)?)
+}
+
 fn read_ca_file(path: &Path) -> Result<Vec<u8>, ForwarderError> {
     std::fs::read(path).map_err(|source| ForwarderError::CaFile {
         path: path.to_path_buf(),
@@ -279,7 +287,10 @@ fn read_ca_file(path: &Path) -> Result<Vec<u8>, ForwarderError> {
 fn parse_ca(path: &Path, pem: &[u8]) -> Result<rustls::RootCertStore, ForwarderError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem).flatten() {
-        roots.add(cert)?;
+        roots.add(cert).map_err(|e| ForwarderError::CaInvalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     }
     if roots.is_empty() {
         return Err(ForwarderError::CaEmpty {

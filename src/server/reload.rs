@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Gateway, StartupError, tls};
+use super::{Gateway, StartupError, files};
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::proxy::forward::Forwarder;
@@ -67,8 +67,8 @@ impl Gateway {
     /// at start (listeners, store, limits) are reported as needing a restart.
     pub fn reload(&self, path: &Path) -> Result<Vec<String>, ReloadError> {
         let config = Config::load(path)?;
-        let tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)
-            .map_err(StartupError::from)?;
+        // The signing keys are checked but not swapped: they are bound at start.
+        let tls = files::load(&config)?.tls;
         let warnings = restart_only_changes(&self.config, &config);
         let live = Live::build(config, &self.metrics, Some(&self.live.load()))?;
         // `[[apps]]` are synced into the store after the swap (`apps::config_sync`): refuse

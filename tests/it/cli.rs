@@ -78,19 +78,99 @@ fn serve_refuses_a_bad_config_with_the_same_messages() {
     );
 }
 
+/// A route whose `upstream_ca` (line 27, column 15 of `ConfigDir::write`) is `nope.pem`.
+const ROUTE_WITH_CA: &str = "[[routes]]\npath = \"/x\"\nupstream = \"https://localhost:1\"\nauth = \"none\"\nupstream_ca = \"nope.pem\"\n";
+
 #[test]
-fn missing_certificate_is_a_startup_error_naming_the_file() {
-    let dir = ConfigDir::new();
-    let path = dir.write("", "");
-    std::fs::remove_file(dir.dir.path().join("cert.pem")).unwrap();
-    let out = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cert.pem"), "{stderr}");
+fn files_the_config_names_are_loaded_by_check_config_and_serve() {
+    // (what is wrong, the change to a fresh ConfigDir, extra config, line:column, key, needle)
+    type Breaks = fn(&ConfigDir);
+    let cases: &[(&str, Breaks, &str, &str, &str, &str)] = &[
+        (
+            "missing certificate",
+            |d| std::fs::remove_file(d.dir.path().join("cert.pem")).unwrap(),
+            "",
+            "7:8",
+            "server.tls.cert",
+            "cert.pem: No such file or directory",
+        ),
+        (
+            "certificate that is not PEM",
+            |d| std::fs::write(d.dir.path().join("cert.pem"), "not a certificate").unwrap(),
+            "",
+            "7:8",
+            "server.tls.cert",
+            "cert.pem",
+        ),
+        (
+            "garbage private key",
+            |d| std::fs::write(d.dir.path().join("key.pem"), "garbage").unwrap(),
+            "",
+            "8:7",
+            "server.tls.key",
+            "key.pem",
+        ),
+        (
+            "a key that does not match the certificate",
+            |d| {
+                let other = crate::harness::TestPki::new();
+                std::fs::write(d.dir.path().join("key.pem"), &other.server_key_pem).unwrap()
+            },
+            "",
+            "8:7",
+            "server.tls.key",
+            "does not match the certificate",
+        ),
+        (
+            "missing signing key",
+            |d| std::fs::remove_file(d.dir.path().join("signing.pem")).unwrap(),
+            "",
+            "21:17",
+            "oauth.signing_keys[0]",
+            "signing.pem",
+        ),
+        (
+            "garbage signing key",
+            |d| std::fs::write(d.dir.path().join("signing.pem"), "garbage").unwrap(),
+            "",
+            "21:17",
+            "oauth.signing_keys[0]",
+            "signing.pem",
+        ),
+        (
+            "missing upstream CA",
+            |_| {},
+            ROUTE_WITH_CA,
+            "27:15",
+            "routes[0].upstream_ca",
+            "nope.pem: No such file or directory",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, breaks, extra, at, key, needle) in cases {
+        let dir = ConfigDir::new();
+        let path = dir.write("", extra);
+        breaks(&dir);
+        let want = format!("{}:{at}: {key}: ", path.display());
+        for command in ["check-config", "serve"] {
+            let out = Command::new(binary())
+                .args([command, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let located = stderr
+                .lines()
+                .any(|l| l.starts_with(&want) && l.contains(needle));
+            if out.status.code() != Some(2) || !located {
+                failures.push(format!(
+                    "{what}: `{command}` exited {:?}; want exit 2 and a line starting {want:?} containing {needle:?}; stderr:\n{stderr}",
+                    out.status.code()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

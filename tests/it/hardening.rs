@@ -476,7 +476,10 @@ async fn an_early_413_reaches_a_client_still_sending() {
         assert!(written.is_ok(), "round {round}: {written:?}");
         stream.flush().await.unwrap();
         let answer = read_until_close(&mut stream, 10 * SECOND).await;
-        assert!(answer.starts_with("HTTP/1.1 413"), "round {round}: {answer:?}");
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "round {round}: {answer:?}"
+        );
     }
 }
 

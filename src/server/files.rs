@@ -1,0 +1,166 @@
+//! The files the config names: the TLS certificate and key (RFC 8446 via rustls), the Ed25519
+//! signing keys (RFC 8410) and each route's `upstream_ca`. `check-config`, `serve` and a
+//! reload load them through this one function, and every problem is a config problem located
+//! at the key that names the file (SPEC §1: exit 2), e.g.
+//! `gatehouse.toml:7:8: server.tls.cert: cannot read /etc/gatehouse/cert.pem: No such file…`.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::oauth::keys::{KeyError, SigningKeys};
+use crate::proxy::forward::{ForwarderError, load_ca};
+
+use super::tls::{self, TlsError};
+
+/// What the files hold, ready to serve with.
+pub struct ConfigFiles {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub keys: SigningKeys,
+}
+
+/// Loads every file `config` names, or reports every one that does not load.
+pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
+    let mut errors = Vec::new();
+    let tls = match tls::server_config(&config.server.tls.cert, &config.server.tls.key) {
+        Ok(tls) => Some(tls),
+        Err(problems) => {
+            errors.extend(problems.0.into_iter().map(|e| tls_error(config, e)));
+            None
+        }
+    };
+    let keys = signing_keys(config, &mut errors);
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(path) = &route.upstream_ca
+            && let Err(e) = load_ca(path)
+        {
+            errors.push(config.error_at(&format!("routes[{i}].upstream_ca"), ca_problem(e)));
+        }
+    }
+    match (tls, keys) {
+        (Some(tls), Some(keys)) if errors.is_empty() => Ok(ConfigFiles { tls, keys }),
+        _ => {
+            errors.sort_by_key(|e| (e.line, e.column));
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn tls_error(config: &Config, e: TlsError) -> ConfigError {
+    match e {
+        TlsError::Key(problem) => config.error_at("server.tls.key", problem),
+        TlsError::Cert(problem) => config.error_at("server.tls.cert", problem),
+        TlsError::Rustls(e) => config.error_at("server.tls.cert", format!("TLS setup: {e}")),
+    }
+}
+
+/// The signing keys, each file on its own first so that every bad one is named, then as a set
+/// (which refuses the same key twice).
+fn signing_keys(config: &Config, errors: &mut Vec<ConfigError>) -> Option<SigningKeys> {
+    let paths = &config.oauth.signing_keys;
+    let before = errors.len();
+    for (i, path) in paths.iter().enumerate() {
+        if let Err(e) = SigningKeys::load(std::slice::from_ref(path)) {
+            errors.push(config.error_at(&format!("oauth.signing_keys[{i}]"), key_problem(&e)));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    match SigningKeys::load(paths) {
+        Ok(keys) => Some(keys),
+        Err(e) => {
+            let index = match &e {
+                KeyError::Duplicate { path, .. } => paths.iter().rposition(|p| p == path),
+                _ => None,
+            };
+            let key = index.map_or_else(
+                || "oauth.signing_keys".to_string(),
+                |i| format!("oauth.signing_keys[{i}]"),
+            );
+            errors.push(config.error_at(&key, key_problem(&e)));
+            None
+        }
+    }
+}
+
+fn key_problem(e: &KeyError) -> String {
+    match e {
+        KeyError::Missing(path) => format!("cannot read {}: file not found", path.display()),
+        KeyError::Unreadable { path, source } => {
+            format!("cannot read {}: {source}", path.display())
+        }
+        KeyError::NotEd25519 { path, reason } => format!(
+            "{}: not an Ed25519 PKCS#8 private key (-----BEGIN PRIVATE KEY-----): {reason}",
+            path.display()
+        ),
+        KeyError::Duplicate { path, first } => {
+            format!("{}: the same key as {}", path.display(), first.display())
+        }
+        KeyError::NoKeys => "required: at least one Ed25519 PEM key file".to_string(),
+        KeyError::Generate(reason) => reason.clone(),
+    }
+}
+
+fn ca_problem(e: ForwarderError) -> String {
+    match e {
+        ForwarderError::CaFile { path, source } => {
+            format!("cannot read {}: {source}", path.display())
+        }
+        ForwarderError::CaEmpty { path } => format!(
+            "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
+            path.display()
+        ),
+        ForwarderError::CaInvalid { path, reason } => format!("{}: {reason}", path.display()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_in(dir: &std::path::Path, signing_keys: &str) -> Config {
+        let src = format!(
+            "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[oauth]\nsigning_keys = {signing_keys}\n[[routes]]\npath = \"/\"\nupstream = \"https://127.0.0.1:1\"\nauth = \"none\"\nupstream_ca = \"ca.pem\"\n"
+        );
+        let path = dir.join("gatehouse.toml");
+        Config::parse(&src, &path, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn every_file_problem_is_reported_at_once_at_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = crate::oauth::keys::generate_pem().unwrap();
+        std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
+        let config = config_in(dir.path(), r#"["k.pem", "junk.pem", "gone.pem"]"#);
+        let Err(errors) = load(&config) else {
+            panic!("nothing loads")
+        };
+        let got: Vec<(usize, usize, &str)> = errors
+            .0
+            .iter()
+            .map(|e| (e.line, e.column, e.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4, 8, "server.tls.cert"),
+                (5, 7, "server.tls.key"),
+                (7, 26, "oauth.signing_keys[1]"),
+                (7, 38, "oauth.signing_keys[2]"),
+                (12, 15, "routes[0].upstream_ca"),
+            ],
+            "{errors}"
+        );
+
+        // Each file loads, but the same key is named twice: the second is the mistake.
+        let config = config_in(dir.path(), r#"["k.pem", "./k.pem"]"#);
+        let message = load(&config).err().unwrap().to_string();
+        assert!(
+            message.contains(":7:26: oauth.signing_keys[1]: "),
+            "{message}"
+        );
+        assert!(message.contains("the same key as"), "{message}");
+    }
+}
