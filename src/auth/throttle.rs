@@ -2,12 +2,17 @@
 //! counted per user name and per client address within `login.window`; each failure after the
 //! first makes the key wait twice as long as before (exponential back-off), and reaching
 //! `login.max_failures` bans the key for `login.ban`, as Authelia's regulation does. The
-//! state is in memory (per replica) and bounded; time is always the caller's `now`.
+//! client address is the one [`client_addr`] resolves through `server.trusted_proxies`, for
+//! this throttle and the client-authentication one. The state is in memory (per replica) and
+//! bounded; time is always the caller's `now`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use http::header::FORWARDED;
 
 use super::password::{HashParams, PasswordVerifier, VerifierLimits, hash_password_with};
 use crate::config::Config;
@@ -157,6 +162,73 @@ fn prune(entries: &mut HashMap<Key, Entry>, policy: &ThrottlePolicy, now: System
     }
 }
 
+/// The client address every throttle counts (SPEC §3.2): the TCP peer, unless the peer is a
+/// trusted proxy (`trusted` is `server.trusted_proxies`, as the proxy's header policy knows
+/// them); then the right-most `X-Forwarded-For` entry that is not itself a trusted proxy,
+/// or, without `X-Forwarded-For`, the right-most such `Forwarded: for=` (RFC 7239). Entries
+/// left of it were written by the client and are never believed. An entry that is not an
+/// address (`unknown`, an obfuscated name, garbage) ends the walk at the trusted hop that
+/// reported it; a chain of trusted hops only ends at its left-most one.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted(peer) {
+        return peer;
+    }
+    let xff = headers.get_all("x-forwarded-for");
+    let hops: Vec<Option<IpAddr>> = if xff.iter().next().is_some() {
+        xff.iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|entry| std::str::from_utf8(entry).ok().and_then(parse_hop))
+            .collect()
+    } else {
+        headers
+            .get_all(FORWARDED)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|element| std::str::from_utf8(element).ok().and_then(forwarded_for))
+            .collect()
+    };
+    let mut nearest = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if trusted(ip) => nearest = ip,
+            Some(ip) => return ip,
+            None => return nearest,
+        }
+    }
+    nearest
+}
+
+/// The address of one `Forwarded` element's `for=` parameter.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
+        .and_then(|(_, value)| parse_hop(value))
+}
+
+/// One hop: `192.0.2.1`, `2001:db8::1`, with a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`),
+/// bracketed (`[2001:db8::1]`), possibly quoted.
+fn parse_hop(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+        .trim();
+    let ip = text
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<IpAddr>().ok())
+        })?;
+    Some(ip.to_canonical())
+}
+
 /// Everything a login needs besides the store: the throttle and the bounded verifier.
 #[derive(Debug)]
 pub struct LoginGuard {
@@ -194,6 +266,7 @@ fn dummy_like(params: HashParams) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     const POLICY: ThrottlePolicy = ThrottlePolicy {
         max_failures: 5,
@@ -268,5 +341,94 @@ mod tests {
         t.failure(&POLICY, "b", ip("2001:db8::2"), now);
         assert!(t.check("c", ip("2001:db8::ffff"), now).is_err());
         assert!(t.check("c", ip("2001:db9::1"), now).is_ok());
+    }
+
+    fn resolve(peer: &str, headers: &[(&str, &str)]) -> IpAddr {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            map.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        client_addr(ip(peer), &map, |a| proxies.iter().any(|n| n.contains(&a)))
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_sends() {
+        let xff = [("x-forwarded-for", "192.0.2.1")];
+        assert_eq!(resolve("203.0.113.5", &xff), ip("203.0.113.5"));
+        let fwd = [("forwarded", "for=192.0.2.1")];
+        assert_eq!(resolve("203.0.113.5", &fwd), ip("203.0.113.5"));
+        assert_eq!(resolve("::ffff:203.0.113.5", &xff), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("x-forwarded-for", "192.0.2.1")], "192.0.2.1"),
+            // The client wrote the left-most entry; our balancer appended the real one.
+            (
+                &[("x-forwarded-for", "198.51.100.1, 192.0.2.1")],
+                "192.0.2.1",
+            ),
+            (
+                &[("x-forwarded-for", "198.51.100.1, 192.0.2.1, 10.1.1.1")],
+                "192.0.2.1",
+            ),
+            // Several header lines are one list, in order.
+            (
+                &[
+                    ("x-forwarded-for", "198.51.100.1"),
+                    ("x-forwarded-for", "192.0.2.1"),
+                ],
+                "192.0.2.1",
+            ),
+            (&[("x-forwarded-for", "192.0.2.1:4711")], "192.0.2.1"),
+            (&[("x-forwarded-for", "[2001:db8::1]:4711")], "2001:db8::1"),
+            (&[("x-forwarded-for", "::ffff:192.0.2.1")], "192.0.2.1"),
+            // Only trusted hops: the left-most one (an internal client).
+            (&[("x-forwarded-for", "10.2.2.2, 10.1.1.1")], "10.2.2.2"),
+            // Not an address: stop at the trusted hop that reported it, never look left of it.
+            (&[("x-forwarded-for", "192.0.2.1, unknown")], "10.0.0.1"),
+            (
+                &[("x-forwarded-for", "192.0.2.1, unknown, 10.1.1.1")],
+                "10.1.1.1",
+            ),
+            (&[("x-forwarded-for", "")], "10.0.0.1"),
+            (&[], "10.0.0.1"),
+            (&[("forwarded", "for=192.0.2.43")], "192.0.2.43"),
+            (
+                &[(
+                    "forwarded",
+                    "for=198.51.100.1, for=\"[2001:db8:cafe::17]:4711\";proto=https",
+                )],
+                "2001:db8:cafe::17",
+            ),
+            (
+                &[("forwarded", "proto=https;For=\"192.0.2.43:47011\"")],
+                "192.0.2.43",
+            ),
+            (&[("forwarded", "for=192.0.2.1, for=_hidden")], "10.0.0.1"),
+            // X-Forwarded-For wins over Forwarded when both are present.
+            (
+                &[
+                    ("forwarded", "for=198.51.100.1"),
+                    ("x-forwarded-for", "192.0.2.1"),
+                ],
+                "192.0.2.1",
+            ),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(resolve("10.0.0.1", headers), ip(want), "{headers:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_forwarding_header_resolves_without_panicking(value in "[ -~]{0,80}") {
+            for name in ["x-forwarded-for", "forwarded"] {
+                let _ = resolve("10.0.0.1", &[(name, value.as_str())]);
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::params::{Params, decode};
 use super::reply;
 use super::request::OAuthRequest;
 use crate::auth::secret::Secret;
+use crate::auth::throttle;
 use crate::body::Body;
 use crate::server::Gateway;
 use crate::server::own::Ctx;
@@ -141,24 +142,33 @@ pub async fn authenticate_request(
     now: SystemTime,
 ) -> Result<App, Refused> {
     let presented = presented(&request.parts.headers, &request.params)?;
-    authenticate_throttled(ctx.gateway, &presented, ctx.conn.peer.ip(), now).await
+    let addr = client_addr(ctx, &request.parts.headers);
+    authenticate_throttled(ctx.gateway, &presented, addr, now).await
+}
+
+/// The client address the throttle counts: the peer, or behind `server.trusted_proxies` the
+/// client they forwarded for (SPEC §3.2).
+pub fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
+    let policy = &ctx.live.headers;
+    throttle::client_addr(ctx.conn.peer.ip(), headers, |ip| policy.is_trusted(ip))
 }
 
 /// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of
-/// one client id from one address within [`FAILURE_WINDOW`], the rest of the window is
-/// refused without looking at the secret (SECURITY.md "Client authentication").
+/// one client id from one client address (`addr`) within [`FAILURE_WINDOW`], the rest of the
+/// window is refused without looking at the secret (SECURITY.md "Client authentication").
+/// Other addresses are not affected: one attacker cannot lock an app out for its backends.
 ///
 /// [`MAX_CLIENT_FAILURES`]: super::caches::MAX_CLIENT_FAILURES
 /// [`FAILURE_WINDOW`]: super::caches::FAILURE_WINDOW
 pub async fn authenticate_throttled(
     gateway: &Gateway,
     presented: &Presented,
-    peer: IpAddr,
+    addr: IpAddr,
     now: SystemTime,
 ) -> Result<App, Refused> {
     let caches = &gateway.oauth;
-    if let Some(secs) = caches.client_throttled(&presented.client_id, peer, now) {
-        tracing::warn!(client_id = %presented.client_id, %peer, "client authentication throttled");
+    if let Some(secs) = caches.client_throttled(&presented.client_id, addr, now) {
+        tracing::warn!(client_id = %presented.client_id, %addr, "client authentication throttled");
         return Err(Refused {
             error: OAuthError::new(
                 OAuthErrorCode::InvalidClient,
@@ -172,7 +182,7 @@ pub async fn authenticate_throttled(
     if let Err(r) = &result
         && r.error.code == OAuthErrorCode::InvalidClient
     {
-        caches.client_failed(&presented.client_id, peer, now);
+        caches.client_failed(&presented.client_id, addr, now);
     }
     result
 }

@@ -1,9 +1,8 @@
 //! `GET/POST /login` (SPEC §3.2): the sign-in form with a CSRF token bound to a login cookie
-//! (signed double-submit), throttling per user name and per client address before any
+//! (signed double-submit), throttling per user name and per client address (as
+//! `server.trusted_proxies` resolves it) before any
 //! password work, bounded argon2id verification that costs the same for unknown users, one
 //! message for every failure, and a fresh session on success.
-
-use std::net::IpAddr;
 
 use askama::Template;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -12,7 +11,7 @@ use hyper::body::Incoming;
 use super::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{csrf, page, return_to, session};
 use crate::auth::password::VerifyError;
-use crate::auth::throttle::ThrottlePolicy;
+use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::body::Body;
 use crate::oauth::params::{MAX_FORM_BYTES, Params, read_body};
 use crate::server::own::Ctx;
@@ -114,7 +113,8 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let guard = &ctx.gateway.login;
-    let addr = client_addr(ctx, headers);
+    let peer = ctx.conn.peer.ip();
+    let addr = throttle::client_addr(peer, headers, |ip| ctx.live.headers.is_trusted(ip));
     let now = ctx.gateway.clock.now();
     if let Err(t) = guard.throttle.check(username, addr, now) {
         count(ctx, "throttled");
@@ -205,25 +205,4 @@ fn count(ctx: &Ctx<'_>, result: &str) {
         .login_attempts
         .with_label_values(&[result])
         .inc();
-}
-
-/// The address throttling counts: the peer, or behind trusted proxies the nearest address
-/// in `X-Forwarded-For` that is not one of them.
-fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
-    let peer = ctx.conn.peer.ip();
-    let policy = &ctx.live.headers;
-    if !policy.is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !policy.is_trusted(*ip))
-        .unwrap_or(peer)
 }
