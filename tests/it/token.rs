@@ -628,3 +628,22 @@ async fn an_untrusted_peers_forwarded_for_is_ignored_by_the_client_throttle() {
         );
     }
 }
+
+#[tokio::test]
+async fn parallel_secret_guesses_get_no_more_tries_than_sequential_ones() {
+    let fx = Fx::start("").await;
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let guesses: Vec<String> = (0..40).map(|i| format!("guess-{i}")).collect();
+    let answers = futures_util::future::join_all(
+        guesses
+            .iter()
+            .map(|guess| fx.post("/oauth2/token", &form, Auth::Basic(CONF, guess))),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 10, "{checked} secrets checked: {statuses:?}");
+    assert_eq!(checked + throttled, 40, "{statuses:?}");
+}
