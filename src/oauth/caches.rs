@@ -1,7 +1,8 @@
 //! In-memory state of the authorization server on this replica (RFC 6749 §6, SPEC §3.1):
 //! the last token response per rotated refresh token, kept for `oauth.refresh_grace` so a
 //! repeated refresh gets the same answer, which origins some app allows for CORS, and failed
-//! client authentications per client id and address (brute-force throttling).
+//! client authentications per client id and client address (brute-force throttling, with the
+//! login throttle's bounded, record-then-judge counters).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use moka::sync::Cache;
 use tokio::sync::Mutex;
 
+use crate::auth::throttle::{Attempt, Key, Throttle, ThrottlePolicy, Throttled};
 use crate::store::SecretHash;
 
 /// Most refresh responses remembered at once (each is a few hundred bytes).
@@ -19,12 +21,18 @@ const MAX_ORIGIN_ENTRIES: u64 = 10_000;
 /// How long a preflight's "some app allows this origin" answer is reused.
 pub const ORIGIN_TTL: Duration = Duration::from_secs(10);
 
-/// Failed client authentications allowed per client id and address within
-/// [`FAILURE_WINDOW`]; more are refused without checking the secret until the window ends.
+/// Failed client authentications allowed per client id and client address within
+/// [`FAILURE_WINDOW`]; the next attempts are refused without checking the secret for
+/// [`FAILURE_WINDOW`] after the last of them.
 pub const MAX_CLIENT_FAILURES: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Most (client id, address) pairs tracked at once.
-const MAX_FAILURE_ENTRIES: u64 = 100_000;
+/// How client authentications are throttled: no back-off (machines retry at once), a ban.
+pub const CLIENT_POLICY: ThrottlePolicy = ThrottlePolicy {
+    max_failures: MAX_CLIENT_FAILURES,
+    window: FAILURE_WINDOW,
+    ban: FAILURE_WINDOW,
+    back_off: false,
+};
 
 /// The answer given to the refresh that rotated a token, replayed within the grace period.
 #[derive(Clone, Debug)]
@@ -45,8 +53,8 @@ pub type RefreshSlot = Arc<Mutex<Option<RememberedRefresh>>>;
 pub struct OAuthCaches {
     refresh: Cache<SecretHash, RefreshSlot>,
     origins: Cache<String, bool>,
-    /// (client id, address) → (failures, start of the window), against the gateway's clock.
-    failures: Cache<(String, IpAddr), (u32, SystemTime)>,
+    /// Failures per (client id, client address), against the gateway's clock.
+    clients: Throttle,
 }
 
 impl OAuthCaches {
@@ -62,10 +70,7 @@ impl OAuthCaches {
                 .max_capacity(MAX_ORIGIN_ENTRIES)
                 .time_to_live(ORIGIN_TTL)
                 .build(),
-            failures: Cache::builder()
-                .max_capacity(MAX_FAILURE_ENTRIES)
-                .time_to_live(FAILURE_WINDOW)
-                .build(),
+            clients: Throttle::new(),
         }
     }
 
@@ -82,27 +87,40 @@ impl OAuthCaches {
         self.origins.insert(origin.to_owned(), allowed);
     }
 
-    /// Seconds until `client_id` may try again from `peer`, if it is throttled now.
-    pub fn client_throttled(&self, client_id: &str, peer: IpAddr, now: SystemTime) -> Option<u64> {
-        let (count, since) = self.failures.get(&(client_id.to_owned(), peer))?;
-        let ends = since + FAILURE_WINDOW;
-        (count >= MAX_CLIENT_FAILURES && now < ends).then(|| {
-            ends.duration_since(now)
-                .unwrap_or_default()
-                .as_secs()
-                .max(1)
-        })
+    /// Registers a client authentication of `client_id` from `addr` before its secret is
+    /// checked (see [`Throttle::attempt`]).
+    pub async fn client_attempt(
+        &self,
+        client_id: &str,
+        addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<Attempt<'_, 1>, Throttled> {
+        let key = [Key::client(client_id, addr)];
+        self.clients.attempt(&CLIENT_POLICY, key, now).await
     }
+}
 
-    /// Counts a failed client authentication.
-    pub fn client_failed(&self, client_id: &str, peer: IpAddr, now: SystemTime) {
-        let key = (client_id.to_owned(), peer);
-        let next = match self.failures.get(&key) {
-            Some((count, since)) if now < since + FAILURE_WINDOW => {
-                (count.saturating_add(1), since)
-            }
-            _ => (1, now),
-        };
-        self.failures.insert(key, next);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_huge_client_id_is_stored_as_a_small_key() {
+        let caches = OAuthCaches::new(Duration::from_secs(10));
+        let now = SystemTime::now();
+        let huge = "c".repeat(64 * 1024);
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..MAX_CLIENT_FAILURES {
+            caches
+                .client_attempt(&huge, addr, now)
+                .await
+                .unwrap()
+                .failed();
+        }
+        assert!(caches.client_attempt(&huge, addr, now).await.is_err());
+        let other = format!("{}d", &huge[1..]);
+        assert!(caches.client_attempt(&other, addr, now).await.is_ok());
+        // The keys hold no copy of the id: a fixed size, nothing on the heap.
+        assert!(std::mem::size_of::<Key>() <= 64);
     }
 }

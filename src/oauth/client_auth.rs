@@ -1,7 +1,8 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749
 //! §2.3.1, §3.2.1; RFC 8414 method names): `client_secret_basic`, `client_secret_post`, or
 //! `none` for public clients — one method per request. Secrets are compared as SHA-256
-//! hashes in constant time, the previous secret within its rotation grace included.
+//! hashes in constant time, the previous secret within its rotation grace included, behind a
+//! throttle per client id and client address (SPEC §3.2).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,6 +17,7 @@ use super::params::{Params, decode};
 use super::reply;
 use super::request::OAuthRequest;
 use crate::auth::secret::Secret;
+use crate::auth::throttle;
 use crate::body::Body;
 use crate::server::Gateway;
 use crate::server::own::Ctx;
@@ -141,40 +143,71 @@ pub async fn authenticate_request(
     now: SystemTime,
 ) -> Result<App, Refused> {
     let presented = presented(&request.parts.headers, &request.params)?;
-    authenticate_throttled(ctx.gateway, &presented, ctx.conn.peer.ip(), now).await
+    let addr = client_addr(ctx, &request.parts.headers);
+    authenticate_throttled(ctx.gateway, &presented, addr, now).await
 }
 
-/// [`authenticate`] behind a brute-force throttle: after [`MAX_CLIENT_FAILURES`] failures of
-/// one client id from one address within [`FAILURE_WINDOW`], the rest of the window is
-/// refused without looking at the secret (SECURITY.md "Client authentication").
+/// The client address the throttle counts: the peer, or behind `server.trusted_proxies` the
+/// client they forwarded for (SPEC §3.2).
+pub fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
+    let policy = &ctx.live.headers;
+    throttle::client_addr(ctx.conn.peer.ip(), headers, |ip| policy.is_trusted(ip))
+}
+
+/// [`authenticate`] behind a brute-force throttle keyed by client id and client address
+/// `addr`: the attempt is registered before the secret is checked and counts unless the
+/// client authenticated, so after [`MAX_CLIENT_FAILURES`] failures within [`FAILURE_WINDOW`]
+/// further attempts, parallel ones included, are refused without looking at the secret
+/// (SECURITY.md "Client authentication"). Other addresses are not affected: one attacker
+/// cannot lock an app out for its real backends.
 ///
 /// [`MAX_CLIENT_FAILURES`]: super::caches::MAX_CLIENT_FAILURES
 /// [`FAILURE_WINDOW`]: super::caches::FAILURE_WINDOW
 pub async fn authenticate_throttled(
     gateway: &Gateway,
     presented: &Presented,
-    peer: IpAddr,
+    addr: IpAddr,
     now: SystemTime,
 ) -> Result<App, Refused> {
     let caches = &gateway.oauth;
-    if let Some(secs) = caches.client_throttled(&presented.client_id, peer, now) {
-        tracing::warn!(client_id = %presented.client_id, %peer, "client authentication throttled");
-        return Err(Refused {
-            error: OAuthError::new(
-                OAuthErrorCode::InvalidClient,
-                "too many failed client authentications; try again later",
-            ),
-            basic: false,
-            retry_after: Some(secs),
-        });
-    }
+    let attempt = match caches.client_attempt(&presented.client_id, addr, now).await {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            tracing::warn!(
+                client_id = %LogId(&presented.client_id),
+                %addr,
+                "client authentication throttled"
+            );
+            return Err(Refused {
+                error: OAuthError::new(
+                    OAuthErrorCode::InvalidClient,
+                    "too many failed client authentications; try again later",
+                ),
+                basic: false,
+                retry_after: Some(throttled.retry_after_secs()),
+            });
+        }
+    };
     let result = authenticate(&gateway.store, presented, now).await;
-    if let Err(r) = &result
-        && r.error.code == OAuthErrorCode::InvalidClient
-    {
-        caches.client_failed(&presented.client_id, peer, now);
+    match &result {
+        Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed(),
+        // Right credentials, or not checked at all (the store failed).
+        _ => attempt.forgive(),
     }
     result
+}
+
+/// A client id as the log shows it: at most its first 64 characters (an id of any length
+/// may be presented).
+struct LogId<'a>(&'a str);
+
+impl std::fmt::Display for LogId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(64) {
+            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
+            None => f.write_str(self.0),
+        }
+    }
 }
 
 /// Checks the credentials: the app exists and is active, a confidential app proved its
@@ -278,6 +311,14 @@ mod tests {
             .unwrap();
         assert_eq!(p.method, Method::None);
         assert!(presented(&HeaderMap::new(), &Params::default()).is_err());
+    }
+
+    #[test]
+    fn a_logged_client_id_is_cut_at_64_characters() {
+        let huge = "é".repeat(64 * 1024);
+        let logged = LogId(&huge).to_string();
+        assert_eq!(logged.chars().count(), 65, "64 and an ellipsis");
+        assert_eq!(LogId("webapp").to_string(), "webapp");
     }
 
     proptest::proptest! {

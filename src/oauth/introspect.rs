@@ -39,8 +39,8 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
         let e = reply::invalid_client("introspection is for confidential clients");
         return (reply::error(&e, false), None);
     }
-    let peer = ctx.conn.peer.ip();
-    let app = match client_auth::authenticate_throttled(gateway, &presented, peer, now).await {
+    let addr = client_auth::client_addr(ctx, &request.parts.headers);
+    let app = match client_auth::authenticate_throttled(gateway, &presented, addr, now).await {
         Ok(app) if app.client_type == ClientType::Confidential => app,
         Ok(_) => {
             let e = reply::invalid_client("introspection is for confidential clients");

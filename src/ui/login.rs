@@ -1,9 +1,8 @@
 //! `GET/POST /login` (SPEC §3.2): the sign-in form with a CSRF token bound to a login cookie
-//! (signed double-submit), throttling per user name and per client address before any
-//! password work, bounded argon2id verification that costs the same for unknown users, one
-//! message for every failure, and a fresh session on success.
-
-use std::net::IpAddr;
+//! (signed double-submit), throttling per user name and per client address (as
+//! `server.trusted_proxies` resolves it) that counts each attempt before any password work and
+//! forgives it on success, bounded argon2id verification that costs the same for unknown
+//! users, one message for every failure, and a fresh session on success.
 
 use askama::Template;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -12,7 +11,7 @@ use hyper::body::Incoming;
 use super::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{csrf, page, return_to, session};
 use crate::auth::password::VerifyError;
-use crate::auth::throttle::ThrottlePolicy;
+use crate::auth::throttle::{self, Key, ThrottlePolicy};
 use crate::body::Body;
 use crate::body::{ReadError, read_to_limit};
 use crate::oauth::params::{MAX_FORM_BYTES, Params};
@@ -115,37 +114,44 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let guard = &ctx.gateway.login;
-    let addr = client_addr(ctx, headers);
+    let peer = ctx.conn.peer.ip();
+    let addr = throttle::client_addr(peer, headers, |ip| ctx.live.headers.is_trusted(ip));
     let now = ctx.gateway.clock.now();
-    if let Err(t) = guard.throttle.check(username, addr, now) {
-        count(ctx, "throttled");
-        tracing::warn!(request_id = ctx.request_id(), %addr, "login throttled");
-        let mut r = form(
-            ctx,
-            headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            to,
-            username,
-            Some(THROTTLED),
-        );
-        let secs = t.retry_after.as_millis().div_ceil(1000).max(1).to_string();
-        if let Ok(v) = HeaderValue::from_str(&secs) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
+    let policy = ThrottlePolicy::from_config(&ctx.live.config);
+    // Registered before the password is looked at and judged as if the attempts under way
+    // failed (record, then judge): parallel guesses get no more tries than sequential ones.
+    let user_key = Key::user(username);
+    let keys = [user_key, Key::addr(addr)];
+    let attempt = match guard.throttle.attempt(&policy, keys, now).await {
+        Ok(attempt) => attempt,
+        Err(t) => {
+            count(ctx, "throttled");
+            tracing::warn!(request_id = ctx.request_id(), %addr, "login throttled");
+            let mut r = form(
+                ctx,
+                headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                to,
+                username,
+                Some(THROTTLED),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after_secs()));
+            return r;
         }
-        return r;
-    }
+    };
     let password = params.get("password").unwrap_or_default();
     let user = ctx.live.directory.user(username);
     let hash = user.map(|u| u.password_hash.expose());
     match guard.verifier.verify(password, hash).await {
-        Ok(true) => {}
+        Ok(true) => {
+            // Not a failure, and the name's earlier failures are forgotten. The address keeps
+            // its count: one valid account must not reset the counter of someone guessing.
+            attempt.forgive();
+            guard.throttle.forget(&user_key);
+        }
         Ok(false) => {
-            guard.throttle.failure(
-                &ThrottlePolicy::from_config(&ctx.live.config),
-                username,
-                addr,
-                now,
-            );
+            attempt.failed();
             count(ctx, "failure");
             tracing::info!(request_id = ctx.request_id(), %addr, "login failed");
             return form(
@@ -158,6 +164,8 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             );
         }
         Err(VerifyError::Busy) => {
+            // Never checked: not a failure.
+            attempt.forgive();
             count(ctx, "unavailable");
             return form(
                 ctx,
@@ -169,11 +177,11 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             );
         }
         Err(VerifyError::Internal) => {
+            attempt.forgive();
             count(ctx, "unavailable");
             return super::internal(ctx, "the password verification task failed");
         }
     }
-    guard.throttle.success(username);
     match session::start(ctx, username, cookies::get(headers, SESSION_COOKIE)).await {
         Ok(cookie) => {
             count(ctx, "success");
@@ -208,25 +216,4 @@ fn count(ctx: &Ctx<'_>, result: &str) {
         .login_attempts
         .with_label_values(&[result])
         .inc();
-}
-
-/// The address throttling counts: the peer, or behind trusted proxies the nearest address
-/// in `X-Forwarded-For` that is not one of them.
-fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
-    let peer = ctx.conn.peer.ip();
-    let policy = &ctx.live.headers;
-    if !policy.is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !policy.is_trusted(*ip))
-        .unwrap_or(peer)
 }

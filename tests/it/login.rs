@@ -253,6 +253,66 @@ async fn failed_logins_back_off_then_ban_the_name_and_the_address() {
 }
 
 #[tokio::test]
+async fn parallel_wrong_passwords_get_no_more_tries_than_max_failures() {
+    // Default [login]: max_failures = 5. Forty guesses for one user, all at once, each from
+    // its own browser (its own form and CSRF token) and all within one window.
+    let gw = start("").await;
+    let verifier = &gw.gateway.login.verifier;
+    let forms = futures_util::future::join_all((0..40).map(|_| async {
+        let (client, _) = browser(&gw);
+        let csrf = login_form(&gw, &client, "").await;
+        (client, csrf)
+    }))
+    .await;
+    let before = verifier.computed();
+    let statuses =
+        futures_util::future::join_all(forms.iter().enumerate().map(|(i, (client, csrf))| {
+            let gw = &gw;
+            async move {
+                let guess = format!("guess-{i}");
+                let r = post_login(gw, client, csrf, "alice", &guess, "/").await;
+                r.status().as_u16()
+            }
+        }))
+        .await;
+    let failed = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(failed <= 5, "{failed} guesses checked: {statuses:?}");
+    assert_eq!(failed + throttled, 40, "{statuses:?}");
+    let verified = verifier.computed() - before;
+    assert!(verified <= 5, "{verified} password verifications");
+    let m = gw.metrics().await;
+    let counted = metric_value(&m, "gatehouse_login_attempts_total{result=\"failure\"}");
+    assert!(counted.unwrap_or(0.0) <= 5.0, "{counted:?}");
+}
+
+#[tokio::test]
+async fn parallel_right_passwords_from_one_address_take_turns_and_all_sign_in() {
+    // Colleagues behind one NAT (and one user in several tabs) sign in at the same moment:
+    // attempts under way make the next ones wait their turn, never refuse them.
+    let gw = start("").await;
+    let gw = &gw;
+    let forms = futures_util::future::join_all((0..12).map(|i| async move {
+        let (client, _) = browser(gw);
+        let csrf = login_form(gw, &client, "").await;
+        let (user, password) = if i % 2 == 0 {
+            ("alice", ALICE_PASSWORD)
+        } else {
+            ("root", ROOT_PASSWORD)
+        };
+        (client, csrf, user, password)
+    }))
+    .await;
+    let statuses =
+        futures_util::future::join_all(forms.iter().map(|(client, csrf, user, password)| async {
+            let r = post_login(gw, client, csrf, user, password, "/").await;
+            r.status().as_u16()
+        }))
+        .await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+}
+
+#[tokio::test]
 async fn logout_needs_its_csrf_token_and_ends_the_session() {
     let gw = start("").await;
     let (client, _) = browser(&gw);

@@ -70,19 +70,24 @@ impl Answer {
 impl Fx {
     /// A gateway with `oauth_extra` appended to `[oauth]`, the apps, and a bearer route.
     pub async fn start(oauth_extra: &str) -> Self {
-        let fx = Self::start_in(ConfigDir::new(), oauth_extra).await;
+        Self::start_with("", oauth_extra).await
+    }
+
+    /// [`Fx::start`] with `server_extra` in `[server]` (e.g. `trusted_proxies`).
+    pub async fn start_with(server_extra: &str, oauth_extra: &str) -> Self {
+        let fx = Self::start_in(ConfigDir::new(), server_extra, oauth_extra).await;
         create_apps(&fx.gw.gateway.store).await;
         fx
     }
 
     /// A gateway in `dir` without creating the apps (a replica of a shared store).
-    async fn start_in(dir: ConfigDir, oauth_extra: &str) -> Self {
+    async fn start_in(dir: ConfigDir, server_extra: &str, oauth_extra: &str) -> Self {
         let up = Upstream::start().await;
         let extra = format!(
             "{oauth_extra}\n{USERS}\n[[routes]]\npath = \"/rest/api\"\nupstream = \"http://{}\"\nauth = \"bearer\"\nscopes = {{ GET = \"READ\", \"*\" = \"WRITE\" }}\n",
             up.addr
         );
-        let gw = TestGateway::start_in(dir, "", &extra).await;
+        let gw = TestGateway::start_in(dir, server_extra, &extra).await;
         Self { gw, up }
     }
 
@@ -93,9 +98,9 @@ impl Fx {
         let store = format!("[store]\nurl = \"{}\"\n", db.url);
         let first_dir = ConfigDir::new();
         let second_dir = ConfigDir::sharing_keys_with(&first_dir);
-        let one = Self::start_in(first_dir, &store).await;
+        let one = Self::start_in(first_dir, "", &store).await;
         create_apps(&one.gw.gateway.store).await;
-        let two = Self::start_in(second_dir, &store).await;
+        let two = Self::start_in(second_dir, "", &store).await;
         Some((one, two, db))
     }
 

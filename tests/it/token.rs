@@ -533,3 +533,117 @@ async fn guessing_a_client_secret_is_throttled() {
     let a = fx.redeem(&fresh).await;
     assert_eq!(a.status, 200, "after the window: {}", a.text);
 }
+
+/// Ten wrong secrets for [`CONF`] sent with `headers`; each must be a plain 401.
+async fn ten_wrong_secrets(fx: &Fx, form: &[(&str, &str)], headers: &[(&str, &str)]) {
+    for i in 0..10 {
+        let guess = format!("guess-{i}");
+        let a = fx
+            .post_with(
+                "/oauth2/token",
+                "",
+                form,
+                Auth::Basic(CONF, &guess),
+                headers,
+            )
+            .await;
+        assert_eq!(a.status, 401, "guess {i}: {}", a.text);
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_secret_guesses_count_against_the_forwarded_address() {
+    // A load balancer at 127.0.0.1: every client's TCP peer is the balancer.
+    let fx = Fx::start_with("trusted_proxies = [\"127.0.0.1/32\"]", "").await;
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let attacker = [("x-forwarded-for", "203.0.113.7")];
+    ten_wrong_secrets(&fx, &form, &attacker).await;
+    let right = Auth::Basic(CONF, CONF_SECRET);
+    let a = fx
+        .post_with("/oauth2/token", "", &form, right, &attacker)
+        .await;
+    assert_eq!(a.status, 429, "the guessing address waits: {}", a.text);
+    // Entries the attacker adds on the left of the balancer's do not change who they are.
+    let spoofed = [("x-forwarded-for", "198.51.100.1, 203.0.113.7")];
+    let a = fx
+        .post_with("/oauth2/token", "", &form, right, &spoofed)
+        .await;
+    assert_eq!(a.status, 429, "a spoofed left-most entry: {}", a.text);
+    let a = fx
+        .post_with(
+            "/oauth2/introspect",
+            "",
+            &[("token", "x")],
+            right,
+            &attacker,
+        )
+        .await;
+    assert_eq!(a.status, 429, "introspection resolves the address too");
+    // The app's real backend, behind the same balancer, is not locked out.
+    let victim = [("x-forwarded-for", "192.0.2.10")];
+    let a = fx
+        .post_with("/oauth2/token", "", &form, right, &victim)
+        .await;
+    assert_eq!(a.status, 200, "another client address: {}", a.text);
+    // An RFC 7239 `Forwarded` header from the balancer is understood as well.
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let forwarded = [("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https")];
+    let a = fx
+        .post_with("/oauth2/token", "", &form, right, &forwarded)
+        .await;
+    assert_eq!(a.status, 200, "Forwarded: for=: {}", a.text);
+    let attacker_forwarded = [("forwarded", "for=203.0.113.7")];
+    let a = fx
+        .post_with(
+            "/oauth2/revoke",
+            "",
+            &[("token", "x")],
+            right,
+            &attacker_forwarded,
+        )
+        .await;
+    assert_eq!(a.status, 429, "the same address through Forwarded");
+}
+
+#[tokio::test]
+async fn an_untrusted_peers_forwarded_for_is_ignored_by_the_client_throttle() {
+    let fx = Fx::start("").await;
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    ten_wrong_secrets(&fx, &form, &[("x-forwarded-for", "203.0.113.7")]).await;
+    let right = Auth::Basic(CONF, CONF_SECRET);
+    for headers in [
+        [("x-forwarded-for", "192.0.2.10")],
+        [("forwarded", "for=192.0.2.10")],
+    ] {
+        let a = fx
+            .post_with("/oauth2/token", "", &form, right, &headers)
+            .await;
+        assert_eq!(
+            a.status, 429,
+            "{headers:?}: the peer is the client: {}",
+            a.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_secret_guesses_get_no_more_tries_than_sequential_ones() {
+    let fx = Fx::start("").await;
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let guesses: Vec<String> = (0..40).map(|i| format!("guess-{i}")).collect();
+    let answers = futures_util::future::join_all(
+        guesses
+            .iter()
+            .map(|guess| fx.post("/oauth2/token", &form, Auth::Basic(CONF, guess))),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 10, "{checked} secrets checked: {statuses:?}");
+    assert_eq!(checked + throttled, 40, "{statuses:?}");
+}
