@@ -116,7 +116,16 @@ impl HeaderPolicy {
         }
     }
 
+    /// Whether `peer` is in `server.trusted_proxies`; an IPv4-mapped IPv6 address (a dual-stack
+    /// listener's view of an IPv4 peer) is compared as the IPv4 address it is.
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        if self.trusted_proxies.is_empty() {
+            return false;
+        }
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
         self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 
@@ -497,6 +506,14 @@ mod tests {
                 && h.get("x_forwarded_uri").is_none()
                 && h.get("x-original-url").is_none()
         );
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_are_trusted_as_ipv4() {
+        let p = policy(&["10.0.0.0/8"]);
+        assert!(p.is_trusted("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(p.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(!p.is_trusted("::ffff:11.1.2.3".parse().unwrap()));
     }
 
     #[test]
