@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gatehouse::App;
-use gatehouse::oauth::jwt::AccessClaims;
+use gatehouse::auth::jwt::AccessClaims;
 use gatehouse::store::{NewAuthCode, NewRefreshToken, RedeemOutcome, secret_hash};
 use http::HeaderValue;
 

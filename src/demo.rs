@@ -61,7 +61,7 @@ pub async fn build(options: DemoOptions) -> Result<Demo, DemoError> {
     write(dir.path(), "cert.pem", &cert.cert.pem())?;
     write(dir.path(), "key.pem", &cert.signing_key.serialize_pem())?;
     let signing =
-        crate::oauth::keys::generate_pem().map_err(|e| err("making the signing key")(&e))?;
+        crate::auth::keys::generate_pem().map_err(|e| err("making the signing key")(&e))?;
     write(dir.path(), "signing.pem", signing.expose())?;
     let demo_password = password()?;
     let admin_password = password()?;

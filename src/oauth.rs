@@ -1,5 +1,6 @@
-//! oauth: the authorization server (RFC 6749) and its primitives — PKCE (RFC 7636), signing
-//! keys and JWKS (RFC 7517, RFC 7638, RFC 8037) and JWT access tokens (RFC 9068, RFC 8725).
+//! oauth: the authorization server (RFC 6749) and its primitives — PKCE (RFC 7636), client
+//! authentication, grants, revocation (RFC 7009), introspection (RFC 7662) and metadata
+//! (RFC 8414). The keys that sign its tokens belong to `auth`, which verifies them.
 
 pub mod authorize;
 pub mod caches;
@@ -11,8 +12,6 @@ pub mod error;
 pub mod grant;
 pub mod grant_refresh;
 pub mod introspect;
-pub mod jwt;
-pub mod keys;
 pub mod logout;
 pub mod metadata;
 pub mod params;

@@ -50,7 +50,7 @@ pub enum StartupError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("oauth.signing_keys: {0}")]
-    Keys(#[from] crate::oauth::keys::KeyError),
+    Keys(#[from] crate::auth::keys::KeyError),
     #[error("{0}")]
     Directory(String),
     #[error("{0}")]
@@ -66,7 +66,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub store: crate::store::Store,
     pub clock: crate::clock::Clock,
-    pub keys: Arc<crate::oauth::keys::SigningKeys>,
+    pub keys: Arc<crate::auth::keys::SigningKeys>,
     pub auth: Arc<crate::auth::Authenticator>,
     /// The authorization server's per-replica caches (refresh grace answers, CORS origins).
     pub oauth: crate::oauth::caches::OAuthCaches,

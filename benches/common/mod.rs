@@ -14,7 +14,7 @@ pub async fn gateway_with_app(dir: &tempfile::TempDir) -> (App, gatehouse::store
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let key = gatehouse::oauth::keys::generate_pem().unwrap();
+    let key = gatehouse::auth::keys::generate_pem().unwrap();
     std::fs::write(dir.path().join("signing.pem"), key.expose()).unwrap();
     let toml = r#"
 [server]

@@ -19,8 +19,8 @@ use super::scope::Scopes;
 use crate::clock::unix_seconds;
 use crate::config::AuthConfig;
 use crate::metrics::Metrics;
-use crate::oauth::jwt::{TokenError, VerifyPolicy};
-use crate::oauth::keys::SigningKeys;
+use super::jwt::{TokenError, VerifyPolicy};
+use super::keys::SigningKeys;
 use crate::store::{SecretHash, Store, StoreEvent, secret_hash};
 
 /// Why a request is not authenticated. Each has a metrics label and an RFC 6750 answer.
@@ -395,7 +395,7 @@ pub fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, AuthFai
     let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || token.len() > crate::oauth::jwt::MAX_TOKEN_BYTES
+        || token.len() > super::jwt::MAX_TOKEN_BYTES
         || !body.bytes().all(token68)
     {
         return Err(AuthFailure::Malformed);

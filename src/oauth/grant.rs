@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::error::OAuthError;
-use super::jwt::AccessClaims;
+use crate::auth::jwt::AccessClaims;
 use super::params::Params;
 use super::pkce::{self, CodeChallengeMethod};
 use super::reply::{self, invalid_grant, store_failure};

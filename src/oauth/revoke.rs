@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::client_auth;
 use super::error::OAuthError;
-use super::jwt::AccessClaims;
+use crate::auth::jwt::AccessClaims;
 use super::{cors, reply, request};
 use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;

@@ -15,7 +15,7 @@ use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
-use crate::oauth::jwt::AssertionClaims;
+use crate::auth::jwt::AssertionClaims;
 use crate::proxy::forward::with_request_id;
 use crate::proxy::headers::{self, ClientFacts, Identity};
 use crate::proxy::path::normalize;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::oauth::keys::{KeyError, SigningKeys};
+use crate::auth::keys::{KeyError, SigningKeys};
 use crate::proxy::forward::{ForwarderError, load_ca};
 
 use super::tls::{self, TlsError};
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn every_file_problem_is_reported_at_once_at_its_key() {
         let dir = tempfile::tempdir().unwrap();
-        let pem = crate::oauth::keys::generate_pem().unwrap();
+        let pem = crate::auth::keys::generate_pem().unwrap();
         std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
         std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
         let config = config_in(dir.path(), r#"["k.pem", "junk.pem", "gone.pem"]"#);

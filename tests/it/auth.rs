@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use gatehouse::oauth::jwt::VerifyPolicy;
+use gatehouse::auth::jwt::VerifyPolicy;
 use gatehouse::store::secret_hash;
 
 use crate::harness::tokens::{self, Minted};
@@ -119,7 +119,7 @@ async fn missing_malformed_and_forged_tokens_are_refused_with_rfc_6750_answers()
     )
     .unwrap();
     assert_invalid(&gw, &hs256, "HS256 keyed with the public key").await;
-    let other = gatehouse::oauth::keys::SigningKeys::generate().unwrap();
+    let other = gatehouse::auth::keys::SigningKeys::generate().unwrap();
     let claims_struct = tokens::claims(
         g,
         "alice",

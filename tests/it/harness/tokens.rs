@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use gatehouse::auth::secret::{new_id, new_personal_access_token};
-use gatehouse::oauth::jwt::AccessClaims;
+use gatehouse::auth::jwt::AccessClaims;
 use gatehouse::server::Gateway;
 use gatehouse::store::{
     NewAuthCode, NewRefreshToken, PersonalToken, RedeemOutcome, Session, secret_hash,

@@ -2,7 +2,7 @@
 //! token is built by hand, then round trips, time checks against a moved clock, and rotation.
 
 use super::*;
-use crate::oauth::keys::generate_pem;
+use crate::auth::keys::generate_pem;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use proptest::prelude::*;

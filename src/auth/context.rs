@@ -1,0 +1,54 @@
+//! What a handler of the gateway's own endpoints (SPEC §3.1–§3.3) is given for one request:
+//! the services it may use — the store, the clock, the metrics, the key material, the token
+//! validator and the login throttle — and one immutable snapshot of the config and the user
+//! directory, taken when the request began, so that a reload changes everything or nothing for
+//! a request. It gives no way to reach the listeners, the proxy or the server's own state.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderMap, HeaderValue};
+
+use super::Authenticator;
+use super::directory::Directory;
+use super::keys::SigningKeys;
+use super::throttle::LoginGuard;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// One request's view of the gateway.
+pub struct Ctx<'a> {
+    pub store: &'a Store,
+    pub clock: &'a Clock,
+    pub metrics: &'a Metrics,
+    /// The keys that sign and verify the gateway's JWTs.
+    pub keys: &'a SigningKeys,
+    /// Bearer-token validation and its cache.
+    pub auth: &'a Authenticator,
+    /// Login throttling and bounded password verification (SPEC §3.2).
+    pub login: &'a LoginGuard,
+    /// The config as it stood when the request began.
+    pub config: &'a Config,
+    /// The users and scopes of that config.
+    pub directory: &'a Directory,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    pub request_id: &'a HeaderValue,
+}
+
+impl Ctx<'_> {
+    /// The request id, for logs and error bodies.
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    /// The client's address as `server.trusted_proxies` resolves it (SPEC §3.2): the peer,
+    /// or behind trusted proxies the nearest forwarded address that is not one of them.
+    pub fn client_addr(&self, headers: &HeaderMap) -> IpAddr {
+        let trusted = &self.config.server.trusted_proxies;
+        super::throttle::client_addr(self.peer.ip(), headers, |ip| {
+            trusted.iter().any(|net| net.contains(&ip))
+        })
+    }
+}
