@@ -2,7 +2,9 @@
 //! (RFC 6750, RFC 9068, SPEC §3.4): validated tokens are cached (moka, keyed by SHA-256 of the
 //! token) until the earlier of their expiry and `auth.cache_ttl`; invalid ones for
 //! `auth.negative_cache_ttl`, so a flood of one bad token costs one verification. Revocation
-//! events from the store take effect on the next request.
+//! and app-change events from the store take effect on the next request: a cached
+//! validation they concern is made again, and an access token holds at most what its app
+//! allows now (SPEC §2).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +99,8 @@ fn token_error_label(e: &TokenError) -> &'static str {
 struct Entry {
     result: Result<Arc<Principal>, AuthFailure>,
     epoch: u64,
+    /// [`Revoked::seq`] before the validation read the store.
+    since: u64,
     ttl: Duration,
 }
 
@@ -163,13 +167,18 @@ impl Authenticator {
         let token = bearer_token(authorization)?;
         let key = secret_hash(token);
         let epoch = self.epoch.load(Ordering::Acquire);
+        let since = self.revoked.seq();
         if let Some(entry) = self.cache.get(&key).filter(|e| e.epoch == epoch) {
-            self.hits.inc();
-            return match entry.result {
-                Ok(p) if p.expires_at + self.leeway <= now => Err(AuthFailure::Expired),
-                Ok(p) if self.revoked.covers(&p) => Err(AuthFailure::Revoked),
-                other => other,
+            let answer = match entry.result {
+                Ok(p) if p.expires_at + self.leeway <= now => Some(Err(AuthFailure::Expired)),
+                // Changed since it was cached: validate afresh below.
+                Ok(p) if self.revoked.covers(&p, entry.since) => None,
+                other => Some(other),
             };
+            if let Some(answer) = answer {
+                self.hits.inc();
+                return answer;
+            }
         }
         self.misses.inc();
         let result = self
@@ -190,6 +199,7 @@ impl Authenticator {
                 Entry {
                     result: result.clone(),
                     epoch,
+                    since,
                     ttl,
                 },
             );
@@ -221,22 +231,27 @@ impl Authenticator {
             .gid
             .clone()
             .ok_or(AuthFailure::Invalid("malformed"))?;
-        let live = store
-            .is_access_token_live(&claims.jti, &grant_id)
+        let app_scopes = store
+            .live_access_token_app_scopes(&claims.jti, &grant_id)
             .await
-            .map_err(unavailable)?;
-        let user = directory
-            .user(&claims.sub)
-            .filter(|_| live)
+            .map_err(unavailable)?
             .ok_or(AuthFailure::Revoked)?;
+        let user = directory.user(&claims.sub).ok_or(AuthFailure::Revoked)?;
         let granted = directory
             .scopes
             .parse(&claims.scope)
             .map_err(|_| AuthFailure::Invalid("malformed"))?;
+        // SPEC §2: what the token was granted, capped at what its user and its app may have
+        // now (an app narrowed since the grant narrows its tokens too).
+        let app_allows = app_scopes
+            .iter()
+            .filter_map(|s| directory.scopes.lookup(s))
+            .fold(Scopes::EMPTY, Scopes::union);
         let scopes = directory
             .scopes
             .expand(granted)
-            .intersection(user.max_scope);
+            .intersection(user.max_scope)
+            .intersection(directory.scopes.expand(app_allows));
         let expires_at =
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(claims.exp).unwrap_or(0));
         principal(
@@ -305,12 +320,15 @@ impl Authenticator {
             .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
     }
 
-    /// Applies one store event: the next request with an affected token is refused.
+    /// Applies one store event: the next request with a token it concerns is validated
+    /// afresh.
     pub fn on_event(&self, event: &StoreEvent) {
         match event {
             StoreEvent::TokenRevoked { jti } => self.revoked.token(jti),
             StoreEvent::GrantRevoked { grant_id } => self.revoked.grant(grant_id),
-            StoreEvent::AppRevoked { client_id } => self.revoked.app(client_id),
+            StoreEvent::AppRevoked { client_id } | StoreEvent::AppUpdated { client_id } => {
+                self.revoked.app(client_id)
+            }
             StoreEvent::PatRevoked { id, token_hash } => {
                 self.cache.invalidate(token_hash);
                 self.revoked.pat(id);

@@ -289,8 +289,9 @@ pub enum RotateOutcome {
     Unknown,
 }
 
-/// A revocation announcement for token caches (this process and, with PostgreSQL, every
-/// replica). A subscriber that lags behind the channel must treat it as [`StoreEvent::FlushAll`].
+/// A change announcement for token caches (this process and, with PostgreSQL, every
+/// replica). A subscriber that lags behind the channel must treat it as
+/// [`StoreEvent::FlushAll`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum StoreEvent {
@@ -300,6 +301,9 @@ pub enum StoreEvent {
     GrantRevoked { grant_id: String },
     /// An app was deleted or deactivated: all its tokens stopped being valid.
     AppRevoked { client_id: String },
+    /// An app was changed and is still active: its tokens hold what its scopes allow now
+    /// (SPEC §2), so a validation made before the change is stale.
+    AppUpdated { client_id: String },
     /// A personal access token was deleted; `token_hash` is SHA-256 of the token.
     PatRevoked { id: String, token_hash: SecretHash },
     /// Events may have been missed (notification connection lost and re-established):
