@@ -290,8 +290,8 @@ pub enum RotateOutcome {
 }
 
 /// A change announcement for token caches (this process and, with PostgreSQL, every
-/// replica). A subscriber that lags behind the channel must treat it as
-/// [`StoreEvent::FlushAll`].
+/// replica), and this replica's state of listening to the others. A subscriber that lags
+/// behind the channel must forget every cached validation.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum StoreEvent {
@@ -306,9 +306,12 @@ pub enum StoreEvent {
     AppUpdated { client_id: String },
     /// A personal access token was deleted; `token_hash` is SHA-256 of the token.
     PatRevoked { id: String, token_hash: SecretHash },
-    /// Events may have been missed (notification connection lost and re-established):
-    /// forget every cached validation.
-    FlushAll,
+    /// PostgreSQL: this replica's notification connection dropped, so the other replicas'
+    /// events are missed until [`StoreEvent::NotificationsBack`]. Local, never sent.
+    NotificationsLost,
+    /// PostgreSQL: listening again; what was sent while the connection was down was missed,
+    /// so every cached validation must go. Local, never sent.
+    NotificationsBack,
 }
 
 /// Rows deleted by one [`super::Store::cleanup_expired`] run, per table.

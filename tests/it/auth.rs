@@ -8,13 +8,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use gatehouse::oauth::jwt::VerifyPolicy;
-use gatehouse::store::secret_hash;
+use gatehouse::store::{StoreEvent, secret_hash};
 
 use crate::harness::tokens::{self, Minted};
 use crate::harness::upstream::Upstream;
-use crate::harness::{ConfigDir, TestGateway, USERS, metric_value};
+use crate::harness::{ConfigDir, TestGateway, USERS, metric_value, next_event_where};
 
 const HOUR: Duration = Duration::from_secs(3600);
+/// A generous bound on a store event's arrival: busy machines are slow, and waiting on the
+/// event itself costs nothing when it comes early.
+const EVENT_LIMIT: Duration = Duration::from_secs(30);
 
 fn routes(up: &Upstream, extra_route: &str) -> String {
     format!(
@@ -601,4 +604,77 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// SPEC §6: a replica that cannot hear other replicas' revocations (its LISTEN connection
+/// dropped and cannot come back) answers from a cache only for `auth.revocation_propagation`
+/// after it stopped hearing them; past that, what needs the store or the cache is 503 until
+/// it listens again — never a token another replica may have revoked meanwhile. Recovery
+/// needs no restart. The bound is crossed by moving the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_hearing_revocations_fails_closed_after_the_bound() {
+    let Some(db) = crate::support::TestDb::postgres("listener outage").await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let config = format!(
+        "[store]\nurl = \"{}\"\n[auth]\nrevocation_propagation = \"10m\"\n{}",
+        db.url,
+        routes(&up, "")
+    );
+    let gw = TestGateway::start("", &config).await;
+    let g = &gw.gateway;
+    // Replica two, as far as the store is concerned; opened while connections are allowed.
+    let other = db.open().await;
+    let doomed = tokens::access_token(g, "app1", "alice", "READ", HOUR).await;
+    let fresh = tokens::access_token(g, "app1", "alice", "READ", HOUR).await;
+    let client = gw.client(true);
+    let status = |token: &str| {
+        let req = client.get(gw.url("/rest/api/x")).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(&doomed.token).await, 200, "valid, and cached");
+
+    let mut events = g.store.subscribe();
+    db.allow_connections(false).await;
+    db.terminate_listeners().await;
+    next_event_where(&mut events, EVENT_LIMIT, |e| {
+        matches!(e, StoreEvent::NotificationsLost)
+    })
+    .await;
+    // Within the bound the replica still serves, from the store (its pool's open
+    // connections) and then from the cache.
+    assert_eq!(status(&doomed.token).await, 200);
+    // Replica two revokes: its notification cannot reach this replica.
+    let now = g.clock.now();
+    assert!(other.revoke_grant(&doomed.grant_id, now).await.unwrap());
+
+    g.clock.advance(Duration::from_secs(601));
+    assert_eq!(
+        status(&doomed.token).await,
+        503,
+        "past the bound, not even a cached answer"
+    );
+    assert_eq!(status(&fresh.token).await, 503, "nor one from the store");
+    let mut forged = fresh.token.clone();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    assert_eq!(
+        status(&forged).await,
+        401,
+        "what fails without the store still fails as invalid"
+    );
+
+    db.allow_connections(true).await;
+    // The listener retries with a backoff of up to 5 s.
+    next_event_where(&mut events, EVENT_LIMIT, |e| {
+        matches!(e, StoreEvent::NotificationsBack)
+    })
+    .await;
+    assert_eq!(
+        status(&doomed.token).await,
+        401,
+        "the missed revocation holds"
+    );
+    assert_eq!(status(&fresh.token).await, 200, "listening again: served");
+    other.close().await;
 }
