@@ -1,7 +1,8 @@
 //! Store contract suite, part 5: revocation events — delivered once per change to this
-//! handle's subscribers on both engines; with PostgreSQL also to another handle (a second
-//! replica), exactly once, and announced when the notification connection drops and when
-//! it listens again.
+//! handle's subscribers on both engines. PostgreSQL alone (SQLite's events never leave the
+//! one process, which the tests above cover) also delivers them to another handle (a second
+//! replica), exactly once, and announces when its notification connection drops and when it
+//! listens again.
 
 use std::time::Duration;
 
@@ -9,13 +10,15 @@ use gatehouse::store::*;
 use tokio::sync::broadcast::Receiver;
 
 use crate::store::{at, grant_for, refresh};
-use crate::support::{TestDb, contract_tests};
+use crate::support::{TestDb, contract_tests, postgres_tests};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
 contract_tests!(
     sync_hooks_see_a_change_before_its_call_returns,
     events_reach_local_subscribers_once_per_change,
+);
+postgres_tests!(
     events_reach_other_replicas,
     a_lost_listener_connection_is_announced_and_comes_back
 );
@@ -160,9 +163,6 @@ async fn events_reach_local_subscribers_once_per_change(db: TestDb) {
 }
 
 async fn events_reach_other_replicas(db: TestDb) {
-    if !db.is_postgres() {
-        return; // SQLite is one process: its events never leave it.
-    }
     let a = db.open().await;
     let b = db.open().await;
     let mut arx = a.subscribe();
@@ -213,9 +213,6 @@ async fn events_reach_other_replicas(db: TestDb) {
 /// handle announces the loss at once, listens again on its own and says so, and from then on
 /// hears the other replica again. Twice, so the new connection is the one cut the second time.
 async fn a_lost_listener_connection_is_announced_and_comes_back(db: TestDb) {
-    if !db.is_postgres() {
-        return; // No notification connection to lose.
-    }
     let a = db.open().await;
     let b = db.open().await;
     let mut brx = b.subscribe();

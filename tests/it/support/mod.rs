@@ -166,4 +166,22 @@ macro_rules! contract_tests {
     };
 }
 
+/// `postgres_tests!(a, b)` defines `postgres::a`, … for what only PostgreSQL promises (other
+/// replicas, the notification connection); skipped as `contract_tests!` skips them.
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(db) = $crate::support::TestDb::postgres(stringify!($name)).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub(crate) use contract_tests;
+pub(crate) use postgres_tests;
