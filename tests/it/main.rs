@@ -15,6 +15,7 @@ mod apps_pats;
 mod apps_revoke;
 mod apps_validation;
 mod auth;
+mod auth_replicas;
 mod authorize;
 mod authorize_consent;
 mod authorize_flow;
