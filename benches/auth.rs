@@ -103,10 +103,12 @@ fn bench(c: &mut Criterion) {
     });
     // While revocations are recent (a busy gateway rotates refresh tokens all the time), a hit
     // also looks the principal's ids up in the recently-revoked sets.
-    g.auth
-        .on_event(&gatehouse::store::StoreEvent::TokenRevoked {
+    g.auth.on_event(
+        &gatehouse::store::StoreEvent::TokenRevoked {
             jti: "another-jti".into(),
-        });
+        },
+        g.clock.now(),
+    );
     c.bench_function("auth/bearer_cache_hit_after_a_revocation", |b| {
         b.to_async(&rt).iter(authenticate)
     });

@@ -246,7 +246,7 @@ impl App {
             admin_stop.clone(),
             TaskTracker::new(),
         ));
-        let revocations = gateway.auth.spawn_listener(&gateway.store);
+        gateway.auth.follow(&gateway.store, gateway.clock.clone());
         let cleanup = gateway
             .store
             .spawn_cleanup(std::time::Duration::from_secs(60), gateway.clock.clone());
@@ -267,7 +267,6 @@ impl App {
         admin_stop.cancel();
         admin.abort();
         cleanup.abort();
-        revocations.abort();
         gateway.store.close().await;
     }
 }

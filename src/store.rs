@@ -188,14 +188,16 @@ impl Store {
     /// only through [`Store::rotate_app_secret`], so a stale copy cannot undo a rotation);
     /// `update_time` is taken from `app`. Leaving the
     /// app inactive revokes its grants and refresh tokens in the same transaction and
-    /// announces [`StoreEvent::AppRevoked`]. `NotFound` if there is no such app.
+    /// announces [`StoreEvent::AppRevoked`]; an active app announces
+    /// [`StoreEvent::AppUpdated`] (its scopes may have narrowed). `NotFound` if there is no
+    /// such app.
     pub async fn update_app(&self, app: &App) -> Result<(), StoreError> {
         on_engine!(self, e => e.update_app(app).await)
     }
 
     /// Creates or updates (by client id) an app declared in the config; returns it as stored
-    /// (an existing app keeps its id and create time). `Conflict` if the client id belongs to
-    /// an API-managed app.
+    /// (an existing app keeps its id and create time), announcing it as
+    /// [`Store::update_app`] does. `Conflict` if the client id belongs to an API-managed app.
     pub async fn upsert_config_app(&self, app: &App) -> Result<App, StoreError> {
         on_engine!(self, e => e.upsert_config_app(app).await)
     }
@@ -381,6 +383,17 @@ impl Store {
         grant_id: &str,
     ) -> Result<bool, StoreError> {
         on_engine!(self, e => e.is_access_token_live(jti, grant_id).await)
+    }
+
+    /// For a cache miss, in one round trip: the current scopes of the token's app (SPEC §2:
+    /// a token holds at most what its app allows now), or `None` when the token is revoked
+    /// or its grant or app is not live.
+    pub async fn live_access_token_app_scopes(
+        &self,
+        jti: &str,
+        grant_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        on_engine!(self, e => e.live_access_token_app_scopes(jti, grant_id).await)
     }
 
     // --- housekeeping ---------------------------------------------------------------------

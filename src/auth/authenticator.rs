@@ -2,11 +2,19 @@
 //! (RFC 6750, RFC 9068, SPEC §3.4): validated tokens are cached (moka, keyed by SHA-256 of the
 //! token) until the earlier of their expiry and `auth.cache_ttl`; invalid ones for
 //! `auth.negative_cache_ttl`, so a flood of one bad token costs one verification. Revocation
-//! events from the store take effect on the next request.
+//! and app-change events from the store take effect on the next request: a cached
+//! validation they concern is made again, and an access token holds at most what its app
+//! allows now (SPEC §2).
+//!
+//! With PostgreSQL, other replicas' events arrive over one LISTEN connection. While it is
+//! down (SPEC §6), the cache is emptied and answers come from it only for
+//! `auth.revocation_propagation` after the connection was lost; past that, a check that needs
+//! the store or the cache is `Unavailable` (503) until the replica listens again: a
+//! revocation it missed can never be honoured later than that bound.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use moka::sync::Cache;
@@ -16,7 +24,7 @@ use super::directory::Directory;
 use super::principal::{Principal, PrincipalKind};
 use super::revoked::Revoked;
 use super::scope::Scopes;
-use crate::clock::unix_seconds;
+use crate::clock::{Clock, unix_seconds};
 use crate::config::AuthConfig;
 use crate::metrics::Metrics;
 use super::jwt::{TokenError, VerifyPolicy};
@@ -97,8 +105,13 @@ fn token_error_label(e: &TokenError) -> &'static str {
 struct Entry {
     result: Result<Arc<Principal>, AuthFailure>,
     epoch: u64,
+    /// [`Revoked::seq`] before the validation read the store.
+    since: u64,
     ttl: Duration,
 }
+
+/// `lost_at` while this replica hears the others' events.
+const LISTENING: u64 = u64::MAX;
 
 struct EntryExpiry;
 
@@ -118,6 +131,11 @@ pub struct Authenticator {
     cache: Cache<SecretHash, Entry>,
     revoked: Revoked,
     epoch: AtomicU64,
+    /// Microseconds since the Unix epoch at which other replicas' events stopped arriving,
+    /// or [`LISTENING`].
+    lost_at: AtomicU64,
+    /// `auth.revocation_propagation`.
+    propagation: Duration,
     policy: VerifyPolicy,
     cache_ttl: Duration,
     negative_ttl: Duration,
@@ -137,6 +155,8 @@ impl Authenticator {
             cache,
             revoked: Revoked::new(auth.cache_ttl + Duration::from_secs(1)),
             epoch: AtomicU64::new(0),
+            lost_at: AtomicU64::new(LISTENING),
+            propagation: auth.revocation_propagation,
             policy: VerifyPolicy {
                 issuer: issuer.to_string(),
                 audience: audience.to_string(),
@@ -162,18 +182,25 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, AuthFailure> {
         let token = bearer_token(authorization)?;
         let key = secret_hash(token);
+        let trusted = self.events_trusted(now);
         let epoch = self.epoch.load(Ordering::Acquire);
+        let since = self.revoked.seq();
         if let Some(entry) = self.cache.get(&key).filter(|e| e.epoch == epoch) {
-            self.hits.inc();
-            return match entry.result {
-                Ok(p) if p.expires_at + self.leeway <= now => Err(AuthFailure::Expired),
-                Ok(p) if self.revoked.covers(&p) => Err(AuthFailure::Revoked),
-                other => other,
+            let answer = match entry.result {
+                Ok(p) if p.expires_at + self.leeway <= now => Some(Err(AuthFailure::Expired)),
+                Ok(_) if !trusted => Some(Err(AuthFailure::Unavailable)),
+                // Changed since it was cached: validate afresh below.
+                Ok(p) if self.revoked.covers(&p, entry.since) => None,
+                other => Some(other),
             };
+            if let Some(answer) = answer {
+                self.hits.inc();
+                return answer;
+            }
         }
         self.misses.inc();
         let result = self
-            .validate(token, &key, directory, keys, store, now)
+            .validate(token, &key, directory, keys, store, now, trusted)
             .await;
         let ttl = match &result {
             Ok(p) => p
@@ -190,6 +217,7 @@ impl Authenticator {
                 Entry {
                     result: result.clone(),
                     epoch,
+                    since,
                     ttl,
                 },
             );
@@ -199,6 +227,19 @@ impl Authenticator {
         result
     }
 
+    /// Whether this replica hears the other replicas' events well enough to answer from the
+    /// cache or the store: always, but for `auth.revocation_propagation` at most after it
+    /// stopped hearing them.
+    fn events_trusted(&self, now: SystemTime) -> bool {
+        let lost = self.lost_at.load(Ordering::Acquire);
+        lost == LISTENING
+            || UNIX_EPOCH
+                .checked_add(Duration::from_micros(lost))
+                .and_then(|t| t.checked_add(self.propagation))
+                .is_none_or(|end| now < end)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn validate(
         &self,
         token: &str,
@@ -207,8 +248,12 @@ impl Authenticator {
         keys: &SigningKeys,
         store: &Store,
         now: SystemTime,
+        trusted: bool,
     ) -> Result<Arc<Principal>, AuthFailure> {
         if token.starts_with(crate::auth::secret::PAT_PREFIX) {
+            if !trusted {
+                return Err(AuthFailure::Unavailable);
+            }
             return self.validate_pat(key, directory, store, now).await;
         }
         let claims = keys
@@ -221,22 +266,30 @@ impl Authenticator {
             .gid
             .clone()
             .ok_or(AuthFailure::Invalid("malformed"))?;
-        let live = store
-            .is_access_token_live(&claims.jti, &grant_id)
+        if !trusted {
+            return Err(AuthFailure::Unavailable);
+        }
+        let app_scopes = store
+            .live_access_token_app_scopes(&claims.jti, &grant_id)
             .await
-            .map_err(unavailable)?;
-        let user = directory
-            .user(&claims.sub)
-            .filter(|_| live)
+            .map_err(unavailable)?
             .ok_or(AuthFailure::Revoked)?;
+        let user = directory.user(&claims.sub).ok_or(AuthFailure::Revoked)?;
         let granted = directory
             .scopes
             .parse(&claims.scope)
             .map_err(|_| AuthFailure::Invalid("malformed"))?;
+        // SPEC §2: what the token was granted, capped at what its user and its app may have
+        // now (an app narrowed since the grant narrows its tokens too).
+        let app_allows = app_scopes
+            .iter()
+            .filter_map(|s| directory.scopes.lookup(s))
+            .fold(Scopes::EMPTY, Scopes::union);
         let scopes = directory
             .scopes
             .expand(granted)
-            .intersection(user.max_scope);
+            .intersection(user.max_scope)
+            .intersection(directory.scopes.expand(app_allows));
         let expires_at =
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(claims.exp).unwrap_or(0));
         principal(
@@ -305,17 +358,37 @@ impl Authenticator {
             .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
     }
 
-    /// Applies one store event: the next request with an affected token is refused.
-    pub fn on_event(&self, event: &StoreEvent) {
+    /// Applies one store event that happened at `now`: the next request with a token it
+    /// concerns is validated afresh.
+    pub fn on_event(&self, event: &StoreEvent, now: SystemTime) {
         match event {
             StoreEvent::TokenRevoked { jti } => self.revoked.token(jti),
             StoreEvent::GrantRevoked { grant_id } => self.revoked.grant(grant_id),
-            StoreEvent::AppRevoked { client_id } => self.revoked.app(client_id),
+            StoreEvent::AppRevoked { client_id } | StoreEvent::AppUpdated { client_id } => {
+                self.revoked.app(client_id)
+            }
             StoreEvent::PatRevoked { id, token_hash } => {
                 self.cache.invalidate(token_hash);
                 self.revoked.pat(id);
             }
-            StoreEvent::FlushAll => self.flush(),
+            StoreEvent::NotificationsLost => {
+                let micros = now
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(LISTENING - 1));
+                // The first loss counts: a second report changes nothing.
+                let _ = self.lost_at.compare_exchange(
+                    LISTENING,
+                    micros.min(LISTENING - 1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                self.flush();
+            }
+            StoreEvent::NotificationsBack => {
+                // Forget first: what was cached while deaf may be stale.
+                self.flush();
+                self.lost_at.store(LISTENING, Ordering::Release);
+            }
         }
     }
 
@@ -325,33 +398,16 @@ impl Authenticator {
         self.cache.invalidate_all();
     }
 
-    /// Follows the store's revocation events until the store closes.
-    pub fn spawn_listener(self: &Arc<Self>, store: &Store) -> tokio::task::JoinHandle<()> {
-        // A revoking call's own answer must not race the cache: apply its events before it
-        // returns. The task below still follows the bus, for lag (flush) and as a backstop.
+    /// Follows the store's events, each applied at `clock`'s time before the call that
+    /// published it returns: a revoking call's own answer never races the cache, and other
+    /// replicas' events apply as they arrive.
+    pub fn follow(self: &Arc<Self>, store: &Store, clock: Clock) {
         let weak = Arc::downgrade(self);
         store.on_event_sync(Arc::new(move |event| {
             if let Some(this) = weak.upgrade() {
-                this.on_event(event);
+                this.on_event(event, clock.now());
             }
         }));
-        let mut events = store.subscribe();
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => this.on_event(&event),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            missed,
-                            "revocation events were missed: flushing the token cache"
-                        );
-                        this.flush();
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        })
     }
 }
 

@@ -168,6 +168,11 @@ async fn a_full_queue_fails_fast_with_busy() {
     assert_eq!(v.verify("pw", Some(&hash)).await, Ok(true));
 }
 
+/// Polls `fut` once, without waiting: how a caller that gives up looks to the verifier.
+async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut *fut).poll(cx))).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_caller_still_releases_its_slot() {
     let slow = hash_password_with(
@@ -184,13 +189,43 @@ async fn a_cancelled_caller_still_releases_its_slot() {
         max_waiting: 0,
     };
     let v = PasswordVerifier::with_dummy_hash(limits, &cheap_hash("d")).unwrap();
-    let fut = v.verify("pw", Some(&slow));
-    let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+
+    // Given up while queued: the admission goes with the caller.
+    let slot = v.occupy_slot().await;
+    let mut queued = Box::pin(v.verify("pw", Some(&slow)));
+    assert!(
+        poll_once(&mut queued).await.is_pending(),
+        "waits for the slot"
+    );
+    assert_eq!(v.in_flight(), 1);
+    assert_eq!(
+        v.verify("pw", Some(&slow)).await,
+        Err(VerifyError::Busy),
+        "the queue (of one) is full"
+    );
+    drop(queued);
+    assert_eq!(v.in_flight(), 0, "released at once");
+
+    // Given up while the hash runs: the work finishes on its blocking thread, then releases
+    // the slot and the admission.
+    let mut running = Box::pin(v.verify("pw", Some(&slow)));
+    assert!(poll_once(&mut running).await.is_pending());
+    drop(slot);
+    assert!(
+        poll_once(&mut running).await.is_pending(),
+        "has the slot and waits for the hash"
+    );
+    drop(running);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while v.in_flight() > 0 {
         assert!(Instant::now() < deadline, "slot never released");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert_eq!(
+        v.computed(),
+        1,
+        "the abandoned verification ran: the caller left mid-work, not before it"
+    );
     assert_eq!(v.verify("pw", Some(&cheap_hash("pw"))).await, Ok(true));
 }
 

@@ -1,32 +1,29 @@
-//! Recently revoked grants, tokens, apps and PATs, kept as long as a cached validation can
-//! outlive them (`auth.cache_ttl` plus a margin), so a cache hit for a revoked token is refused
-//! on the very next request (RFC 7009 §2, SPEC §3.4). After that, the cached entry has expired
-//! and the store decides.
+//! Recent changes that cached validations depend on — revoked tokens, grants and PATs,
+//! deleted, deactivated or changed apps — each stamped with the sequence number of its
+//! event, so that a validation cached before a change that concerns it is not used again:
+//! the next request is validated afresh against the store, which already holds the change
+//! (SPEC §2, §3.4, RFC 7009 §2). A change is kept as long as a cached validation can outlive
+//! it (`auth.cache_ttl` plus a margin); forgetting it later changes nothing, since every
+//! validation it could concern has left the cache by then.
 //!
-//! This check runs on every cache hit, so it must cost next to nothing: one atomic load and a
-//! clock read while nothing was revoked within the keep period, otherwise one lookup per id
-//! the principal carries, without allocating.
+//! This check runs on every cache hit, so it must cost next to nothing: one atomic load when
+//! nothing changed since the validation was cached, otherwise one lookup per id the principal
+//! carries, without allocating.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::sync::Cache;
 
 use super::principal::Principal;
 
-/// `last_revocation` before the first revocation.
-const NEVER: u64 = u64::MAX;
-
 pub struct Revoked {
-    tokens: Cache<String, ()>,
-    grants: Cache<String, ()>,
-    apps: Cache<String, ()>,
-    pats: Cache<String, ()>,
-    keep: Duration,
-    /// Milliseconds after `origin` of the latest revocation: while it is older than `keep`,
-    /// every set above is empty (their entries live `keep`), so a hit needs no lookup.
-    last_revocation: AtomicU64,
-    origin: Instant,
+    tokens: Cache<String, u64>,
+    grants: Cache<String, u64>,
+    apps: Cache<String, u64>,
+    pats: Cache<String, u64>,
+    /// Changes recorded so far; each id above maps to the number of its latest change.
+    seq: AtomicU64,
 }
 
 impl Revoked {
@@ -42,10 +39,14 @@ impl Revoked {
             grants: set(),
             apps: set(),
             pats: set(),
-            keep,
-            last_revocation: AtomicU64::new(NEVER),
-            origin: Instant::now(),
+            seq: AtomicU64::new(0),
         }
+    }
+
+    /// Changes recorded so far. A validation reads it before it reads the store; its result
+    /// is stale if [`Revoked::covers`] finds a later change.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
     }
 
     pub fn token(&self, jti: &str) {
@@ -61,36 +62,27 @@ impl Revoked {
         self.insert(&self.pats, id);
     }
 
-    fn insert(&self, set: &Cache<String, ()>, id: &str) {
-        // Mark first: a reader that sees the mark but not yet the entry behaves as it would
-        // have an instant before the revocation; never the other way round.
-        self.last_revocation
-            .store(self.millis_since_origin(), Ordering::Release);
-        set.insert(id.to_owned(), ());
+    fn insert(&self, set: &Cache<String, u64>, id: &str) {
+        // Count first: a reader that sees the count but not yet the entry behaves as it would
+        // have an instant before the change (whose caller is still waiting for its answer).
+        let n = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        set.insert(id.to_owned(), n);
     }
 
-    fn millis_since_origin(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
-    /// Whether anything `p` depends on was revoked recently.
-    pub fn covers(&self, p: &Principal) -> bool {
-        let last = self.last_revocation.load(Ordering::Acquire);
-        if last == NEVER {
+    /// Whether a change recorded after `since` (a [`Revoked::seq`] reading) concerns `p`.
+    pub fn covers(&self, p: &Principal, since: u64) -> bool {
+        if self.seq.load(Ordering::Acquire) <= since {
             return false;
         }
-        let keep_ms = u64::try_from(self.keep.as_millis()).unwrap_or(u64::MAX);
-        // One extra millisecond for the rounding of both readings.
-        if self.millis_since_origin() > last.saturating_add(keep_ms).saturating_add(1) {
-            return false;
-        }
-        let has = |set: &Cache<String, ()>, id: &Option<String>| {
-            id.as_deref().is_some_and(|id| set.contains_key(id))
+        let changed = |set: &Cache<String, u64>, id: &Option<String>| {
+            id.as_deref()
+                .and_then(|id| set.get(id))
+                .is_some_and(|n| n > since)
         };
-        has(&self.tokens, &p.jti)
-            || has(&self.grants, &p.grant_id)
-            || has(&self.apps, &p.client_id)
-            || has(&self.pats, &p.pat_id)
+        changed(&self.tokens, &p.jti)
+            || changed(&self.grants, &p.grant_id)
+            || changed(&self.apps, &p.client_id)
+            || changed(&self.pats, &p.pat_id)
     }
 }
 
@@ -109,7 +101,7 @@ mod tests {
             Some("app-1".into()),
             Scopes::EMPTY,
             "",
-            SystemTime::now(),
+            SystemTime::UNIX_EPOCH,
             Some("grant-1".into()),
             Some("jti-1".into()),
             pat.map(str::to_owned),
@@ -117,43 +109,57 @@ mod tests {
         .unwrap()
     }
 
+    const KEEP: Duration = Duration::from_secs(60);
+
     #[test]
-    fn each_kind_of_revocation_covers_the_principal_and_other_ids_do_not() {
+    fn each_kind_of_change_covers_the_principal_and_other_ids_do_not() {
         let p = principal(Some("pat-1"));
-        let r = Revoked::new(Duration::from_secs(60));
-        assert!(!r.covers(&p), "nothing revoked yet");
+        let r = Revoked::new(KEEP);
+        assert!(!r.covers(&p, r.seq()), "nothing changed yet");
         r.token("jti-2");
         r.grant("grant-2");
         r.app("app-2");
         r.pat("pat-2");
-        assert!(!r.covers(&p), "other ids only");
-        type Revoke = fn(&Revoked, &str);
-        let cases: [(Revoke, &str); 4] = [
+        assert!(!r.covers(&p, 0), "other ids only");
+        type Change = fn(&Revoked, &str);
+        let cases: [(Change, &str); 4] = [
             (Revoked::token, "jti-1"),
             (Revoked::grant, "grant-1"),
             (Revoked::app, "app-1"),
             (Revoked::pat, "pat-1"),
         ];
-        for (revoke, id) in cases {
-            let r = Revoked::new(Duration::from_secs(60));
-            revoke(&r, id);
-            assert!(r.covers(&p), "{id}");
+        for (change, id) in cases {
+            let r = Revoked::new(KEEP);
+            let since = r.seq();
+            change(&r, id);
+            assert!(r.covers(&p, since), "{id}");
         }
-        let r = Revoked::new(Duration::from_secs(60));
+        let r = Revoked::new(KEEP);
         r.pat("pat-1");
         assert!(
-            !r.covers(&principal(None)),
+            !r.covers(&principal(None), 0),
             "no PAT id: the PAT set is not consulted"
         );
     }
 
+    /// What decides is the order of the change and the validation, not the time between
+    /// them: a validation that started after the change read the store with the change in it.
     #[test]
-    fn a_revocation_is_forgotten_after_the_keep_period() {
+    fn a_change_covers_only_validations_that_started_before_it() {
         let p = principal(None);
-        let r = Revoked::new(Duration::from_millis(30));
+        let r = Revoked::new(KEEP);
+        let before = r.seq();
+        r.app("app-1");
+        let after = r.seq();
+        assert!(r.covers(&p, before));
+        assert!(!r.covers(&p, after), "validated after the change");
+        r.token("unrelated");
+        assert!(
+            !r.covers(&p, after),
+            "a later change of something else does not bring it back"
+        );
         r.grant("grant-1");
-        assert!(r.covers(&p));
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(!r.covers(&p));
+        assert!(r.covers(&p, after), "a second change of its own does");
+        assert!(r.covers(&p, before));
     }
 }

@@ -289,8 +289,9 @@ pub enum RotateOutcome {
     Unknown,
 }
 
-/// A revocation announcement for token caches (this process and, with PostgreSQL, every
-/// replica). A subscriber that lags behind the channel must treat it as [`StoreEvent::FlushAll`].
+/// A change announcement for token caches (this process and, with PostgreSQL, every
+/// replica), and this replica's state of listening to the others. A subscriber that lags
+/// behind the channel must forget every cached validation.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum StoreEvent {
@@ -300,11 +301,17 @@ pub enum StoreEvent {
     GrantRevoked { grant_id: String },
     /// An app was deleted or deactivated: all its tokens stopped being valid.
     AppRevoked { client_id: String },
+    /// An app was changed and is still active: its tokens hold what its scopes allow now
+    /// (SPEC §2), so a validation made before the change is stale.
+    AppUpdated { client_id: String },
     /// A personal access token was deleted; `token_hash` is SHA-256 of the token.
     PatRevoked { id: String, token_hash: SecretHash },
-    /// Events may have been missed (notification connection lost and re-established):
-    /// forget every cached validation.
-    FlushAll,
+    /// PostgreSQL: this replica's notification connection dropped, so the other replicas'
+    /// events are missed until [`StoreEvent::NotificationsBack`]. Local, never sent.
+    NotificationsLost,
+    /// PostgreSQL: listening again; what was sent while the connection was down was missed,
+    /// so every cached validation must go. Local, never sent.
+    NotificationsBack,
 }
 
 /// Rows deleted by one [`super::Store::cleanup_expired`] run, per table.

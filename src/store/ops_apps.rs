@@ -217,7 +217,9 @@ macro_rules! apps_ops {
             Ok(())
         }
 
-        /// For an inactive app: revokes its grants and refresh tokens in `tx`.
+        /// The event of a change to `app`: for an inactive app, its grants and refresh tokens
+        /// are revoked in `tx` (`AppRevoked`); an active one's tokens are validated afresh,
+        /// against the scopes it has now (`AppUpdated`).
         async fn deactivate_in_tx(
             &self,
             tx: &mut sqlx::Transaction<'static, $db>,
@@ -226,7 +228,9 @@ macro_rules! apps_ops {
         ) -> Result<Vec<$crate::store::StoreEvent>, $crate::store::StoreError> {
             use $crate::store::error::SqlxResultExt as _;
             if app.active {
-                return Ok(Vec::new());
+                return Ok(vec![$crate::store::StoreEvent::AppUpdated {
+                    client_id: app.client_id.clone(),
+                }]);
             }
             let now = $crate::store::codec::micros(app.update_time);
             for sql in [

@@ -21,6 +21,12 @@ pub(crate) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, grant
 pub(crate) const GRANT_LIVE: &str = "SELECT 1 FROM grants g JOIN apps a ON a.client_id = \
     g.client_id WHERE g.id = $1 AND g.revoked_at IS NULL AND a.active";
 
+/// The app's scopes for a live access token (grant `$1`, `jti` `$2`): no row when the grant
+/// or the app is not live or the token was revoked.
+pub(crate) const LIVE_TOKEN_APP_SCOPES: &str = "SELECT a.scopes FROM grants g JOIN apps a \
+    ON a.client_id = g.client_id WHERE g.id = $1 AND g.revoked_at IS NULL AND a.active \
+    AND NOT EXISTS (SELECT 1 FROM token_revocations WHERE jti = $2)";
+
 /// The grant check is a correlated `EXISTS` on the token's own grant (a primary-key lookup),
 /// not `grant_id IN (SELECT … WHERE client_id = …)`, which walked every grant of the client
 /// (~10 ms at 7k grants).
@@ -492,6 +498,25 @@ macro_rules! tokens_ops {
                 .await
                 .ctx("check access token")?;
             Ok(live == 1)
+        }
+
+        pub(crate) async fn live_access_token_app_scopes(
+            &self,
+            jti: &str,
+            grant_id: &str,
+        ) -> Result<Option<Vec<String>>, $crate::store::StoreError> {
+            use $crate::store::error::SqlxResultExt as _;
+            let scopes: Option<String> =
+                sqlx::query_scalar($crate::store::ops_tokens::LIVE_TOKEN_APP_SCOPES)
+                    .bind(grant_id)
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .ctx("check access token")?;
+            scopes
+                .as_deref()
+                .map($crate::store::codec::list_from_json)
+                .transpose()
         }
     };
 }

@@ -1,7 +1,8 @@
 //! The PostgreSQL engine, for several replicas: a pool of configurable size, revocation
 //! events sent with `pg_notify` inside the changing transaction (so only on commit), and a
-//! background `PgListener` that re-broadcasts other replicas' events and emits
-//! [`StoreEvent::FlushAll`] when its connection was lost and has come back.
+//! background `PgListener` that re-broadcasts other replicas' events and announces when its
+//! connection drops ([`StoreEvent::NotificationsLost`]) and when it listens again
+//! ([`StoreEvent::NotificationsBack`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,8 +46,9 @@ impl PostgresEngine {
             .connect_with(options.clone())
             .await
             .ctx("connect to PostgreSQL")?;
+        // Two: a listener given up on may still hold one connection for a moment.
         let listen_pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .max_lifetime(None)
             .idle_timeout(None)
@@ -60,11 +62,9 @@ impl PostgresEngine {
         engine
             .migrate(super::migrate::POSTGRES, Some(MIGRATION_LOCK))
             .await?;
-        let mut listener = PgListener::connect_with(&listen_pool)
-            .await
-            .ctx("start listening")?;
-        listener.listen(CHANNEL).await.ctx("start listening")?;
-        engine.listener = Some(tokio::spawn(listen_loop(listener, events)).abort_handle());
+        let listener = listen(&listen_pool).await.ctx("start listening")?;
+        engine.listener =
+            Some(tokio::spawn(listen_loop(listen_pool, listener, events)).abort_handle());
         Ok(engine)
     }
 
@@ -114,47 +114,56 @@ impl Drop for PostgresEngine {
     }
 }
 
-/// Re-broadcasts other replicas' events. A lost connection means events may have been
-/// missed: `FlushAll` is sent once the connection is back (and once when it is lost).
-async fn listen_loop(mut listener: PgListener, events: Events) {
+/// A listener on [`CHANNEL`] that reports a lost connection at once (`Ok(None)` from
+/// `try_recv`) instead of first trying to reconnect, so the loss is announced when it happens.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Re-broadcasts other replicas' events. When the connection drops, other replicas' events
+/// are missed from that moment: `NotificationsLost` is published at once, and
+/// `NotificationsBack` when a new connection listens again (retried with a backoff).
+async fn listen_loop(pool: PgPool, first: PgListener, events: Events) {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     const MAX_BACKOFF: Duration = Duration::from_secs(5);
-    let mut backoff = Duration::from_millis(100);
-    let mut lost = false;
+    let mut listener = Some(first);
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        if lost {
-            // Any statement makes the listener reconnect and LISTEN again.
-            match sqlx::query("SELECT 1").execute(&mut listener).await {
-                Ok(_) => {
+        let Some(current) = listener.as_mut() else {
+            match listen(&pool).await {
+                Ok(l) => {
                     tracing::info!("revocation notifications are back; flushing token caches");
-                    events.publish(&[StoreEvent::FlushAll]);
-                    lost = false;
-                    backoff = Duration::from_millis(100);
+                    listener = Some(l);
+                    backoff = FIRST_BACKOFF;
+                    events.publish(&[StoreEvent::NotificationsBack]);
                 }
+                Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation listener cannot reconnect yet");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
                 }
             }
-        }
-        match listener.try_recv().await {
+            continue;
+        };
+        match current.try_recv().await {
             Ok(Some(n)) => {
                 if let Some(event) = events.decode_remote(n.payload()) {
                     events.publish(&[event]);
                 }
             }
-            Ok(None) => {
-                // sqlx reconnected (and re-ran LISTEN) before returning: notifications flow
-                // again, but some may have been missed while the connection was down.
-                tracing::warn!("revocation listener reconnected; flushing token caches");
-                events.publish(&[StoreEvent::FlushAll]);
-            }
             Err(sqlx::Error::PoolClosed) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation listener lost its connection");
-                events.publish(&[StoreEvent::FlushAll]);
-                lost = true;
+            lost => {
+                match lost {
+                    Err(e) => tracing::warn!(error = %e, "revocation listener lost its connection"),
+                    Ok(_) => tracing::warn!("revocation listener lost its connection"),
+                }
+                // A new listener on a new connection, whatever state this one is in.
+                listener = None;
+                events.publish(&[StoreEvent::NotificationsLost]);
             }
         }
     }

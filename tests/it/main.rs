@@ -16,6 +16,7 @@ mod apps_privilege;
 mod apps_revoke;
 mod apps_validation;
 mod auth;
+mod auth_replicas;
 mod authorize;
 mod authorize_consent;
 mod authorize_flow;

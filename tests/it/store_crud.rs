@@ -1,9 +1,17 @@
-//! Store contract suite, part 2: create/read/update/delete of every entity, and the proof
-//! that no plaintext secret reaches the database.
+//! Store contract suite, part 2: create/read/update/delete of every entity, and the proof,
+//! through the gateway's real paths, that no plaintext secret reaches the database.
 
 use gatehouse::store::*;
+use serde_json::{Value, json};
 
-use crate::store::{app, at, code, refresh, t0};
+use crate::authorize::{VERIFIER, authorize_url};
+use crate::harness::TestGateway;
+use crate::harness::process::binary;
+use crate::login_support::{
+    ALICE_PASSWORD, CALLBACK, browser, cookie_value, hidden, location, login_form, post_login,
+    query, set_cookies, users,
+};
+use crate::store::{app, at, t0};
 use crate::support::{TestDb, contract_tests};
 
 contract_tests!(
@@ -355,93 +363,159 @@ async fn consents_are_consumed_once(db: TestDb) {
     store.close().await;
 }
 
+/// Every secret the gateway hands out, made through the paths that make them in production —
+/// `gatehouse token create`, the management API (create, both kinds of rotation, PATs), the
+/// login form, the consent page, the code flow at `/oauth2/token` and a refresh — is nowhere
+/// in the database afterwards (the SQLite file with its WAL, or a `pg_dump`), while the
+/// hashes that stand for them are.
 async fn no_plaintext_secret_is_stored(db: TestDb) {
-    let store = db.open().await;
-    let secrets = [
-        "PLAINTEXT-client-secret-5f1c",
-        "PLAINTEXT-pat-token-9a2e",
-        "PLAINTEXT-session-id-77b0",
-        "PLAINTEXT-csrf-token-3c4d",
-        "PLAINTEXT-auth-code-e8f9",
-        "PLAINTEXT-refresh-1-a0b1",
-        "PLAINTEXT-refresh-2-c2d3",
-    ];
-    let [client_secret, pat, session, csrf, code_secret, rt1, rt2] = secrets;
-    store
-        .create_app(&app("hashing", client_secret))
-        .await
-        .unwrap();
-    store
-        .create_pat(&PersonalToken {
-            id: new_id(),
-            user: "alice".to_owned(),
-            display_name: "ci".to_owned(),
-            scope: "READ".to_owned(),
-            token_hash: secret_hash(pat),
-            create_time: t0(),
-            expire_time: at(86_400),
-            last_used_time: None,
-        })
-        .await
-        .unwrap();
-    let s = Session {
-        id_hash: secret_hash(session),
-        user: "alice".to_owned(),
-        create_time: t0(),
-        expire_time: at(60),
+    let url = if db.is_postgres() {
+        db.url.clone()
+    } else {
+        format!("sqlite://{}", db.sqlite_path().display())
     };
-    store.create_session(&s).await.unwrap();
-    store
-        .create_consent(&PendingConsent {
-            id: new_id(),
-            csrf_hash: secret_hash(csrf),
-            user: "alice".to_owned(),
-            client_id: "hashing".to_owned(),
-            redirect_uri: "https://client.example.com/callback".to_owned(),
-            scope: "READ".to_owned(),
-            state: None,
-            code_challenge: None,
-            code_challenge_method: None,
-            create_time: t0(),
-            expire_time: at(60),
-        })
+    let gw = TestGateway::start("", &format!("[store]\nurl = \"{url}\"\n{}", users())).await;
+    let mut secrets = Vec::new();
+
+    let out = std::process::Command::new(binary())
+        .args(["token", "create", "--config"])
+        .arg(gw.dir.dir.path().join("gatehouse.toml"))
+        .args(["--user", "root", "--scope", "SYSTEM_ADMIN"])
+        .env_remove("GATEHOUSE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    secrets.push(admin.clone());
+
+    let api = gw.client(true);
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = api.request(method, gw.url(&path)).bearer_auth(&admin);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            assert!((200..300).contains(&status), "{status} {body}");
+            body
+        }
+    };
+    let body = json!({
+        "displayName": "Hashing",
+        "allowedCallbackUrls": [CALLBACK],
+        "scopes": ["READ", "WRITE"],
+    });
+    let created = call(reqwest::Method::POST, "/v1/oauthApps".into(), Some(body)).await;
+    let name = created["name"].as_str().unwrap().to_owned();
+    let client_id = created["clientId"].as_str().unwrap().to_owned();
+    secrets.push(created["clientSecret"].as_str().unwrap().to_owned());
+    for grace in [Some(json!({"gracePeriod": "1h"})), None] {
+        let rotated = call(
+            reqwest::Method::POST,
+            format!("/v1/{name}:rotateSecret"),
+            grace,
+        )
+        .await;
+        secrets.push(rotated["clientSecret"].as_str().unwrap().to_owned());
+    }
+    let client_secret = secrets.last().unwrap().clone();
+    let pat = call(
+        reqwest::Method::POST,
+        "/v1/personalTokens".into(),
+        Some(json!({"displayName": "ci", "scope": "READ"})),
+    )
+    .await;
+    secrets.push(pat["token"].as_str().unwrap().to_owned());
+
+    let (browser, _) = browser(&gw);
+    let login_csrf = login_form(&gw, &browser, "/").await;
+    let r = post_login(&gw, &browser, &login_csrf, "alice", ALICE_PASSWORD, "/").await;
+    assert_eq!(r.status(), 303);
+    let session = cookie_value(&set_cookies(&r), "gatehouse_session").expect("a session");
+    secrets.extend([login_csrf, session]);
+    let challenge = gatehouse::oauth::pkce::s256_challenge(VERIFIER);
+    let url = authorize_url(
+        &gw,
+        &client_id,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CALLBACK),
+            ("scope", "WRITE"),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let html = browser.get(url).send().await.unwrap().text().await.unwrap();
+    let consent_csrf = hidden(&html, "csrf_token");
+    let r = browser
+        .post(gw.url("/oauth2/authorize"))
+        .form(&[
+            ("consent_id", hidden(&html, "consent_id").as_str()),
+            ("csrf_token", consent_csrf.as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
         .await
         .unwrap();
-    store
-        .create_code(&code("hashing", code_secret))
-        .await
-        .unwrap();
-    let first = refresh(rt1, "jti-1", at(1));
-    assert!(matches!(
-        store
-            .redeem_code(&secret_hash(code_secret), &first, at(1))
-            .await
-            .unwrap(),
-        RedeemOutcome::Redeemed { .. }
-    ));
-    let second = refresh(rt2, "jti-2", at(2));
-    let out = store
-        .rotate_refresh_token(&first.hash, "hashing", &second, at(2))
-        .await
-        .unwrap();
-    assert!(matches!(out, RotateOutcome::Rotated { .. }));
-    store.close().await;
+    assert_eq!(r.status(), 303);
+    let code = query(&location(&r))["code"].clone();
+    secrets.extend([consent_csrf, code.clone()]);
+
+    let token = |form: Vec<(&'static str, String)>| {
+        let req = api
+            .post(gw.url("/oauth2/token"))
+            .basic_auth(&client_id, Some(&client_secret))
+            .form(&form);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().await.unwrap();
+            let field = |k: &str| body[k].as_str().unwrap().to_owned();
+            (field("access_token"), field("refresh_token"))
+        }
+    };
+    let (access, first_refresh) = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code),
+        ("redirect_uri", CALLBACK.into()),
+        ("code_verifier", VERIFIER.into()),
+    ])
+    .await;
+    let (access2, second_refresh) = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", first_refresh.clone()),
+    ])
+    .await;
+    secrets.extend([access, first_refresh, access2, second_refresh.clone()]);
+    gw.shutdown().await;
 
     let dump = db.dump().await;
-    assert!(dump.len() > 1000, "the dump has the data");
-    let haystack = String::from_utf8_lossy(&dump);
-    for secret in secrets {
+    let text = String::from_utf8_lossy(&dump);
+    assert!(
+        text.contains(&client_id),
+        "the scan finds what is stored in plain (the client id)"
+    );
+    for secret in &secrets {
         assert!(
-            !haystack.contains(secret),
+            !text.contains(secret.as_str()),
             "plaintext {secret} found in the store"
         );
     }
-    // Their hashes are there (hex in pg_dump, raw bytes in the SQLite file).
-    let h = secret_hash(rt2);
-    let found = if db.is_postgres() {
-        haystack.contains(&h.to_hex())
-    } else {
-        dump.windows(32).any(|w| w == h.0)
-    };
-    assert!(found, "the refresh token's hash is stored");
+    // What stands for them instead (hex in pg_dump, raw bytes in the SQLite file).
+    for secret in [&admin, &client_secret, &second_refresh] {
+        let h = secret_hash(secret);
+        let found = if db.is_postgres() {
+            text.contains(&h.to_hex())
+        } else {
+            dump.windows(32).any(|w| w == h.0)
+        };
+        assert!(found, "the hash of {secret} is stored");
+    }
 }

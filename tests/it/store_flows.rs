@@ -14,6 +14,7 @@ contract_tests!(
     access_token_revocation,
     deleting_an_app_revokes_everything_at_once,
     deactivating_an_app_revokes_its_grants,
+    a_live_tokens_app_scopes_follow_the_app,
     cleanup_removes_only_expired_rows,
     background_cleanup_runs_on_its_own,
 );
@@ -323,6 +324,57 @@ async fn deleting_an_app_revokes_everything_at_once(db: TestDb) {
         store.is_grant_live(&other.id).await.unwrap(),
         "other apps untouched"
     );
+    store.close().await;
+}
+
+/// The cache-miss check of an access token: its app's scopes as they are now, announced
+/// changes, and nothing once the token, its grant or its app is not live.
+async fn a_live_tokens_app_scopes_follow_the_app(db: TestDb) {
+    let store = db.open().await;
+    let (grant, _) = grant_for(&store, "narrowed").await;
+    let scopes = |jti: &'static str| {
+        let (store, grant) = (store.clone(), grant.id.clone());
+        async move {
+            store
+                .live_access_token_app_scopes(jti, &grant)
+                .await
+                .unwrap()
+        }
+    };
+    let both = Some(vec!["READ".to_owned(), "WRITE".to_owned()]);
+    assert_eq!(scopes("jti-a").await, both);
+    let mut events = store.subscribe();
+    let mut a = store
+        .get_app_by_client_id("narrowed")
+        .await
+        .unwrap()
+        .unwrap();
+    a.scopes = vec!["READ".to_owned()];
+    a.update_time = at(10);
+    store.update_app(&a).await.unwrap();
+    assert_eq!(
+        events.try_recv().unwrap(),
+        StoreEvent::AppUpdated {
+            client_id: "narrowed".to_owned()
+        }
+    );
+    assert_eq!(scopes("jti-a").await, Some(vec!["READ".to_owned()]));
+    store
+        .revoke_access_token("jti-a", Some(&grant.id), at(7_200), at(11))
+        .await
+        .unwrap();
+    assert_eq!(scopes("jti-a").await, None, "a revoked token");
+    assert_eq!(scopes("jti-b").await, Some(vec!["READ".to_owned()]));
+    assert_eq!(
+        store
+            .live_access_token_app_scopes("jti-b", "no-such-grant")
+            .await
+            .unwrap(),
+        None
+    );
+    a.active = false;
+    store.update_app(&a).await.unwrap();
+    assert_eq!(scopes("jti-b").await, None, "an inactive app");
     store.close().await;
 }
 

@@ -19,22 +19,25 @@ use crate::harness::{ConfigDir, TestGateway, open_route, poll_until};
 enum Script {
     /// Answer every request on the connection, keep-alive.
     KeepAlive,
-    /// Answer one request, then close the connection 50 ms later (an upstream idle timeout).
+    /// Answer one request, then close the connection's write half (an upstream idle timeout)
+    /// and wait for the gateway to close its end.
     CloseWhenIdle,
     /// Answer with `Connection: close` and close.
     ConnectionClose,
     /// Answer the first request on a connection with a chunked body that starts and never
-    /// ends; answer later connections' requests normally.
+    /// ends, then wait for the gateway to close the connection (or, wrongly, to send another
+    /// request on it); answer later connections' requests normally.
     StallFirstBody,
     /// Answer as an HTTP/1.0 server and close.
     Http10,
 }
 
-/// A raw HTTP/1.1 upstream that follows `script`, counts the connections it accepts and keeps
-/// every request head it reads.
+/// A raw HTTP/1.1 upstream that follows `script`, counts the connections it accepts and those
+/// the gateway closed while the script waited for it, and keeps every request head it reads.
 struct Scripted {
     addr: std::net::SocketAddr,
     connections: Arc<AtomicUsize>,
+    closed_by_gateway: Arc<AtomicUsize>,
     heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -43,23 +46,60 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed_by_gateway = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (count, seen) = (connections.clone(), heads.clone());
+        let (count, closed, seen) = (
+            connections.clone(),
+            closed_by_gateway.clone(),
+            heads.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, script, n == 0, seen.clone()));
+                let shared = Shared {
+                    closed: closed.clone(),
+                    heads: seen.clone(),
+                };
+                tokio::spawn(serve(stream, script, n == 0, shared));
             }
         });
         Self {
             addr,
             connections,
+            closed_by_gateway,
             heads,
         }
     }
 
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    fn closed_by_gateway(&self) -> usize {
+        self.closed_by_gateway.load(Ordering::SeqCst)
+    }
+}
+
+/// What every connection of a scripted upstream reports to.
+struct Shared {
+    closed: Arc<AtomicUsize>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Shared {
+    /// Waits for the gateway to close the connection, counting it; a request arriving
+    /// instead is kept with the others (the caller decides what to answer).
+    async fn await_close(&self, stream: &mut TcpStream) -> Option<String> {
+        match read_head(stream).await {
+            None => {
+                self.closed.fetch_add(1, Ordering::SeqCst);
+                None
+            }
+            Some(head) => {
+                self.heads.lock().unwrap().push(head.clone());
+                Some(head)
+            }
+        }
     }
 }
 
@@ -76,14 +116,9 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    script: Script,
-    first_connection: bool,
-    heads: Arc<std::sync::Mutex<Vec<String>>>,
-) {
+async fn serve(mut stream: TcpStream, script: Script, first_connection: bool, shared: Shared) {
     while let Some(head) = read_head(&mut stream).await {
-        heads.lock().unwrap().push(head);
+        shared.heads.lock().unwrap().push(head);
         match script {
             Script::KeepAlive => {
                 let _ = stream
@@ -94,7 +129,10 @@ async fn serve(
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Our FIN, and then the gateway's: a request instead would meet a closed
+                // write half, so it can only fail.
+                let _ = stream.shutdown().await;
+                shared.await_close(&mut stream).await;
                 return;
             }
             Script::ConnectionClose => {
@@ -111,12 +149,14 @@ async fn serve(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
                     )
                     .await;
-                // Keep the connection open with the body unfinished; if the gateway sent the
-                // next request here, it would read "HTTP/1.1 200" as chunk data and fail.
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong")
-                    .await;
+                // Keep the connection open with the body unfinished until the gateway closes
+                // it. If it sent the next request here instead, it would read "HTTP/1.1 200"
+                // as chunk data and fail.
+                if shared.await_close(&mut stream).await.is_some() {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong")
+                        .await;
+                }
                 return;
             }
             Script::Http10 => {
@@ -181,10 +221,14 @@ async fn concurrent_requests_open_at_most_one_connection_each_and_then_reuse_the
 async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
     let (up, gw) = behind_gateway(Script::CloseWhenIdle).await;
     let client = gw.client(true);
-    for _ in 0..3 {
+    for round in 1..=3 {
         assert_eq!(get_text(&client, &gw.url("/x")).await, (200, "ok".into()));
-        // Long enough for the upstream's FIN to arrive at the idle connection.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The gateway noticed the upstream's FIN on the idle connection and closed its end:
+        // the connection has left its pool.
+        poll_until(Duration::from_secs(10), || async {
+            up.closed_by_gateway() == round
+        })
+        .await;
     }
     assert_eq!(up.connections(), 3);
 }
@@ -208,9 +252,13 @@ async fn a_response_abandoned_mid_body_never_lends_its_connection_to_the_next_re
     assert_eq!(response.chunk().await.unwrap().unwrap(), "first");
     drop(response);
     drop(first);
-    // Time for the gateway to see the client leave and let go of the upstream connection.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // A new client connection: the first one's upstream connection is still mid-body.
+    // The gateway saw the client leave and closed the upstream connection, mid-body as it is,
+    // rather than keeping it for another request.
+    poll_until(Duration::from_secs(10), || async {
+        up.closed_by_gateway() == 1
+    })
+    .await;
+    // A new client connection, whose request must go on a new upstream connection.
     let second = gw.client(true);
     let answered = tokio::time::timeout(
         Duration::from_secs(5),

@@ -68,8 +68,12 @@ impl TestPki {
 
     /// A TLS connection speaking HTTP/1.1 (ALPN) to `addr`.
     pub async fn tls_connect(&self, addr: SocketAddr) -> TlsStream<TcpStream> {
+        self.tls_over(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// The TLS handshake (HTTP/1.1 by ALPN) over a TCP connection already made.
+    pub async fn tls_over(&self, tcp: TcpStream) -> TlsStream<TcpStream> {
         let connector = tokio_rustls::TlsConnector::from(self.client_config(&[b"http/1.1"]));
-        let tcp = TcpStream::connect(addr).await.unwrap();
         connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await

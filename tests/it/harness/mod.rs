@@ -234,6 +234,25 @@ where
     }
 }
 
+/// Waits for the next store event that `wanted` accepts, skipping others, for at most
+/// `limit`. A subscriber receives an event after the gateway's own token cache applied it,
+/// so a request sent once this returns is decided with the event in force.
+pub async fn next_event_where(
+    events: &mut tokio::sync::broadcast::Receiver<gatehouse::store::StoreEvent>,
+    limit: Duration,
+    wanted: impl Fn(&gatehouse::store::StoreEvent) -> bool,
+) -> gatehouse::store::StoreEvent {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) if wanted(&e) => return e,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("event bus: {e}"),
+            Err(_) => panic!("the awaited store event did not come within {limit:?}"),
+        }
+    }
+}
+
 /// The value of one metric sample line (`name{labels} value`), if present.
 pub fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
     metrics

@@ -73,6 +73,43 @@ impl TestDb {
         }
     }
 
+    /// PostgreSQL only: runs `sql` on the cluster's maintenance database, for statements about
+    /// this test's database that cannot run inside it (it may be refusing connections).
+    async fn exec_on_cluster(&self, sql: &str) {
+        use sqlx::Connection as _;
+        assert!(self.postgres, "PostgreSQL only");
+        let (server, _) = self.url.rsplit_once('/').expect("a database URL");
+        let mut c = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("connect");
+        sqlx::raw_sql(sql).execute(&mut c).await.expect("exec");
+        c.close().await.ok();
+    }
+
+    /// PostgreSQL only: the database's name.
+    fn database_name(&self) -> &str {
+        self.url.rsplit_once('/').expect("a database URL").1
+    }
+
+    /// PostgreSQL only: refuses (or again accepts) new connections to this database, as one
+    /// failing over would; connections already open keep working.
+    pub async fn allow_connections(&self, allow: bool) {
+        let name = self.database_name().to_owned();
+        self.exec_on_cluster(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+            .await;
+    }
+
+    /// PostgreSQL only: ends every `LISTEN` connection to this database, as a network blip
+    /// would.
+    pub async fn terminate_listeners(&self) {
+        let name = self.database_name().to_owned();
+        self.exec_on_cluster(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND query LIKE 'LISTEN%'"
+        ))
+        .await;
+    }
+
     /// Everything the database holds, as bytes: the SQLite file with its WAL, or a
     /// `pg_dump` (schema and data) of the database.
     pub async fn dump(&self) -> Vec<u8> {
@@ -129,4 +166,22 @@ macro_rules! contract_tests {
     };
 }
 
+/// `postgres_tests!(a, b)` defines `postgres::a`, … for what only PostgreSQL promises (other
+/// replicas, the notification connection); skipped as `contract_tests!` skips them.
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(db) = $crate::support::TestDb::postgres(stringify!($name)).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub(crate) use contract_tests;
+pub(crate) use postgres_tests;
