@@ -8,10 +8,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse::auth::scope::ScopeSet;
-use gatehouse::auth::secret::TokenHash;
 use gatehouse::auth::jwt::{AccessClaims, AssertionClaims, VerifyPolicy};
 use gatehouse::auth::keys::SigningKeys;
+use gatehouse::auth::scope::ScopeSet;
+use gatehouse::auth::secret::TokenHash;
 use gatehouse::oauth::pkce::{self, CodeChallengeMethod};
 
 const NOW: i64 = 1_800_000_000;

@@ -58,16 +58,20 @@ fn bench(c: &mut Criterion) {
     let (app, record) = rt.block_on(common::gateway_with_app(&dir));
     let g = app.gateway().clone();
     let live = g.live.load_full();
+    let request_id = http::HeaderValue::from_static("bench");
+    let peer: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
 
     c.bench_function("token/redeem_code_pkce_sqlite", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let (app, g, live, record) = (&app, g.clone(), live.clone(), record.clone());
+            let request_id = request_id.clone();
             async move {
+                let ctx = g.ctx(&live, peer, &request_id);
                 let mut spent = Duration::ZERO;
                 for n in 0..iters {
                     let params = exchange_params(&new_code(app, n).await);
                     let started = Instant::now();
-                    let r = exchange_code(&g, &live, &record, &params, g.clock.now()).await;
+                    let r = exchange_code(&ctx, &record, &params, g.clock.now()).await;
                     spent += started.elapsed();
                     black_box(r.unwrap());
                 }
@@ -78,10 +82,15 @@ fn bench(c: &mut Criterion) {
 
     let first = rt.block_on(async {
         let params = exchange_params(&new_code(&app, u64::MAX).await);
-        exchange_code(&g, &live, &record, &params, g.clock.now())
-            .await
-            .unwrap()
-            .refresh_token
+        exchange_code(
+            &g.ctx(&live, peer, &request_id),
+            &record,
+            &params,
+            g.clock.now(),
+        )
+        .await
+        .unwrap()
+        .refresh_token
     });
     let current = std::sync::Mutex::new(first);
     c.bench_function("token/refresh_rotation_sqlite", |b| {
@@ -89,7 +98,8 @@ fn bench(c: &mut Criterion) {
             let token = current.lock().unwrap().clone();
             let params =
                 Params::parse(&format!("grant_type=refresh_token&refresh_token={token}")).unwrap();
-            let next = match refresh(&g, &live, &record, &params, g.clock.now())
+            let ctx = g.ctx(&live, peer, &request_id);
+            let next = match refresh(&ctx, &g.oauth, &record, &params, g.clock.now())
                 .await
                 .unwrap()
             {

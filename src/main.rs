@@ -289,8 +289,13 @@ async fn reload_on_sighup(gateway: std::sync::Arc<gatehouse::server::Gateway>, p
                 }
                 let live = gateway.live.load_full();
                 let now = gateway.clock.now();
-                if let Err(e) =
-                    gatehouse::apps::config_sync::sync_live(&gateway.store, &live, now).await
+                if let Err(e) = gatehouse::apps::config_sync::sync_live(
+                    &gateway.store,
+                    &live.config,
+                    &live.directory,
+                    now,
+                )
+                .await
                 {
                     tracing::error!(error = %e, "config reloaded, but its [[apps]] could not be synced into the store");
                 }

@@ -139,7 +139,7 @@ impl App {
         )
         .await?;
         let clock = crate::clock::Clock::system();
-        crate::apps::config_sync::sync_live(&store, &live, clock.now())
+        crate::apps::config_sync::sync_live(&store, &live.config, &live.directory, clock.now())
             .await
             .map_err(StartupError::Apps)?;
         let listeners = Listeners {

@@ -13,8 +13,8 @@ pub mod session;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::server::own::Ctx;
 use crate::store::StoreError;
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {

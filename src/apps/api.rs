@@ -8,8 +8,8 @@ use hyper::body::Incoming;
 
 use super::wire::{ApiError, authenticate, require_scope};
 use super::{oauth_apps, pats};
+use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::server::own::Ctx;
 
 /// The scope every `/v1/oauthApps` call needs.
 pub const ADMIN_SCOPE: &str = "ADMIN";

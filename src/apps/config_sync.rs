@@ -7,8 +7,8 @@
 use std::time::SystemTime;
 
 use super::validate::{self, Rules, Violations};
+use crate::auth::directory::Directory;
 use crate::config::{AppEntry, ClientType as ConfigClientType, Config};
-use crate::server::Live;
 use crate::store::{
     App, AppCursor, ClientType, ManagedBy, Store, new_app_id, secret_hash, truncate_to_micros,
 };
@@ -72,17 +72,22 @@ pub fn validate_apps(config: &Config, rules: Rules<'_>) -> Result<(), String> {
     }
 }
 
-/// The rules a loaded [`Live`] state implies (its scope set and redirect policy).
-pub fn live_rules(live: &Live) -> Rules<'_> {
+/// The rules a loaded config implies (its scope set and redirect policy).
+pub fn live_rules<'a>(config: &Config, directory: &'a Directory) -> Rules<'a> {
     Rules {
-        scopes: &live.directory.scopes,
-        allow_insecure: live.config.oauth.allow_insecure_redirect_uris,
+        scopes: &directory.scopes,
+        allow_insecure: config.oauth.allow_insecure_redirect_uris,
     }
 }
 
-/// [`sync`] with the rules of a loaded [`Live`] state (its scope set and redirect policy).
-pub async fn sync_live(store: &Store, live: &Live, now: SystemTime) -> Result<SyncReport, String> {
-    let report = sync(store, &live.config, live_rules(live), now).await?;
+/// [`sync`] with the rules of a loaded config (its scope set and redirect policy).
+pub async fn sync_live(
+    store: &Store,
+    config: &Config,
+    directory: &Directory,
+    now: SystemTime,
+) -> Result<SyncReport, String> {
+    let report = sync(store, config, live_rules(config, directory), now).await?;
     if report != SyncReport::default() {
         tracing::info!(
             upserted = report.upserted,

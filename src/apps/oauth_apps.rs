@@ -16,11 +16,11 @@ use super::model::{AppInput, AppResource, Fields};
 use super::validate::{self, Rules, Violations};
 use super::wire::{ApiError, json_body, json_response, no_content};
 use crate::auth::Principal;
+use crate::auth::context::Ctx;
 use crate::auth::scope::{ScopeSet, Scopes};
 use crate::auth::secret::{Secret, new_client_id, new_client_secret};
 use crate::body::Body;
 use crate::config::duration::parse_duration;
-use crate::server::own::Ctx;
 use crate::store::{
     App, AppCursor, ClientType, ManagedBy, new_app_id, secret_hash, truncate_to_micros,
 };
@@ -34,8 +34,8 @@ type Answer = Result<Response<Body>, ApiError>;
 
 pub fn rules<'a>(ctx: &'a Ctx<'_>) -> Rules<'a> {
     Rules {
-        scopes: &ctx.live.directory.scopes,
-        allow_insecure: ctx.live.config.oauth.allow_insecure_redirect_uris,
+        scopes: &ctx.directory.scopes,
+        allow_insecure: ctx.config.oauth.allow_insecure_redirect_uris,
     }
 }
 
@@ -58,7 +58,7 @@ pub fn default_scopes(scopes: &ScopeSet, cap: Scopes) -> Vec<String> {
 /// caller; turning such an app off (`{"active": false}` alone) or deleting it stays allowed.
 fn within_caller(ctx: &Ctx<'_>, who: &Principal, app: &App) -> Result<(), ApiError> {
     let mut v = Violations::default();
-    let scopes = &ctx.live.directory.scopes;
+    let scopes = &ctx.directory.scopes;
     validate::within_caller(&mut v, scopes, who.scopes, &app.scopes, app.skip_consent);
     if v.is_empty() {
         Ok(())
@@ -72,7 +72,7 @@ fn caller(who: &Principal) -> String {
 }
 
 fn now(ctx: &Ctx<'_>) -> SystemTime {
-    truncate_to_micros(ctx.gateway.clock.now())
+    truncate_to_micros(ctx.clock.now())
 }
 
 fn rng_failed(ctx: &Ctx<'_>) -> ApiError {
@@ -84,7 +84,7 @@ fn rng_failed(ctx: &Ctx<'_>) -> ApiError {
 }
 
 pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> Answer {
-    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
+    let bytes = json_body(req, false, ctx.config.server.request_body_timeout).await?;
     let input = AppInput::from_json(&bytes, true, rules(ctx)).map_err(ApiError::invalid)?;
     let client_type = input.client_type.unwrap_or(ClientType::Confidential);
     let secret: Option<Secret> = match client_type {
@@ -106,7 +106,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         secret_hash: secret.as_ref().map(|s| secret_hash(s.expose())),
         previous_secret_hash: None,
         previous_secret_expires_at: None,
-        scopes: default_scopes(&ctx.live.directory.scopes, who.scopes),
+        scopes: default_scopes(&ctx.directory.scopes, who.scopes),
         skip_consent: false,
         active: true,
         labels: Default::default(),
@@ -118,8 +118,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
     };
     input.apply(&mut app);
     within_caller(ctx, who, &app)?;
-    ctx.gateway
-        .store
+    ctx.store
         .create_app(&app)
         .await
         .map_err(|e| ApiError::store(&e, ctx.request_id()))?;
@@ -149,7 +148,6 @@ struct ListResponse<'a> {
 pub async fn list(ctx: &Ctx<'_>, query: Option<&str>) -> Answer {
     let (size, after) = page_params(query)?;
     let mut apps = ctx
-        .gateway
         .store
         .list_apps(after.as_ref(), size + 1)
         .await
@@ -168,7 +166,7 @@ pub async fn list(ctx: &Ctx<'_>, query: Option<&str>) -> Answer {
 }
 
 pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incoming>) -> Answer {
-    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
+    let bytes = json_body(req, false, ctx.config.server.request_body_timeout).await?;
     let input = AppInput::from_json(&bytes, false, rules(ctx)).map_err(ApiError::invalid)?;
     let mut app = load_writable(ctx, id).await?;
     if input.client_type.is_some_and(|t| t != app.client_type) {
@@ -186,8 +184,7 @@ pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incomi
     app.updated_by = caller(who);
     app.update_time = now(ctx);
     // Deactivation revokes every grant and token of the app in the same transaction.
-    ctx.gateway
-        .store
+    ctx.store
         .update_app(&app)
         .await
         .map_err(|e| map_missing(e, ctx, id))?;
@@ -199,8 +196,7 @@ pub async fn patch(ctx: &Ctx<'_>, who: &Principal, id: &str, req: Request<Incomi
 
 pub async fn delete(ctx: &Ctx<'_>, who: &Principal, id: &str) -> Answer {
     let app = load_writable(ctx, id).await?;
-    ctx.gateway
-        .store
+    ctx.store
         .delete_app(&app.id)
         .await
         .map_err(|e| map_missing(e, ctx, id))?;
@@ -214,7 +210,7 @@ pub async fn rotate_secret(
     id: &str,
     req: Request<Incoming>,
 ) -> Answer {
-    let bytes = json_body(req, true, ctx.gateway.config.server.request_body_timeout).await?;
+    let bytes = json_body(req, true, ctx.config.server.request_body_timeout).await?;
     let mut fields = Fields::parse(&bytes).map_err(ApiError::invalid)?;
     let grace = fields.string("gracePeriod");
     let violations = fields.finish(&[]);
@@ -246,7 +242,6 @@ pub async fn rotate_secret(
     let now = now(ctx);
     let previous_valid_until = (!grace.is_zero()).then(|| now + grace);
     let app = ctx
-        .gateway
         .store
         .rotate_app_secret(
             &app.id,
@@ -275,8 +270,7 @@ fn map_missing(e: crate::store::StoreError, ctx: &Ctx<'_>, id: &str) -> ApiError
 }
 
 async fn load(ctx: &Ctx<'_>, id: &str) -> Result<App, ApiError> {
-    ctx.gateway
-        .store
+    ctx.store
         .get_app(id)
         .await
         .map_err(|e| ApiError::store(&e, ctx.request_id()))?

@@ -13,12 +13,12 @@ use serde::Serialize;
 use super::model::{Fields, PatResource, rfc3339};
 use super::validate::{self, Violations};
 use super::wire::{ApiError, json_body, json_response, no_content};
+use crate::auth::context::Ctx;
 use crate::auth::scope::{ScopeSet, Scopes};
 use crate::auth::secret::{Secret, new_id, new_personal_access_token};
 use crate::auth::{Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::duration::parse_duration;
-use crate::server::own::Ctx;
 use crate::store::{PersonalToken, Store, StoreError, secret_hash, truncate_to_micros};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -133,9 +133,8 @@ struct ListResponse<'a> {
 }
 
 pub async fn list(ctx: &Ctx<'_>, who: &Principal) -> Answer {
-    let now = ctx.gateway.clock.now();
+    let now = ctx.clock.now();
     let pats = ctx
-        .gateway
         .store
         .list_pats(&who.user)
         .await
@@ -158,7 +157,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
             "personal access tokens can only be created with a personal access token",
         ));
     }
-    let bytes = json_body(req, false, ctx.gateway.config.server.request_body_timeout).await?;
+    let bytes = json_body(req, false, ctx.config.server.request_body_timeout).await?;
     let mut f = Fields::parse(&bytes).map_err(ApiError::invalid)?;
     let display_name = f.string("displayName");
     let scope = f.string("scope");
@@ -180,9 +179,9 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         ttl: ttl.as_deref(),
         not_after: Some(who.expires_at),
     };
-    let scopes = &ctx.live.directory.scopes;
-    let now = ctx.gateway.clock.now();
-    let (token, pat) = mint(&ctx.gateway.store, scopes, who.scopes, &request, now)
+    let scopes = &ctx.directory.scopes;
+    let now = ctx.clock.now();
+    let (token, pat) = mint(&ctx.store, scopes, who.scopes, &request, now)
         .await
         .map_err(|e| match e {
             MintError::Invalid(v) => ApiError::invalid(v),
@@ -198,7 +197,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
 }
 
 pub async fn delete(ctx: &Ctx<'_>, who: &Principal, id: &str) -> Answer {
-    let store = &ctx.gateway.store;
+    let store = &ctx.store;
     // The store's synchronous event hook has made this replica's token cache forget the PAT
     // by the time `delete_pat` returns (`Store::on_event_sync`).
     match store.delete_pat(&who.user, id).await {

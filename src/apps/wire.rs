@@ -11,10 +11,10 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::validate::Violations;
+use crate::auth::context::Ctx;
 use crate::auth::{AuthFailure, Principal};
 use crate::body::{Body, empty, full};
 use crate::body::{ReadError, read_to_limit};
-use crate::server::own::Ctx;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// The largest request body the management API reads.
@@ -199,14 +199,14 @@ pub async fn authenticate(
     if values.next().is_some() {
         return Err(ApiError::unauthenticated(AuthFailure::Malformed));
     }
-    let gw = ctx.gateway;
-    gw.auth
+    let ctx = ctx;
+    ctx.auth
         .bearer(
             first,
-            &ctx.live.directory,
-            &gw.keys,
-            &gw.store,
-            gw.clock.now(),
+            &ctx.directory,
+            &ctx.keys,
+            &ctx.store,
+            ctx.clock.now(),
         )
         .await
         .map_err(|f| match f {
@@ -221,7 +221,7 @@ pub async fn authenticate(
 
 /// Refuses a caller whose (expanded) scopes do not include `scope`.
 pub fn require_scope(ctx: &Ctx<'_>, who: &Principal, scope: &str) -> Result<(), ApiError> {
-    let needed = ctx.live.directory.scopes.lookup(scope);
+    let needed = ctx.directory.scopes.lookup(scope);
     match needed {
         Some(s) if who.scopes.satisfies(s) => Ok(()),
         _ => Err(ApiError::permission_denied(format!(

@@ -21,14 +21,14 @@ use moka::sync::Cache;
 use prometheus::IntCounter;
 
 use super::directory::Directory;
+use super::jwt::{TokenError, VerifyPolicy};
+use super::keys::SigningKeys;
 use super::principal::{Principal, PrincipalKind};
 use super::revoked::Revoked;
 use super::scope::Scopes;
 use crate::clock::{Clock, unix_seconds};
 use crate::config::AuthConfig;
 use crate::metrics::Metrics;
-use super::jwt::{TokenError, VerifyPolicy};
-use super::keys::SigningKeys;
 use crate::store::{SecretHash, Store, StoreEvent, secret_hash};
 
 /// Why a request is not authenticated. Each has a metrics label and an RFC 6750 answer.
@@ -450,10 +450,7 @@ pub fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, AuthFai
     let token = token.trim_start_matches(' ');
     let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
     let body = token.trim_end_matches('=');
-    if body.is_empty()
-        || token.len() > super::jwt::MAX_TOKEN_BYTES
-        || !body.bytes().all(token68)
-    {
+    if body.is_empty() || token.len() > super::jwt::MAX_TOKEN_BYTES || !body.bytes().all(token68) {
         return Err(AuthFailure::Malformed);
     }
     Ok(token)

@@ -16,10 +16,10 @@ use request::{Rejected, Valid};
 use super::error::{OAuthError, OAuthErrorCode};
 use super::redirect;
 use crate::auth::PrincipalKind;
+use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::body::Body;
 use crate::server::guard::percent_encode;
-use crate::server::own::Ctx;
 use crate::store::{App, NewAuthCode, secret_hash};
 use crate::ui::{page, session};
 
@@ -47,17 +47,17 @@ pub async fn authenticate(
 ) -> Result<Option<Authenticated>, Response<Body>> {
     let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(authorization) = authorizations.next() {
-        let gw = ctx.gateway;
+        let ctx = ctx;
         let principal = match authorizations.next() {
             Some(_) => Err(crate::auth::AuthFailure::Malformed),
             None => {
-                gw.auth
+                ctx.auth
                     .bearer(
                         Some(authorization),
-                        &ctx.live.directory,
-                        &gw.keys,
-                        &gw.store,
-                        gw.clock.now(),
+                        &ctx.directory,
+                        &ctx.keys,
+                        &ctx.store,
+                        ctx.clock.now(),
                     )
                     .await
             }
@@ -82,7 +82,7 @@ pub async fn authenticate(
     }
     match session::current(ctx, headers).await {
         Ok(Some(s)) => {
-            let Some(user) = ctx.live.directory.user(&s.user) else {
+            let Some(user) = ctx.directory.user(&s.user) else {
                 return Ok(None);
             };
             Ok(Some(Authenticated {
@@ -142,7 +142,7 @@ async fn start(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
         Err(response) => return response,
     };
-    let scopes = &ctx.live.directory.scopes;
+    let scopes = &ctx.directory.scopes;
     let app_scopes = app_scopes(ctx, &valid.app);
     let granted = match scopes.grant(valid.requested, who.max_scope, app_scopes) {
         Ok(g) => g,
@@ -186,7 +186,7 @@ fn valid_parts(v: Valid) -> super::consent::Request {
 
 /// The scopes an app may ask for; names the scope set no longer knows are ignored.
 pub fn app_scopes(ctx: &Ctx<'_>, app: &App) -> Scopes {
-    let set = &ctx.live.directory.scopes;
+    let set = &ctx.directory.scopes;
     app.scopes
         .iter()
         .filter_map(|name| set.lookup(name))
@@ -207,7 +207,7 @@ pub async fn issue_code(
         let e = OAuthError::new(OAuthErrorCode::ServerError, "the code could not be made");
         return error_redirect(ctx, target, &e);
     };
-    let now: SystemTime = ctx.gateway.clock.now();
+    let now: SystemTime = ctx.clock.now();
     let (code_challenge, code_challenge_method) = challenge.unzip();
     let record = NewAuthCode {
         hash: secret_hash(code.expose()),
@@ -218,9 +218,9 @@ pub async fn issue_code(
         code_challenge,
         code_challenge_method,
         create_time: now,
-        expire_time: now + ctx.live.config.oauth.code_ttl,
+        expire_time: now + ctx.config.oauth.code_ttl,
     };
-    if let Err(e) = ctx.gateway.store.create_code(&record).await {
+    if let Err(e) = ctx.store.create_code(&record).await {
         tracing::error!(request_id = ctx.request_id(), error = %e, "storing an authorization code failed");
         let e = OAuthError::new(
             OAuthErrorCode::TemporarilyUnavailable,
@@ -256,6 +256,6 @@ fn back_to_client(ctx: &Ctx<'_>, target: &Target, params: &[(&str, &str)]) -> Re
     if let Some(state) = &target.state {
         all.push(("state", state));
     }
-    all.push(("iss", &ctx.live.config.server.public_url));
+    all.push(("iss", &ctx.config.server.public_url));
     page::see_other(&redirect::with_params(&target.redirect_uri, &all))
 }

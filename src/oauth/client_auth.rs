@@ -11,16 +11,15 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
+use super::caches::OAuthCaches;
 use super::error::OAuthError;
 use super::error::OAuthErrorCode;
 use super::params::{Params, decode};
 use super::reply;
 use super::request::OAuthRequest;
+use crate::auth::context::Ctx;
 use crate::auth::secret::Secret;
-use crate::auth::throttle;
 use crate::body::Body;
-use crate::server::Gateway;
-use crate::server::own::Ctx;
 use crate::store::{App, ClientType, Store, secret_hash};
 
 /// How the client authenticated.
@@ -139,19 +138,13 @@ pub fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, Refu
 /// under the per-client throttle keyed by the caller's address.
 pub async fn authenticate_request(
     ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
     request: &OAuthRequest,
     now: SystemTime,
 ) -> Result<App, Refused> {
     let presented = presented(&request.parts.headers, &request.params)?;
-    let addr = client_addr(ctx, &request.parts.headers);
-    authenticate_throttled(ctx.gateway, &presented, addr, now).await
-}
-
-/// The client address the throttle counts: the peer, or behind `server.trusted_proxies` the
-/// client they forwarded for (SPEC §3.2).
-pub fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
-    let policy = &ctx.live.headers;
-    throttle::client_addr(ctx.conn.peer.ip(), headers, |ip| policy.is_trusted(ip))
+    let addr = ctx.client_addr(&request.parts.headers);
+    authenticate_throttled(ctx, oauth, &presented, addr, now).await
 }
 
 /// [`authenticate`] behind a brute-force throttle keyed by client id and client address
@@ -164,12 +157,12 @@ pub fn client_addr(ctx: &Ctx<'_>, headers: &HeaderMap) -> IpAddr {
 /// [`MAX_CLIENT_FAILURES`]: super::caches::MAX_CLIENT_FAILURES
 /// [`FAILURE_WINDOW`]: super::caches::FAILURE_WINDOW
 pub async fn authenticate_throttled(
-    gateway: &Gateway,
+    ctx: &Ctx<'_>,
+    caches: &OAuthCaches,
     presented: &Presented,
     addr: IpAddr,
     now: SystemTime,
 ) -> Result<App, Refused> {
-    let caches = &gateway.oauth;
     let attempt = match caches.client_attempt(&presented.client_id, addr, now).await {
         Ok(attempt) => attempt,
         Err(throttled) => {
@@ -188,7 +181,7 @@ pub async fn authenticate_throttled(
             });
         }
     };
-    let result = authenticate(&gateway.store, presented, now).await;
+    let result = authenticate(&ctx.store, presented, now).await;
     match &result {
         Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed(),
         // Right credentials, or not checked at all (the store failed).

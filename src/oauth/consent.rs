@@ -13,9 +13,9 @@ use hyper::body::Incoming;
 use super::authorize::{self, Authenticated, Target};
 use super::error::{OAuthError, OAuthErrorCode};
 use super::redirect;
+use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::body::Body;
-use crate::server::own::Ctx;
 use crate::store::{App, PendingConsent};
 use crate::ui::{csrf, page};
 
@@ -67,8 +67,8 @@ pub async fn show(
     let Some(csrf_hash) = csrf::bound_hash(&token, &who.binding) else {
         return crate::ui::internal(ctx, "deriving a CSRF hash failed");
     };
-    let scopes = &ctx.live.directory.scopes;
-    let now = ctx.gateway.clock.now();
+    let scopes = &ctx.directory.scopes;
+    let now = ctx.clock.now();
     let (code_challenge, code_challenge_method) = request.challenge.clone().unzip();
     let pending = PendingConsent {
         id: id.clone(),
@@ -83,7 +83,7 @@ pub async fn show(
         create_time: now,
         expire_time: now + CONSENT_TTL,
     };
-    if let Err(e) = ctx.gateway.store.create_consent(&pending).await {
+    if let Err(e) = ctx.store.create_consent(&pending).await {
         return crate::ui::store_failure(ctx, &e);
     }
     let app = &request.app;
@@ -128,7 +128,7 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         Ok(None) => return refused(ctx, StatusCode::UNAUTHORIZED, "You are not signed in."),
         Err(response) => return response,
     };
-    let timeout = ctx.gateway.config.server.request_body_timeout;
+    let timeout = ctx.config.server.request_body_timeout;
     let params = match crate::ui::login::read_form(body, timeout).await {
         Ok(p) => p,
         Err(status) => return refused(ctx, status, "The form could not be read."),
@@ -144,13 +144,8 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
     let Some(hash) = csrf::bound_hash(token, &who.binding) else {
         return crate::ui::internal(ctx, "deriving a CSRF hash failed");
     };
-    let now = ctx.gateway.clock.now();
-    let consent = match ctx
-        .gateway
-        .store
-        .take_consent(id, &hash, &who.user, now)
-        .await
-    {
+    let now = ctx.clock.now();
+    let consent = match ctx.store.take_consent(id, &hash, &who.user, now).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             tracing::warn!(request_id = ctx.request_id(), user = %who.user, "consent decision refused: unknown, used, expired or forged");
@@ -163,12 +158,7 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         Err(e) => return crate::ui::store_failure(ctx, &e),
     };
     // The app may have been deactivated or changed while the page was open.
-    let app = match ctx
-        .gateway
-        .store
-        .get_app_by_client_id(&consent.client_id)
-        .await
-    {
+    let app = match ctx.store.get_app_by_client_id(&consent.client_id).await {
         Ok(app) => app.filter(|a| {
             a.active && redirect::is_registered(&consent.redirect_uri, &a.allowed_callback_urls)
         }),

@@ -6,8 +6,9 @@
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use super::caches::OAuthCaches;
+use crate::auth::context::Ctx;
 use crate::body::{Body, empty};
-use crate::server::Gateway;
 use crate::store::App;
 
 /// Apps read per page when looking for an origin.
@@ -17,17 +18,18 @@ const PAGE: u32 = 500;
 /// `endpoint` (which says which app it authenticated, if any) and adds the CORS headers for
 /// the request's origin.
 pub async fn serve(
-    gateway: &Gateway,
+    ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
     req: Request<Incoming>,
     endpoint: impl AsyncFnOnce(Request<Incoming>) -> (Response<Body>, Option<App>),
 ) -> Response<Body> {
     if req.method() == Method::OPTIONS {
-        return preflight(gateway, req.headers()).await;
+        return preflight(ctx, oauth, req.headers()).await;
     }
     let origin = origin(req.headers());
     let (mut response, app) = endpoint(req).await;
     let ok = match &origin {
-        Some(o) => allowed(gateway, o, app.as_ref()).await,
+        Some(o) => allowed(ctx, oauth, o, app.as_ref()).await,
         None => false,
     };
     decorate(&mut response, origin.as_deref(), ok);
@@ -45,20 +47,20 @@ pub fn origin(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether `origin` may read the answer: the app's own list when known, else any active app's.
-pub async fn allowed(gateway: &Gateway, origin: &str, app: Option<&App>) -> bool {
+pub async fn allowed(ctx: &Ctx<'_>, oauth: &OAuthCaches, origin: &str, app: Option<&App>) -> bool {
     match app {
         Some(app) => app.active && app.allowed_web_origins.iter().any(|o| o == origin),
-        None => allowed_by_any_app(gateway, origin).await,
+        None => allowed_by_any_app(ctx, oauth, origin).await,
     }
 }
 
-async fn allowed_by_any_app(gateway: &Gateway, origin: &str) -> bool {
-    if let Some(known) = gateway.oauth.origin(origin) {
+async fn allowed_by_any_app(ctx: &Ctx<'_>, oauth: &OAuthCaches, origin: &str) -> bool {
+    if let Some(known) = oauth.origin(origin) {
         return known;
     }
     let mut after = None;
     let found = loop {
-        let page = match gateway.store.list_apps(after.as_ref(), PAGE).await {
+        let page = match ctx.store.list_apps(after.as_ref(), PAGE).await {
             Ok(page) => page,
             Err(e) => {
                 // Refuse rather than allow, and do not remember the refusal.
@@ -79,7 +81,7 @@ async fn allowed_by_any_app(gateway: &Gateway, origin: &str) -> bool {
             _ => break false,
         }
     };
-    gateway.oauth.remember_origin(origin, found);
+    oauth.remember_origin(origin, found);
     found
 }
 
@@ -95,10 +97,10 @@ pub fn decorate(response: &mut Response<Body>, origin: Option<&str>, allowed: bo
 }
 
 /// Answers an `OPTIONS` preflight: 204, with the CORS grant only for an allowed origin.
-pub async fn preflight(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+pub async fn preflight(ctx: &Ctx<'_>, oauth: &OAuthCaches, headers: &HeaderMap) -> Response<Body> {
     let origin = origin(headers);
     let ok = match &origin {
-        Some(o) => allowed(gateway, o, None).await,
+        Some(o) => allowed(ctx, oauth, o, None).await,
         None => false,
     };
     let mut response = Response::new(empty());

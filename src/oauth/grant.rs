@@ -9,16 +9,16 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::error::OAuthError;
-use crate::auth::jwt::AccessClaims;
 use super::params::Params;
 use super::pkce::{self, CodeChallengeMethod};
 use super::reply::{self, invalid_grant, store_failure};
+use crate::auth::context::Ctx;
 use crate::auth::directory::Directory;
+use crate::auth::jwt::AccessClaims;
 use crate::auth::scope::Scopes;
 use crate::auth::secret::{Secret, new_id, new_refresh_token};
 use crate::clock::unix_seconds;
 use crate::config::RequirePkce;
-use crate::server::{Gateway, Live};
 use crate::store::{App, AuthCode, ClientType, NewRefreshToken, RedeemOutcome, secret_hash};
 
 /// The body of a successful token response (RFC 6749 §5.1, SPEC §3.1).
@@ -41,8 +41,8 @@ pub(super) struct Prepared {
     pub access_exp: SystemTime,
 }
 
-pub(super) fn prepare(gw: &Gateway, now: SystemTime) -> Result<Prepared, OAuthError> {
-    let oauth = &gw.config.oauth;
+pub(super) fn prepare(ctx: &Ctx<'_>, now: SystemTime) -> Result<Prepared, OAuthError> {
+    let oauth = &ctx.config.oauth;
     let refresh = new_refresh_token().map_err(|_| reply::server_error("random source"))?;
     let jti = new_id().map_err(|_| reply::server_error("random source"))?;
     let access_exp = now + whole_seconds(oauth.access_token_ttl);
@@ -66,7 +66,7 @@ fn whole_seconds(d: Duration) -> Duration {
 
 /// Signs the access token of `prepared` and writes the token response.
 pub(super) fn issue(
-    gw: &Gateway,
+    ctx: &Ctx<'_>,
     prepared: &Prepared,
     user: &str,
     app: &App,
@@ -75,11 +75,11 @@ pub(super) fn issue(
     now: SystemTime,
 ) -> Result<TokenResponse, OAuthError> {
     let iat = unix_seconds(now);
-    let ttl = whole_seconds(gw.config.oauth.access_token_ttl).as_secs();
+    let ttl = whole_seconds(ctx.config.oauth.access_token_ttl).as_secs();
     let claims = AccessClaims {
-        iss: gw.config.server.public_url.clone(),
+        iss: ctx.config.server.public_url.clone(),
         sub: user.to_owned(),
-        aud: gw.config.audience().to_owned(),
+        aud: ctx.config.audience().to_owned(),
         client_id: Some(app.client_id.clone()),
         scope: scope.to_owned(),
         iat,
@@ -88,7 +88,7 @@ pub(super) fn issue(
         jti: prepared.jti.clone(),
         gid: Some(grant_id.to_owned()),
     };
-    let access_token = gw
+    let access_token = ctx
         .keys
         .sign_access_token(&claims)
         .map_err(|_| reply::server_error("signing an access token"))?;
@@ -113,8 +113,7 @@ pub(super) fn app_scopes(directory: &Directory, app: &App) -> Scopes {
 /// `grant_type=authorization_code`: checks the code against the client, the redirect URI and
 /// the PKCE verifier, then redeems it in one store transaction.
 pub async fn exchange_code(
-    gw: &Gateway,
-    live: &Live,
+    ctx: &Ctx<'_>,
     app: &App,
     params: &Params,
     now: SystemTime,
@@ -126,7 +125,7 @@ pub async fn exchange_code(
         .get("redirect_uri")
         .ok_or_else(|| reply::invalid_request("redirect_uri is required"))?;
     let hash = secret_hash(code_value);
-    let code = gw
+    let code = ctx
         .store
         .get_code(&hash)
         .await
@@ -142,40 +141,40 @@ pub async fn exchange_code(
             "redirect_uri does not match the authorization request",
         ));
     }
-    check_pkce(live, app, &code, params.get("code_verifier"))?;
+    check_pkce(ctx, app, &code, params.get("code_verifier"))?;
     if code.used_at.is_some() {
-        return Err(replayed(gw, code.grant_id.as_deref(), now).await);
+        return Err(replayed(ctx, code.grant_id.as_deref(), now).await);
     }
     if code.expire_time <= now {
         return Err(invalid_grant("the code has expired"));
     }
-    let user = live
+    let user = ctx
         .directory
         .user(&code.user)
         .ok_or_else(|| invalid_grant("the user no longer exists"))?;
-    let requested = live
+    let requested = ctx
         .directory
         .scopes
         .parse(&code.scope)
         .map_err(|_| invalid_grant("the code's scope is no longer known"))?;
-    let granted = live
+    let granted = ctx
         .directory
         .scopes
-        .grant(requested, user.max_scope, app_scopes(&live.directory, app))
+        .grant(requested, user.max_scope, app_scopes(&ctx.directory, app))
         .map_err(|_| reply::invalid_scope("no requested scope can be granted"))?;
-    let scope = live.directory.scopes.to_names(granted);
-    let prepared = prepare(gw, now)?;
-    let outcome = gw
+    let scope = ctx.directory.scopes.to_names(granted);
+    let prepared = prepare(ctx, now)?;
+    let outcome = ctx
         .store
         .redeem_code(&hash, &prepared.record, now)
         .await
         .map_err(|e| store_failure(&e))?;
     match outcome {
         RedeemOutcome::Redeemed { grant, .. } => {
-            issue(gw, &prepared, &code.user, app, &scope, &grant.id, now)
+            issue(ctx, &prepared, &code.user, app, &scope, &grant.id, now)
         }
         RedeemOutcome::AlreadyUsed { grant_id, .. } => {
-            Err(replayed(gw, grant_id.as_deref(), now).await)
+            Err(replayed(ctx, grant_id.as_deref(), now).await)
         }
         RedeemOutcome::Expired => Err(invalid_grant("the code has expired")),
         RedeemOutcome::Unknown => Err(invalid_grant("the code is invalid")),
@@ -185,12 +184,12 @@ pub async fn exchange_code(
 /// RFC 7636 §4.6 and the downgrade rule: a code with a challenge needs the matching
 /// verifier; a code without one refuses a verifier, and is refused where PKCE is required.
 fn check_pkce(
-    live: &Live,
+    ctx: &Ctx<'_>,
     app: &App,
     code: &AuthCode,
     verifier: Option<&str>,
 ) -> Result<(), OAuthError> {
-    let oauth = &live.config.oauth;
+    let oauth = &ctx.config.oauth;
     match (&code.code_challenge, verifier) {
         (Some(challenge), Some(verifier)) => {
             let method = CodeChallengeMethod::parse(
@@ -228,9 +227,9 @@ fn check_pkce(
 }
 
 /// A second redemption: refuse it and end every token the first one issued.
-async fn replayed(gw: &Gateway, grant_id: Option<&str>, now: SystemTime) -> OAuthError {
+async fn replayed(ctx: &Ctx<'_>, grant_id: Option<&str>, now: SystemTime) -> OAuthError {
     if let Some(id) = grant_id {
-        match gw.store.revoke_grant(id, now).await {
+        match ctx.store.revoke_grant(id, now).await {
             Ok(_) => tracing::warn!(grant_id = id, "authorization code replayed: grant revoked"),
             Err(e) => return store_failure(&e),
         }

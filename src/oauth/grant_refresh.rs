@@ -11,8 +11,8 @@ use super::error::OAuthError;
 use super::grant::{TokenResponse, app_scopes, issue, prepare};
 use super::params::Params;
 use super::reply::{invalid_grant, invalid_request, invalid_scope, store_failure};
+use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
-use crate::server::{Gateway, Live};
 use crate::store::{App, RefreshToken, RotateOutcome, SecretHash, secret_hash};
 
 /// What a token request answers: a fresh response, or the JSON of one given before.
@@ -23,8 +23,8 @@ pub enum Refreshed {
 
 /// Refreshes with `params.refresh_token` for `app` (authenticated).
 pub async fn refresh(
-    gw: &Gateway,
-    live: &Live,
+    ctx: &Ctx<'_>,
+    oauth: &super::caches::OAuthCaches,
     app: &App,
     params: &Params,
     now: SystemTime,
@@ -34,14 +34,14 @@ pub async fn refresh(
         .ok_or_else(|| invalid_request("refresh_token is required"))?;
     let hash = secret_hash(token);
     let requested = params.get("scope").map(str::to_owned);
-    let slot = gw.oauth.refresh_slot(&hash);
+    let slot = oauth.refresh_slot(&hash);
     // Refreshes of one token on this replica take turns, so the ones behind the rotation
     // find its answer instead of racing it.
     let mut remembered = slot.lock().await;
     if let Some(prev) = remembered.as_ref() {
-        return repeat(gw, app, &hash, prev, requested.as_deref(), now).await;
+        return repeat(ctx, app, &hash, prev, requested.as_deref(), now).await;
     }
-    let response = rotate(gw, live, app, &hash, requested.as_deref(), now).await?;
+    let response = rotate(ctx, app, &hash, requested.as_deref(), now).await?;
     let body = serde_json::to_string(&response)
         .map_err(|_| super::reply::server_error("serializing a token response"))?;
     *remembered = Some(RememberedRefresh {
@@ -54,14 +54,13 @@ pub async fn refresh(
 }
 
 async fn rotate(
-    gw: &Gateway,
-    live: &Live,
+    ctx: &Ctx<'_>,
     app: &App,
     hash: &SecretHash,
     requested: Option<&str>,
     now: SystemTime,
 ) -> Result<TokenResponse, OAuthError> {
-    let store = &gw.store;
+    let store = &ctx.store;
     let rt = store
         .get_refresh_token(hash)
         .await
@@ -76,13 +75,13 @@ async fn rotate(
         return Err(invalid_grant("the refresh token is invalid"));
     }
     if rt.rotated_at.is_some() {
-        return Err(rotated_before(gw, &rt, now).await);
+        return Err(rotated_before(ctx, &rt, now).await);
     }
-    let user = live
+    let user = ctx
         .directory
         .user(&grant.user)
         .ok_or_else(|| invalid_grant("the user no longer exists"))?;
-    let scopes = &live.directory.scopes;
+    let scopes = &ctx.directory.scopes;
     let original = scopes
         .parse(&grant.scope)
         .map_err(|_| invalid_grant("the grant's scope is no longer known"))?;
@@ -98,29 +97,29 @@ async fn rotate(
     let granted = scopes
         .expand(asked)
         .intersection(user.max_scope)
-        .intersection(scopes.expand(app_scopes(&live.directory, app)));
+        .intersection(scopes.expand(app_scopes(&ctx.directory, app)));
     if granted == Scopes::EMPTY {
         return Err(invalid_scope("no requested scope can be granted"));
     }
     let scope = scopes.to_highest_string(granted);
-    let prepared = prepare(gw, now)?;
+    let prepared = prepare(ctx, now)?;
     let outcome = store
         .rotate_refresh_token(hash, &app.client_id, &prepared.record, now)
         .await
         .map_err(|e| store_failure(&e))?;
     match outcome {
         RotateOutcome::Rotated { grant, .. } => {
-            issue(gw, &prepared, &grant.user, app, &scope, &grant.id, now)
+            issue(ctx, &prepared, &grant.user, app, &scope, &grant.id, now)
         }
         RotateOutcome::AlreadyRotated {
             grant_id,
             rotated_at,
             is_immediate_predecessor_of_current,
         } => {
-            if is_immediate_predecessor_of_current && within_grace(gw, rotated_at, now) {
+            if is_immediate_predecessor_of_current && within_grace(ctx, rotated_at, now) {
                 Err(invalid_grant("the refresh token was just rotated"))
             } else {
-                Err(reuse(gw, &grant_id, now).await)
+                Err(reuse(ctx, &grant_id, now).await)
             }
         }
         RotateOutcome::Revoked { .. }
@@ -133,7 +132,7 @@ async fn rotate(
 /// This replica rotated the token before: the same answer within the grace, if the token is
 /// still the immediate predecessor of a live one; otherwise the reuse rule.
 async fn repeat(
-    gw: &Gateway,
+    ctx: &Ctx<'_>,
     app: &App,
     hash: &SecretHash,
     prev: &RememberedRefresh,
@@ -143,19 +142,19 @@ async fn repeat(
     if prev.client_id != app.client_id {
         return Err(invalid_grant("the refresh token is invalid"));
     }
-    let rt = gw
+    let rt = ctx
         .store
         .get_refresh_token(hash)
         .await
         .map_err(|e| store_failure(&e))?
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-    match grace_state(gw, &rt, now).await? {
+    match grace_state(ctx, &rt, now).await? {
         Grace::Within if requested == prev.requested_scope.as_deref() => {
             Ok(Refreshed::Repeat(prev.body.clone()))
         }
         Grace::Within => Err(invalid_grant("the refresh token was just rotated")),
         Grace::Dead => Err(invalid_grant("the refresh token is invalid")),
-        Grace::Reuse => Err(reuse(gw, &rt.grant_id, now).await),
+        Grace::Reuse => Err(reuse(ctx, &rt.grant_id, now).await),
     }
 }
 
@@ -170,16 +169,19 @@ enum Grace {
 
 /// Classifies a rotated token by reading the store (no write).
 async fn grace_state(
-    gw: &Gateway,
+    ctx: &Ctx<'_>,
     rt: &RefreshToken,
     now: SystemTime,
 ) -> Result<Grace, OAuthError> {
-    let store = &gw.store;
-    let live = store
+    let store = &ctx.store;
+    let grant_live = store
         .is_grant_live(&rt.grant_id)
         .await
         .map_err(|e| store_failure(&e))?;
-    let Some(rotated_at) = rt.rotated_at.filter(|_| live && rt.revoked_at.is_none()) else {
+    let Some(rotated_at) = rt
+        .rotated_at
+        .filter(|_| grant_live && rt.revoked_at.is_none())
+    else {
         return Ok(Grace::Dead);
     };
     let successor = match &rt.successor_hash {
@@ -190,29 +192,29 @@ async fn grace_state(
         None => None,
     };
     let immediate = successor.is_some_and(|s| s.rotated_at.is_none() && s.revoked_at.is_none());
-    Ok(if immediate && within_grace(gw, rotated_at, now) {
+    Ok(if immediate && within_grace(ctx, rotated_at, now) {
         Grace::Within
     } else {
         Grace::Reuse
     })
 }
 
-async fn rotated_before(gw: &Gateway, rt: &RefreshToken, now: SystemTime) -> OAuthError {
-    match grace_state(gw, rt, now).await {
+async fn rotated_before(ctx: &Ctx<'_>, rt: &RefreshToken, now: SystemTime) -> OAuthError {
+    match grace_state(ctx, rt, now).await {
         Ok(Grace::Within) => invalid_grant("the refresh token was just rotated"),
         Ok(Grace::Dead) => invalid_grant("the refresh token is invalid"),
-        Ok(Grace::Reuse) => reuse(gw, &rt.grant_id, now).await,
+        Ok(Grace::Reuse) => reuse(ctx, &rt.grant_id, now).await,
         Err(e) => e,
     }
 }
 
-fn within_grace(gw: &Gateway, rotated_at: SystemTime, now: SystemTime) -> bool {
-    now < rotated_at + gw.config.oauth.refresh_grace
+fn within_grace(ctx: &Ctx<'_>, rotated_at: SystemTime, now: SystemTime) -> bool {
+    now < rotated_at + ctx.config.oauth.refresh_grace
 }
 
 /// A rotated token presented again outside the grace: the grant is compromised.
-async fn reuse(gw: &Gateway, grant_id: &str, now: SystemTime) -> OAuthError {
-    match gw.store.revoke_grant(grant_id, now).await {
+async fn reuse(ctx: &Ctx<'_>, grant_id: &str, now: SystemTime) -> OAuthError {
+    match ctx.store.revoke_grant(grant_id, now).await {
         Ok(_) => {
             tracing::warn!(grant_id, "refresh token reuse: grant revoked");
             invalid_grant("the refresh token was already used")

@@ -9,28 +9,34 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::caches::OAuthCaches;
 use super::client_auth::{self, Method as AuthMethod};
 use super::error::OAuthError;
 use super::revoke::verify_access;
 use super::{cors, reply, request};
+use crate::auth::context::Ctx;
 use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;
 use crate::clock::unix_seconds;
-use crate::server::own::Ctx;
-use crate::server::{Gateway, Live};
 use crate::store::{App, ClientType, secret_hash};
 
-pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    cors::serve(ctx.gateway, req, async |req| introspect(ctx, req).await).await
+pub async fn handle(ctx: &Ctx<'_>, oauth: &OAuthCaches, req: Request<Incoming>) -> Response<Body> {
+    cors::serve(ctx, oauth, req, async |req| {
+        introspect(ctx, oauth, req).await
+    })
+    .await
 }
 
-async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
-    let gateway = ctx.gateway;
+async fn introspect(
+    ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<App>) {
     let request = match request::read(ctx, req).await {
         Ok(r) => r,
         Err(response) => return (response, None),
     };
-    let now = gateway.clock.now();
+    let now = ctx.clock.now();
     let presented = match client_auth::presented(&request.parts.headers, &request.params) {
         Ok(p) => p,
         Err(refused) => return (refused.response(), None),
@@ -39,8 +45,8 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
         let e = reply::invalid_client("introspection is for confidential clients");
         return (reply::error(&e, false), None);
     }
-    let addr = client_auth::client_addr(ctx, &request.parts.headers);
-    let app = match client_auth::authenticate_throttled(gateway, &presented, addr, now).await {
+    let addr = ctx.client_addr(&request.parts.headers);
+    let app = match client_auth::authenticate_throttled(ctx, oauth, &presented, addr, now).await {
         Ok(app) if app.client_type == ClientType::Confidential => app,
         Ok(_) => {
             let e = reply::invalid_client("introspection is for confidential clients");
@@ -55,7 +61,7 @@ async fn introspect(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, O
         let e = reply::invalid_request("token is required");
         return (reply::error(&e, false), Some(app));
     };
-    let response = match describe(gateway, &ctx.live, token, now).await {
+    let response = match describe(ctx, token, now).await {
         Ok(v) => reply::json(StatusCode::OK, v.to_string()),
         Err(e) => reply::error(&e, false),
     };
@@ -67,14 +73,9 @@ fn inactive() -> Value {
 }
 
 /// The RFC 7662 §2.2 answer for `token`.
-pub async fn describe(
-    gateway: &Gateway,
-    live: &Live,
-    token: &str,
-    now: SystemTime,
-) -> Result<Value, OAuthError> {
+pub async fn describe(ctx: &Ctx<'_>, token: &str, now: SystemTime) -> Result<Value, OAuthError> {
     let fail = |e: crate::store::StoreError| reply::store_failure(&e);
-    let store = &gateway.store;
+    let store = &ctx.store;
     let (user, client_id, scope, iat, exp, token_type) = if token.starts_with(REFRESH_TOKEN_PREFIX)
     {
         let Some(rt) = store
@@ -103,7 +104,7 @@ pub async fn describe(
             "refresh_token",
         )
     } else {
-        let Some(claims) = verify_access(gateway, token, now) else {
+        let Some(claims) = verify_access(ctx, token, now) else {
             return Ok(inactive());
         };
         let Some(gid) = claims.gid.as_deref() else {
@@ -131,10 +132,10 @@ pub async fn describe(
     if exp <= unix_seconds(now) {
         return Ok(inactive());
     }
-    let Some(u) = live.directory.user(&user) else {
+    let Some(u) = ctx.directory.user(&user) else {
         return Ok(inactive());
     };
-    let scopes = &live.directory.scopes;
+    let scopes = &ctx.directory.scopes;
     let Ok(granted) = scopes.parse(&scope) else {
         return Ok(inactive());
     };
@@ -148,8 +149,8 @@ pub async fn describe(
         "token_type": token_type,
         "exp": exp,
         "iat": iat,
-        "iss": gateway.config.server.public_url,
-        "aud": gateway.config.audience(),
+        "iss": ctx.config.server.public_url,
+        "aud": ctx.config.audience(),
     }))
 }
 

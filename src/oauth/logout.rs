@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 
 use super::params::Params;
 use super::redirect::{origin, with_params};
+use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::server::own::Ctx;
 use crate::store::App;
 use crate::ui::logout::{Confirmation, clear_stale, confirmation_page, end_confirmed};
 use crate::ui::{logout, page, session, store_failure};
@@ -98,7 +98,7 @@ async fn checked<'p>(ctx: &Ctx<'_>, params: &'p Params) -> Result<(App, &'p str)
             "The sign-out request needs client_id and post_logout_redirect_uri.",
         ));
     };
-    let app = match ctx.gateway.store.get_app_by_client_id(client_id).await {
+    let app = match ctx.store.get_app_by_client_id(client_id).await {
         Ok(app) => app.filter(|a| a.active),
         Err(e) => return Err(store_failure(ctx, &e)),
     };

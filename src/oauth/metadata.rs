@@ -7,15 +7,16 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::reply;
+use crate::auth::context::Ctx;
 use crate::body::{Body, full};
-use crate::server::own::{Ctx, canonical_oauth_path};
+use crate::oauth::endpoints::canonical_oauth_path;
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply::method_not_allowed("GET");
     }
     let body = match canonical_oauth_path(req.uri().path()) {
-        "/oauth2/jwks" => ctx.gateway.keys.jwks_json().to_owned(),
+        "/oauth2/jwks" => ctx.keys.jwks_json().to_owned(),
         _ => metadata(ctx),
     };
     let mut response = Response::new(full(body));
@@ -39,10 +40,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 
 /// The RFC 8414 document, exactly the fields SPEC §3.1 lists.
 pub fn metadata(ctx: &Ctx<'_>) -> String {
-    let config = &ctx.live.config;
+    let config = &ctx.config;
     let base = config.server.public_url.trim_end_matches('/');
     let scopes: Vec<&str> = ctx
-        .live
         .directory
         .scopes
         .defs()

@@ -10,9 +10,9 @@ use hyper::body::Incoming;
 
 use super::params::{MAX_FORM_BYTES, Params};
 use super::reply;
+use crate::auth::context::Ctx;
 use crate::body::Body;
 use crate::body::{ReadError, read_to_limit};
-use crate::server::own::Ctx;
 
 /// A parsed endpoint request.
 pub struct OAuthRequest {
@@ -30,11 +30,11 @@ pub async fn read(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<OAuthRequest,
         Ok(q) => q.unwrap_or_default(),
         Err(e) => return Err(reply::error(&e, false)),
     };
-    if query.contains("client_secret") && !ctx.live.config.oauth.allow_query_credentials {
+    if query.contains("client_secret") && !ctx.config.oauth.allow_query_credentials {
         let e = reply::invalid_request("client_secret must not be sent in the URL");
         return Err(reply::error(&e, false));
     }
-    let timeout = ctx.gateway.config.server.request_body_timeout;
+    let timeout = ctx.config.server.request_body_timeout;
     let bytes = match read_to_limit(body, MAX_FORM_BYTES, timeout).await {
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge) => {

@@ -7,29 +7,32 @@ use std::time::SystemTime;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::caches::OAuthCaches;
 use super::client_auth;
 use super::error::OAuthError;
-use crate::auth::jwt::AccessClaims;
 use super::{cors, reply, request};
+use crate::auth::context::Ctx;
+use crate::auth::jwt::AccessClaims;
 use crate::auth::secret::REFRESH_TOKEN_PREFIX;
 use crate::body::Body;
 use crate::clock::unix_seconds;
-use crate::server::Gateway;
-use crate::server::own::Ctx;
 use crate::store::{App, secret_hash};
 
-pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    cors::serve(ctx.gateway, req, async |req| revoke(ctx, req).await).await
+pub async fn handle(ctx: &Ctx<'_>, oauth: &OAuthCaches, req: Request<Incoming>) -> Response<Body> {
+    cors::serve(ctx, oauth, req, async |req| revoke(ctx, oauth, req).await).await
 }
 
-async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
-    let gateway = ctx.gateway;
+async fn revoke(
+    ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<App>) {
     let request = match request::read(ctx, req).await {
         Ok(r) => r,
         Err(response) => return (response, None),
     };
-    let now = gateway.clock.now();
-    let app = match client_auth::authenticate_request(ctx, &request, now).await {
+    let now = ctx.clock.now();
+    let app = match client_auth::authenticate_request(ctx, oauth, &request, now).await {
         Ok(app) => app,
         Err(refused) => return (refused.response(), None),
     };
@@ -37,7 +40,7 @@ async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Optio
         let e = reply::invalid_request("token is required");
         return (reply::error(&e, false), Some(app));
     };
-    let response = match revoke_token(gateway, &app, token, now).await {
+    let response = match revoke_token(ctx, &app, token, now).await {
         Ok(()) => reply::empty_ok(),
         Err(e) => reply::error(&e, false),
     };
@@ -47,15 +50,15 @@ async fn revoke(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Optio
 /// Revokes `token` if it is `app`'s: the token type is told by its shape, so
 /// `token_type_hint` is not needed (RFC 7009 §2.1 lets the server ignore it).
 pub async fn revoke_token(
-    gateway: &Gateway,
+    ctx: &Ctx<'_>,
     app: &App,
     token: &str,
     now: SystemTime,
 ) -> Result<(), OAuthError> {
     if token.starts_with(REFRESH_TOKEN_PREFIX) {
-        return revoke_refresh(gateway, app, token, now).await;
+        return revoke_refresh(ctx, app, token, now).await;
     }
-    let Some(claims) = verify_access(gateway, token, now) else {
+    let Some(claims) = verify_access(ctx, token, now) else {
         return Ok(());
     };
     if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
@@ -63,20 +66,19 @@ pub async fn revoke_token(
         return Ok(());
     }
     let expire = super::introspect::from_unix(claims.exp);
-    gateway
-        .store
+    ctx.store
         .revoke_access_token(&claims.jti, claims.gid.as_deref(), expire, now)
         .await
         .map_err(|e| reply::store_failure(&e))
 }
 
 async fn revoke_refresh(
-    gateway: &Gateway,
+    ctx: &Ctx<'_>,
     app: &App,
     token: &str,
     now: SystemTime,
 ) -> Result<(), OAuthError> {
-    let store = &gateway.store;
+    let store = &ctx.store;
     let fail = |e: crate::store::StoreError| reply::store_failure(&e);
     let Some(rt) = store
         .get_refresh_token(&secret_hash(token))
@@ -98,9 +100,8 @@ async fn revoke_refresh(
 
 /// The claims of one of our access tokens that has not expired, signature checked, by the
 /// same rules as the proxy's.
-pub fn verify_access(gateway: &Gateway, token: &str, now: SystemTime) -> Option<AccessClaims> {
-    gateway
-        .keys
-        .verify_access_token(token, unix_seconds(now), gateway.auth.policy())
+pub fn verify_access(ctx: &Ctx<'_>, token: &str, now: SystemTime) -> Option<AccessClaims> {
+    ctx.keys
+        .verify_access_token(token, unix_seconds(now), ctx.auth.policy())
         .ok()
 }

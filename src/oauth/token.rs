@@ -6,22 +6,26 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::caches::OAuthCaches;
 use super::client_auth;
 use super::error::{OAuthError, OAuthErrorCode};
 use super::grant::exchange_code;
 use super::grant_refresh::{Refreshed, refresh};
 use super::{cors, reply, request};
+use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::server::own::Ctx;
 use crate::store::App;
 
-pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    cors::serve(ctx.gateway, req, async |req| token(ctx, req).await).await
+pub async fn handle(ctx: &Ctx<'_>, oauth: &OAuthCaches, req: Request<Incoming>) -> Response<Body> {
+    cors::serve(ctx, oauth, req, async |req| token(ctx, oauth, req).await).await
 }
 
-async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option<App>) {
-    let gateway = ctx.gateway;
-    let metrics = &gateway.metrics;
+async fn token(
+    ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<App>) {
+    let metrics = &ctx.metrics;
     let failed = |e: &OAuthError, basic: bool| {
         metrics
             .token_errors
@@ -39,8 +43,8 @@ async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option
             return (response, None);
         }
     };
-    let now = gateway.clock.now();
-    let app = match client_auth::authenticate_request(ctx, &request, now).await {
+    let now = ctx.clock.now();
+    let app = match client_auth::authenticate_request(ctx, oauth, &request, now).await {
         Ok(app) => app,
         Err(refused) => {
             let label = refused.error.code.as_str();
@@ -50,10 +54,10 @@ async fn token(ctx: &Ctx<'_>, req: Request<Incoming>) -> (Response<Body>, Option
     };
     let params = &request.params;
     let outcome = match params.get("grant_type") {
-        Some("authorization_code") => exchange_code(gateway, &ctx.live, &app, params, now)
+        Some("authorization_code") => exchange_code(ctx, &app, params, now)
             .await
             .map(Refreshed::New),
-        Some("refresh_token") => refresh(gateway, &ctx.live, &app, params, now).await,
+        Some("refresh_token") => refresh(ctx, oauth, &app, params, now).await,
         Some(_) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
             "grant_type must be authorization_code or refresh_token",

@@ -11,11 +11,11 @@ use super::Gateway;
 use super::conn::ConnInfo;
 use super::{guard, own};
 use crate::auth::Principal;
+use crate::auth::jwt::AssertionClaims;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
-use crate::auth::jwt::AssertionClaims;
 use crate::proxy::forward::with_request_id;
 use crate::proxy::headers::{self, ClientFacts, Identity};
 use crate::proxy::path::normalize;
@@ -33,15 +33,17 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
         .filter(|_| framing_error(&req).is_none());
     let (response, route) = match own {
         Some(endpoint) => {
-            let ctx = own::Ctx {
-                gateway,
-                live,
-                conn,
-                request_id: &request_id,
-            };
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
-            let mut response = Box::pin(own::handle(endpoint, &ctx, req)).await;
+            let mut response = Box::pin(own::handle(
+                endpoint,
+                gateway,
+                &live,
+                conn,
+                &request_id,
+                req,
+            ))
+            .await;
             if response.status() == http::StatusCode::REQUEST_TIMEOUT && !http2 {
                 // The rest of a body that stalled may still come: this connection is done.
                 response

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::auth::keys::{KeyError, SigningKeys};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::proxy::forward::{ForwarderError, load_ca};
 
 use super::tls::{self, TlsError};

@@ -2,27 +2,36 @@
 //! server, the login pages and the management API. They are matched on the exact request
 //! path before any route, so no `[[routes]]` entry can shadow them.
 
-use std::sync::Arc;
-
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::Gateway;
 use super::conn::ConnInfo;
 use super::reload::Live;
+use crate::auth::context::Ctx;
 use crate::body::Body;
+use crate::oauth::endpoints::is_oauth_path;
 
-/// What an own-endpoint handler gets besides the request.
-pub struct Ctx<'a> {
-    pub gateway: &'a Gateway,
-    pub live: Arc<Live>,
-    pub conn: &'a ConnInfo,
-    pub request_id: &'a HeaderValue,
-}
-
-impl Ctx<'_> {
-    pub fn request_id(&self) -> &str {
-        self.request_id.to_str().unwrap_or("-")
+impl Gateway {
+    /// One request's [`Ctx`]: the gateway's services and `live`'s config snapshot.
+    pub fn ctx<'a>(
+        &'a self,
+        live: &'a Live,
+        peer: std::net::SocketAddr,
+        request_id: &'a HeaderValue,
+    ) -> Ctx<'a> {
+        Ctx {
+            store: &self.store,
+            clock: &self.clock,
+            metrics: &self.metrics,
+            keys: &self.keys,
+            auth: &self.auth,
+            login: &self.login,
+            config: &live.config,
+            directory: &live.directory,
+            peer,
+            request_id,
+        }
     }
 }
 
@@ -48,19 +57,9 @@ impl Endpoint {
     }
 }
 
-const CONFLUENCE_ALIASES: [&str; 4] = [
-    "/rest/oauth2/latest/authorize",
-    "/rest/oauth2/latest/token",
-    "/rest/oauth2/1.0/authorize",
-    "/rest/oauth2/1.0/token",
-];
-
 /// The own endpoint family `path` belongs to, if any.
 pub fn classify(path: &str, confluence_paths: bool) -> Option<Endpoint> {
-    if path.starts_with("/oauth2/") || path == "/.well-known/oauth-authorization-server" {
-        return Some(Endpoint::OAuth);
-    }
-    if confluence_paths && CONFLUENCE_ALIASES.contains(&path) {
+    if is_oauth_path(path, confluence_paths) {
         return Some(Endpoint::OAuth);
     }
     if path.starts_with("/v1/") || path == "/v1" {
@@ -72,21 +71,22 @@ pub fn classify(path: &str, confluence_paths: bool) -> Option<Endpoint> {
     None
 }
 
-/// The Confluence alias's standard path (`/rest/oauth2/latest/token` → `/oauth2/token`).
-pub fn canonical_oauth_path(path: &str) -> &str {
-    match path {
-        "/rest/oauth2/latest/authorize" | "/rest/oauth2/1.0/authorize" => "/oauth2/authorize",
-        "/rest/oauth2/latest/token" | "/rest/oauth2/1.0/token" => "/oauth2/token",
-        other => other,
-    }
-}
-
-/// Answers a request for one of the gateway's own endpoints.
-pub async fn handle(endpoint: Endpoint, ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+/// Answers a request for one of the gateway's own endpoints: each family gets the request's
+/// [`Ctx`] (the services and the config snapshot of `live`), and the authorization server its
+/// own state besides.
+pub async fn handle(
+    endpoint: Endpoint,
+    gateway: &Gateway,
+    live: &Live,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let ctx = gateway.ctx(live, conn.peer, request_id);
     match endpoint {
-        Endpoint::OAuth => crate::oauth::endpoints::handle(ctx, req).await,
-        Endpoint::Apps => crate::apps::api::handle(ctx, req).await,
-        Endpoint::Ui => crate::ui::handle(ctx, req).await,
+        Endpoint::OAuth => crate::oauth::endpoints::handle(&ctx, &gateway.oauth, req).await,
+        Endpoint::Apps => crate::apps::api::handle(&ctx, req).await,
+        Endpoint::Ui => crate::ui::handle(&ctx, req).await,
     }
 }
 
@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(classify("/loginx", true), None);
         assert_eq!(classify("/rest/api", true), None);
         assert_eq!(
-            canonical_oauth_path("/rest/oauth2/1.0/authorize"),
+            crate::oauth::endpoints::canonical_oauth_path("/rest/oauth2/1.0/authorize"),
             "/oauth2/authorize"
         );
     }

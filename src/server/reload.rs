@@ -75,7 +75,7 @@ impl Gateway {
         // here a config whose apps could not be.
         crate::apps::config_sync::validate_apps(
             &live.config,
-            crate::apps::config_sync::live_rules(&live),
+            crate::apps::config_sync::live_rules(&live.config, &live.directory),
         )
         .map_err(StartupError::Apps)?;
         self.tls.store(tls);

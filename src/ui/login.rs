@@ -10,12 +10,12 @@ use hyper::body::Incoming;
 
 use super::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{csrf, page, return_to, session};
+use crate::auth::context::Ctx;
 use crate::auth::password::VerifyError;
-use crate::auth::throttle::{self, Key, ThrottlePolicy};
+use crate::auth::throttle::{Key, ThrottlePolicy};
 use crate::body::Body;
 use crate::body::{ReadError, read_to_limit};
 use crate::oauth::params::{MAX_FORM_BYTES, Params};
-use crate::server::own::Ctx;
 
 /// The one answer to a wrong user name, a wrong password, or both.
 pub const FAILED: &str = "Invalid user name or password.";
@@ -84,7 +84,7 @@ fn form(
 
 async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let params = match read_form(body, ctx.gateway.config.server.request_body_timeout).await {
+    let params = match read_form(body, ctx.config.server.request_body_timeout).await {
         Ok(p) => p,
         Err(status) => {
             return page::error(
@@ -113,11 +113,10 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             Some(EXPIRED),
         );
     }
-    let guard = &ctx.gateway.login;
-    let peer = ctx.conn.peer.ip();
-    let addr = throttle::client_addr(peer, headers, |ip| ctx.live.headers.is_trusted(ip));
-    let now = ctx.gateway.clock.now();
-    let policy = ThrottlePolicy::from_config(&ctx.live.config);
+    let guard = &ctx.login;
+    let addr = ctx.client_addr(headers);
+    let now = ctx.clock.now();
+    let policy = ThrottlePolicy::from_config(&ctx.config);
     // Registered before the password is looked at and judged as if the attempts under way
     // failed (record, then judge): parallel guesses get no more tries than sequential ones.
     let user_key = Key::user(username);
@@ -141,7 +140,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let password = params.get("password").unwrap_or_default();
-    let user = ctx.live.directory.user(username);
+    let user = ctx.directory.user(username);
     let hash = user.map(|u| u.password_hash.expose());
     match guard.verifier.verify(password, hash).await {
         Ok(true) => {
@@ -211,8 +210,7 @@ pub async fn read_form(body: Incoming, timeout: std::time::Duration) -> Result<P
 }
 
 fn count(ctx: &Ctx<'_>, result: &str) {
-    ctx.gateway
-        .metrics
+    ctx.metrics
         .login_attempts
         .with_label_values(&[result])
         .inc();

@@ -10,9 +10,9 @@ use hyper::body::Incoming;
 use super::cookies::{self, SESSION_COOKIE};
 use super::session::Current;
 use super::{csrf, page, session};
+use crate::auth::context::Ctx;
 use crate::body::Body;
 use crate::oauth::params::Params;
-use crate::server::own::Ctx;
 
 #[derive(Template)]
 #[template(path = "logout.html")]
@@ -53,7 +53,7 @@ pub fn confirmation_page(ctx: &Ctx<'_>, session: &Current, c: &Confirmation<'_>)
 
 /// Reads the confirmation form (or answers with the page saying it could not be read).
 pub async fn read_confirmation(ctx: &Ctx<'_>, body: Incoming) -> Result<Params, Response<Body>> {
-    let timeout = ctx.gateway.config.server.request_body_timeout;
+    let timeout = ctx.config.server.request_body_timeout;
     super::login::read_form(body, timeout)
         .await
         .map_err(|status| {

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue};
 
 use super::cookies::{self, SESSION_COOKIE};
+use crate::auth::context::Ctx;
 use crate::auth::directory::{Directory, User};
-use crate::server::own::Ctx;
 use crate::store::{Session, Store, StoreError, secret_hash};
 
 /// The signed-in user of a request.
@@ -49,8 +49,8 @@ pub async fn find<'d, 'h>(
 
 /// The request's session, if its cookie names a live session of a user still configured.
 pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
-    let now = ctx.gateway.clock.now();
-    let found = find(&ctx.gateway.store, &ctx.live.directory, headers, now).await?;
+    let now = ctx.clock.now();
+    let found = find(&ctx.store, &ctx.directory, headers, now).await?;
     Ok(found.map(|f| Current {
         user: f.session.user,
         secret: f.cookie.to_owned(),
@@ -65,14 +65,13 @@ pub async fn start(
     previous: Option<&str>,
 ) -> Result<HeaderValue, StoreError> {
     if let Some(old) = previous {
-        ctx.gateway.store.delete_session(&secret_hash(old)).await?;
+        ctx.store.delete_session(&secret_hash(old)).await?;
     }
     let value = crate::auth::secret::random_token::<32>()
         .map_err(|_| StoreError::internal("the random number generator failed"))?;
-    let ttl = ctx.live.config.login.session_ttl;
-    let now = ctx.gateway.clock.now();
-    ctx.gateway
-        .store
+    let ttl = ctx.config.login.session_ttl;
+    let now = ctx.clock.now();
+    ctx.store
         .create_session(&Session {
             id_hash: secret_hash(&value),
             user: user.to_owned(),
@@ -85,9 +84,6 @@ pub async fn start(
 
 /// Ends the session with cookie value `secret`; returns the `Set-Cookie` that clears it.
 pub async fn end(ctx: &Ctx<'_>, secret: &str) -> Result<HeaderValue, StoreError> {
-    ctx.gateway
-        .store
-        .delete_session(&secret_hash(secret))
-        .await?;
+    ctx.store.delete_session(&secret_hash(secret)).await?;
     Ok(cookies::clear(SESSION_COOKIE, "/", "Lax"))
 }

@@ -9,9 +9,9 @@ use super::super::error::{OAuthError, OAuthErrorCode};
 use super::super::params::Params;
 use super::super::pkce::{CodeChallenge, CodeChallengeMethod};
 use super::super::redirect;
+use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::config::RequirePkce;
-use crate::server::own::Ctx;
 use crate::store::{App, ClientType, StoreError};
 
 /// Where answers to a known-good request go.
@@ -58,7 +58,6 @@ pub async fn validate(ctx: &Ctx<'_>, query: &str) -> Result<Valid, Rejected> {
         "The client is unknown or not active.",
     );
     let app = ctx
-        .gateway
         .store
         .get_app_by_client_id(client_id)
         .await
@@ -68,7 +67,7 @@ pub async fn validate(ctx: &Ctx<'_>, query: &str) -> Result<Valid, Rejected> {
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or(bad("The request has no redirect_uri."))?;
-    let allow_insecure = ctx.live.config.oauth.allow_insecure_redirect_uris;
+    let allow_insecure = ctx.config.oauth.allow_insecure_redirect_uris;
     if !redirect::is_registered(redirect_uri, &app.allowed_callback_urls)
         || !redirect::is_acceptable(redirect_uri, allow_insecure)
     {
@@ -114,7 +113,7 @@ fn check(
     let scope = params
         .get("scope")
         .ok_or_else(|| err(OAuthErrorCode::InvalidScope, "scope is required"))?;
-    let requested = ctx.live.directory.scopes.parse(scope).map_err(|e| {
+    let requested = ctx.directory.scopes.parse(scope).map_err(|e| {
         // Fixed wording: error_description may not carry arbitrary input (RFC 6749 §4.1.2.1).
         let why = match e {
             crate::auth::scope::InvalidScope::Unknown(_) => {
@@ -128,7 +127,7 @@ fn check(
 }
 
 fn pkce(ctx: &Ctx<'_>, params: &Params, app: &App) -> Result<Option<CodeChallenge>, OAuthError> {
-    let oauth = &ctx.live.config.oauth;
+    let oauth = &ctx.config.oauth;
     let invalid = |m: &str| err(OAuthErrorCode::InvalidRequest, m);
     let method = params.get("code_challenge_method");
     let Some(value) = params.get("code_challenge") else {

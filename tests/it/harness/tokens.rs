@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use gatehouse::auth::secret::{new_id, new_personal_access_token};
 use gatehouse::auth::jwt::AccessClaims;
+use gatehouse::auth::secret::{new_id, new_personal_access_token};
 use gatehouse::server::Gateway;
 use gatehouse::store::{
     NewAuthCode, NewRefreshToken, PersonalToken, RedeemOutcome, Session, secret_hash,
