@@ -181,7 +181,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
     };
     let scopes = &ctx.directory.scopes;
     let now = ctx.clock.now();
-    let (token, pat) = mint(&ctx.store, scopes, who.scopes, &request, now)
+    let (token, pat) = mint(ctx.store, scopes, who.scopes, &request, now)
         .await
         .map_err(|e| match e {
             MintError::Invalid(v) => ApiError::invalid(v),

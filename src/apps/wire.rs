@@ -194,29 +194,14 @@ pub async fn authenticate(
     ctx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Arc<Principal>, ApiError> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ApiError::unauthenticated(AuthFailure::Malformed));
-    }
-    let ctx = ctx;
-    ctx.auth
-        .bearer(
-            first,
-            &ctx.directory,
-            &ctx.keys,
-            &ctx.store,
-            ctx.clock.now(),
-        )
-        .await
-        .map_err(|f| match f {
-            AuthFailure::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                f.description(),
-            ),
-            other => ApiError::unauthenticated(other),
-        })
+    ctx.bearer(req.headers()).await.map_err(|f| match f {
+        AuthFailure::Unavailable => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            f.description(),
+        ),
+        other => ApiError::unauthenticated(other),
+    })
 }
 
 /// Refuses a caller whose (expanded) scopes do not include `scope`.

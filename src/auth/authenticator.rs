@@ -171,6 +171,25 @@ impl Authenticator {
         }
     }
 
+    /// The caller behind a request's `Authorization` header: the one function that reads a
+    /// request's credential for the proxy, the management API and the authorize endpoint.
+    /// Exactly one such header (RFC 6750 §2.1; two are malformed); none is `Missing`.
+    pub async fn from_headers(
+        &self,
+        headers: &http::HeaderMap,
+        directory: &Directory,
+        keys: &SigningKeys,
+        store: &Store,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AuthFailure::Malformed);
+        }
+        self.bearer(first, directory, keys, store, now).await
+    }
+
     /// Authenticates the value of an `Authorization` header (`None` when absent).
     pub async fn bearer(
         &self,

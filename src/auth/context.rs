@@ -5,13 +5,14 @@
 //! a request. It gives no way to reach the listeners, the proxy or the server's own state.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::Authenticator;
 use super::directory::Directory;
 use super::keys::SigningKeys;
 use super::throttle::LoginGuard;
+use super::{AuthFailure, Authenticator, Principal};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -41,6 +42,14 @@ impl Ctx<'_> {
     /// The request id, for logs and error bodies.
     pub fn request_id(&self) -> &str {
         self.request_id.to_str().unwrap_or("-")
+    }
+
+    /// The caller behind the request's `Authorization: Bearer` (an access token or a PAT).
+    pub async fn bearer(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthFailure> {
+        let now = self.clock.now();
+        self.auth
+            .from_headers(headers, self.directory, self.keys, self.store, now)
+            .await
     }
 
     /// The client's address as `server.trusted_proxies` resolves it (SPEC §3.2): the peer,

@@ -47,21 +47,7 @@ pub async fn authenticate(
 ) -> Result<Option<Authenticated>, Response<Body>> {
     let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(authorization) = authorizations.next() {
-        let ctx = ctx;
-        let principal = match authorizations.next() {
-            Some(_) => Err(crate::auth::AuthFailure::Malformed),
-            None => {
-                ctx.auth
-                    .bearer(
-                        Some(authorization),
-                        &ctx.directory,
-                        &ctx.keys,
-                        &ctx.store,
-                        ctx.clock.now(),
-                    )
-                    .await
-            }
-        };
+        let principal = ctx.bearer(headers).await;
         return match principal {
             Ok(p) if p.kind == PrincipalKind::PersonalToken => {
                 let token = crate::auth::authenticator::bearer_token(Some(authorization))

@@ -181,7 +181,7 @@ pub async fn authenticate_throttled(
             });
         }
     };
-    let result = authenticate(&ctx.store, presented, now).await;
+    let result = authenticate(ctx.store, presented, now).await;
     match &result {
         Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed(),
         // Right credentials, or not checked at all (the store failed).

@@ -160,7 +160,7 @@ pub async fn exchange_code(
     let granted = ctx
         .directory
         .scopes
-        .grant(requested, user.max_scope, app_scopes(&ctx.directory, app))
+        .grant(requested, user.max_scope, app_scopes(ctx.directory, app))
         .map_err(|_| reply::invalid_scope("no requested scope can be granted"))?;
     let scope = ctx.directory.scopes.to_names(granted);
     let prepared = prepare(ctx, now)?;

@@ -97,7 +97,7 @@ async fn rotate(
     let granted = scopes
         .expand(asked)
         .intersection(user.max_scope)
-        .intersection(scopes.expand(app_scopes(&ctx.directory, app)));
+        .intersection(scopes.expand(app_scopes(ctx.directory, app)));
     if granted == Scopes::EMPTY {
         return Err(invalid_scope("no requested scope can be granted"));
     }

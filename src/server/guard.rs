@@ -56,31 +56,28 @@ async fn decide(
         return ("method_not_allowed", Decision::Deny(r));
     };
     let now = gateway.clock.now();
-    let mut authorizations = req.headers().get_all(header::AUTHORIZATION).iter();
-    let authorization = authorizations.next();
-    let principal = if authorizations.next().is_some() {
-        Err(AuthFailure::Malformed)
-    } else if authorization.is_none() && route.auth == AuthMode::Session {
-        match session(gateway, live, req, now).await {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) if wants_html(req) => {
-                return ("login_redirect", Decision::Deny(login_redirect(req)));
+    let principal =
+        if route.auth == AuthMode::Session && !req.headers().contains_key(header::AUTHORIZATION) {
+            match session(gateway, live, req, now).await {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) if wants_html(req) => {
+                    return ("login_redirect", Decision::Deny(login_redirect(req)));
+                }
+                Ok(None) => Err(AuthFailure::Missing),
+                Err(f) => Err(f),
             }
-            Ok(None) => Err(AuthFailure::Missing),
-            Err(f) => Err(f),
-        }
-    } else {
-        gateway
-            .auth
-            .bearer(
-                authorization,
-                &live.directory,
-                &gateway.keys,
-                &gateway.store,
-                now,
-            )
-            .await
-    };
+        } else {
+            gateway
+                .auth
+                .from_headers(
+                    req.headers(),
+                    &live.directory,
+                    &gateway.keys,
+                    &gateway.store,
+                    now,
+                )
+                .await
+        };
     let principal = match principal {
         Ok(p) => p,
         Err(failure) => return (failure.label(), Decision::Deny(refuse(failure, request_id))),

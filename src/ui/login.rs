@@ -116,7 +116,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let guard = &ctx.login;
     let addr = ctx.client_addr(headers);
     let now = ctx.clock.now();
-    let policy = ThrottlePolicy::from_config(&ctx.config);
+    let policy = ThrottlePolicy::from_config(ctx.config);
     // Registered before the password is looked at and judged as if the attempts under way
     // failed (record, then judge): parallel guesses get no more tries than sequential ones.
     let user_key = Key::user(username);

@@ -50,7 +50,7 @@ pub async fn find<'d, 'h>(
 /// The request's session, if its cookie names a live session of a user still configured.
 pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
     let now = ctx.clock.now();
-    let found = find(&ctx.store, &ctx.directory, headers, now).await?;
+    let found = find(ctx.store, ctx.directory, headers, now).await?;
     Ok(found.map(|f| Current {
         user: f.session.user,
         secret: f.cookie.to_owned(),
