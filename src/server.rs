@@ -126,12 +126,7 @@ impl App {
         let files::ConfigFiles { tls, keys } = files::load(&config)?;
         let live = Live::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
-        let auth = Arc::new(crate::auth::Authenticator::new(
-            &config.auth,
-            &config.server.public_url,
-            config.audience(),
-            &metrics,
-        ));
+        let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
         let store = crate::store::Store::open(
             config.store.url.expose(),
             &config.base_dir(),

@@ -21,7 +21,7 @@ use moka::sync::Cache;
 use prometheus::IntCounter;
 
 use super::directory::Directory;
-use super::jwt::{TokenError, VerifyPolicy};
+use super::jwt::TokenError;
 use super::keys::SigningKeys;
 use super::principal::{Principal, PrincipalKind};
 use super::revoked::Revoked;
@@ -134,19 +134,16 @@ pub struct Authenticator {
     /// Microseconds since the Unix epoch at which other replicas' events stopped arriving,
     /// or [`LISTENING`].
     lost_at: AtomicU64,
-    /// `auth.revocation_propagation`.
-    propagation: Duration,
-    policy: VerifyPolicy,
-    cache_ttl: Duration,
-    negative_ttl: Duration,
-    leeway: Duration,
     hits: IntCounter,
     misses: IntCounter,
     entries: prometheus::IntGauge,
 }
 
 impl Authenticator {
-    pub fn new(auth: &AuthConfig, issuer: &str, audience: &str, metrics: &Metrics) -> Self {
+    /// The cache's size (`auth.cache_max_entries`) is fixed at start; every other `auth.*`
+    /// setting comes with each call, from the config the request runs under
+    /// ([`Directory::tokens`]).
+    pub fn new(auth: &AuthConfig, metrics: &Metrics) -> Self {
         let cache = Cache::builder()
             .max_capacity(auth.cache_max_entries)
             .expire_after(EntryExpiry)
@@ -156,15 +153,6 @@ impl Authenticator {
             revoked: Revoked::new(auth.cache_ttl + Duration::from_secs(1)),
             epoch: AtomicU64::new(0),
             lost_at: AtomicU64::new(LISTENING),
-            propagation: auth.revocation_propagation,
-            policy: VerifyPolicy {
-                issuer: issuer.to_string(),
-                audience: audience.to_string(),
-                leeway: auth.leeway.as_secs(),
-            },
-            cache_ttl: auth.cache_ttl,
-            negative_ttl: auth.negative_cache_ttl,
-            leeway: auth.leeway,
             hits: metrics.token_cache_requests.with_label_values(&["hit"]),
             misses: metrics.token_cache_requests.with_label_values(&["miss"]),
             entries: metrics.token_cache_entries.clone(),
@@ -201,12 +189,13 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, AuthFailure> {
         let token = bearer_token(authorization)?;
         let key = secret_hash(token);
-        let trusted = self.events_trusted(now);
+        let rules = &directory.tokens;
+        let trusted = self.events_trusted(now, rules.propagation);
         let epoch = self.epoch.load(Ordering::Acquire);
         let since = self.revoked.seq();
         if let Some(entry) = self.cache.get(&key).filter(|e| e.epoch == epoch) {
             let answer = match entry.result {
-                Ok(p) if p.expires_at + self.leeway <= now => Some(Err(AuthFailure::Expired)),
+                Ok(p) if p.expires_at + rules.leeway <= now => Some(Err(AuthFailure::Expired)),
                 Ok(_) if !trusted => Some(Err(AuthFailure::Unavailable)),
                 // Changed since it was cached: validate afresh below.
                 Ok(p) if self.revoked.covers(&p, entry.since) => None,
@@ -226,9 +215,9 @@ impl Authenticator {
                 .expires_at
                 .duration_since(now)
                 .unwrap_or_default()
-                .min(self.cache_ttl),
+                .min(rules.cache_ttl),
             Err(AuthFailure::Unavailable) => Duration::ZERO,
-            Err(_) => self.negative_ttl,
+            Err(_) => rules.negative_ttl,
         };
         if !ttl.is_zero() {
             self.cache.insert(
@@ -249,12 +238,12 @@ impl Authenticator {
     /// Whether this replica hears the other replicas' events well enough to answer from the
     /// cache or the store: always, but for `auth.revocation_propagation` at most after it
     /// stopped hearing them.
-    fn events_trusted(&self, now: SystemTime) -> bool {
+    fn events_trusted(&self, now: SystemTime, propagation: Duration) -> bool {
         let lost = self.lost_at.load(Ordering::Acquire);
         lost == LISTENING
             || UNIX_EPOCH
                 .checked_add(Duration::from_micros(lost))
-                .and_then(|t| t.checked_add(self.propagation))
+                .and_then(|t| t.checked_add(propagation))
                 .is_none_or(|end| now < end)
     }
 
@@ -276,7 +265,7 @@ impl Authenticator {
             return self.validate_pat(key, directory, store, now).await;
         }
         let claims = keys
-            .verify_access_token(token, unix_seconds(now), &self.policy)
+            .verify_access_token(token, unix_seconds(now), &directory.tokens.policy)
             .map_err(|e| match e {
                 TokenError::Expired => AuthFailure::Expired,
                 other => AuthFailure::Invalid(token_error_label(&other)),
@@ -362,12 +351,6 @@ impl Authenticator {
             None,
             Some(pat.id),
         )
-    }
-
-    /// The rules an access token is verified by (issuer, audience, leeway), for the
-    /// authorization server's own endpoints that read access tokens (revoke, introspect).
-    pub fn policy(&self) -> &VerifyPolicy {
-        &self.policy
     }
 
     /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.

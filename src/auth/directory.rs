@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use super::scope::{ScopeDef, ScopeSet, Scopes};
 use crate::config::{Config, Secret};
+use super::jwt::VerifyPolicy;
+use std::time::Duration;
 
 /// One configured user.
 #[derive(Clone, Debug)]
@@ -20,6 +22,42 @@ pub struct User {
 pub struct Directory {
     pub scopes: ScopeSet,
     users: HashMap<String, User>,
+    /// How bearer tokens are validated under this config (`auth.*`, the issuer and audience).
+    pub tokens: TokenRules,
+}
+
+/// The `auth.*` settings of one config, read by every validation made under it, so that a
+/// reload changes them for the next request (SPEC §1).
+#[derive(Clone, Debug)]
+pub struct TokenRules {
+    /// Issuer, audience and leeway of the gateway's own access tokens (RFC 9068).
+    pub policy: VerifyPolicy,
+    /// `auth.cache_ttl`: the longest a validation is reused.
+    pub cache_ttl: Duration,
+    /// `auth.negative_cache_ttl`: how long a refusal is reused.
+    pub negative_ttl: Duration,
+    /// `auth.leeway`: clock skew allowed on `exp`.
+    pub leeway: Duration,
+    /// `auth.revocation_propagation`: how long a replica that stopped hearing the others may
+    /// still answer.
+    pub propagation: Duration,
+}
+
+impl TokenRules {
+    pub fn from_config(config: &Config) -> Self {
+        let auth = &config.auth;
+        Self {
+            policy: VerifyPolicy {
+                issuer: config.server.public_url.clone(),
+                audience: config.audience().to_owned(),
+                leeway: auth.leeway.as_secs(),
+            },
+            cache_ttl: auth.cache_ttl,
+            negative_ttl: auth.negative_cache_ttl,
+            leeway: auth.leeway,
+            propagation: auth.revocation_propagation,
+        }
+    }
 }
 
 impl Directory {
@@ -52,7 +90,11 @@ impl Directory {
             };
             users.insert(u.name.clone(), user);
         }
-        Ok(Self { scopes, users })
+        Ok(Self {
+            scopes,
+            users,
+            tokens: TokenRules::from_config(config),
+        })
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

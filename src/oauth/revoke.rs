@@ -102,6 +102,6 @@ async fn revoke_refresh(
 /// same rules as the proxy's.
 pub fn verify_access(ctx: &Ctx<'_>, token: &str, now: SystemTime) -> Option<AccessClaims> {
     ctx.keys
-        .verify_access_token(token, unix_seconds(now), ctx.auth.policy())
+        .verify_access_token(token, unix_seconds(now), &ctx.directory.tokens.policy)
         .ok()
 }
