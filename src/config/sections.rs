@@ -192,3 +192,46 @@ pub(super) fn absolute_url(text: &str, example: &str) -> Result<http::Uri, Strin
     }
     Ok(uri)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each key list and its decoder cannot drift apart: every key of [`KNOWN_KEYS`] given a
+    /// value of no key's type (a float) is accepted as a key and then refused by its decoder,
+    /// which shows that the decoder reads it.
+    #[test]
+    fn every_known_key_is_read_by_its_decoder() {
+        let arrays = ["scopes", "users", "apps", "routes"];
+        for (section, keys) in KNOWN_KEYS {
+            for key in *keys {
+                let (header, name) = if arrays.contains(section) {
+                    (format!("[[{section}]]"), format!("{section}[0].{key}"))
+                } else {
+                    (format!("[{section}]"), format!("{section}.{key}"))
+                };
+                let src = format!("{header}\n{key} = 1.5\n");
+                let no_env = |_: &str| None;
+                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env) else {
+                    panic!("{name} = 1.5 was accepted");
+                };
+                let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();
+                assert!(
+                    !messages.iter().any(|m| m.starts_with("unknown key")),
+                    "{name} is not accepted: {messages:#?}"
+                );
+                // A sub-table such as `server.tls` is reported by its own name.
+                let read = [
+                    format!("{name}: expected"),
+                    format!("{key}: expected a table"),
+                ];
+                assert!(
+                    messages
+                        .iter()
+                        .any(|m| read.iter().any(|r| m.starts_with(r))),
+                    "{name} is accepted but not read: {messages:#?}"
+                );
+            }
+        }
+    }
+}
