@@ -15,9 +15,13 @@ use super::duration::parse_duration;
 /// One problem in a config file, located at a line and column (both 1-based).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The config file.
     pub file: PathBuf,
+    /// The line of the problem, 1-based.
     pub line: usize,
+    /// The column of the problem, 1-based, in characters.
     pub column: usize,
+    /// What is wrong; most messages start with the key they are about (`server.listen: …`).
     pub message: String,
 }
 

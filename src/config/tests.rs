@@ -3,6 +3,7 @@
 
 use super::*;
 use std::path::Path;
+use std::time::Duration;
 
 const MINIMAL: &str = r#"
 [server]
