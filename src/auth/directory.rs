@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::jwt::VerifyPolicy;
 use super::scope::{ScopeDef, ScopeSet, Scopes};
 use crate::config::{Config, Secret};
-use super::jwt::VerifyPolicy;
 use std::time::Duration;
 
 /// One configured user.
