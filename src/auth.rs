@@ -5,6 +5,7 @@
 
 pub mod authenticator;
 pub mod context;
+pub mod cookies;
 pub mod directory;
 pub mod jwt;
 pub mod keys;
@@ -14,6 +15,7 @@ mod revoked;
 pub mod rules;
 pub mod scope;
 pub mod secret;
+pub mod session;
 pub mod throttle;
 
 pub use authenticator::{AuthFailure, Authenticator};

@@ -244,7 +244,7 @@ impl Demo {
         let _ = writeln!(
             out,
             "export AUTHZ=\"$GH/oauth2/authorize?response_type=code&client_id=$CLIENT_ID&redirect_uri={}&scope=WRITE&state=xyz\"; echo \"$AUTHZ\"",
-            crate::server::guard::percent_encode(callback).replace('/', "%2F")
+            crate::ui::return_to::percent_encode(callback).replace('/', "%2F")
         );
         let _ = writeln!(
             out,

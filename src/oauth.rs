@@ -2,17 +2,14 @@
 //! authentication, grants, revocation (RFC 7009), introspection (RFC 7662) and metadata
 //! (RFC 8414). The keys that sign its tokens belong to `auth`, which verifies them.
 
-pub mod authorize;
 pub mod caches;
 pub mod client_auth;
-pub mod consent;
 pub mod cors;
 pub mod endpoints;
 pub mod error;
 pub mod grant;
 pub mod grant_refresh;
 pub mod introspect;
-pub mod logout;
 pub mod metadata;
 pub mod params;
 pub mod pkce;

@@ -2,13 +2,14 @@
 //! and the pieces the consent page shares with them: askama templates with strict security
 //! headers, cookies, CSRF tokens, login sessions and `return_to` checks.
 
-pub mod cookies;
+pub mod app_logout;
+pub mod authorize;
+pub mod consent;
 pub mod csrf;
 pub mod login;
 pub mod logout;
 pub mod page;
 pub mod return_to;
-pub mod session;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -37,14 +37,12 @@ pub fn canonical_oauth_path(path: &str) -> &str {
 pub async fn handle(ctx: &Ctx<'_>, oauth: &OAuthCaches, req: Request<Incoming>) -> Response<Body> {
     let path = canonical_oauth_path(req.uri().path()).to_string();
     match path.as_str() {
-        "/oauth2/authorize" => super::authorize::handle(ctx, req).await,
         "/oauth2/token" => super::token::handle(ctx, oauth, req).await,
         "/oauth2/revoke" => super::revoke::handle(ctx, oauth, req).await,
         "/oauth2/introspect" => super::introspect::handle(ctx, oauth, req).await,
         "/oauth2/jwks" | "/.well-known/oauth-authorization-server" => {
             super::metadata::handle(ctx, req).await
         }
-        "/oauth2/logout" => super::logout::handle(ctx, req).await,
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -67,8 +67,7 @@ pub struct Identity<'a> {
     pub assertion: Option<HeaderValue>,
 }
 
-/// The login session cookie: a credential for the gateway, never for the upstream.
-pub const SESSION_COOKIE: &str = "gatehouse_session";
+pub use crate::auth::cookies::SESSION_COOKIE;
 
 /// Facts about the client's connection that go into forwarding headers.
 pub struct ClientFacts<'a> {

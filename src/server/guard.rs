@@ -98,13 +98,13 @@ async fn session(
     req: &Request<Incoming>,
     now: SystemTime,
 ) -> Result<Option<Arc<Principal>>, AuthFailure> {
-    let found = crate::ui::session::find(&gateway.store, &live.directory, req.headers(), now)
+    let found = crate::auth::session::find(&gateway.store, &live.directory, req.headers(), now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "session lookup: the store does not answer");
             AuthFailure::Unavailable
         })?;
-    let Some(crate::ui::session::Found { user, session, .. }) = found else {
+    let Some(crate::auth::session::Found { user, session, .. }) = found else {
         return Ok(None);
     };
     let text = live.directory.scopes.to_names(user.max_scope);
@@ -134,7 +134,10 @@ fn wants_html(req: &Request<Incoming>) -> bool {
 /// 303 to the login page, which sends the browser back to the same path and query.
 fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("/login?return_to={}", percent_encode(target));
+    let location = format!(
+        "/login?return_to={}",
+        crate::ui::return_to::percent_encode(target)
+    );
     let mut response = Response::new(crate::body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -144,19 +147,6 @@ fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn refuse(failure: AuthFailure, request_id: &str) -> Response<Body> {

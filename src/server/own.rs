@@ -10,7 +10,7 @@ use super::conn::ConnInfo;
 use super::reload::Live;
 use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::oauth::endpoints::is_oauth_path;
+use crate::oauth::endpoints::{canonical_oauth_path, is_oauth_path};
 
 impl Gateway {
     /// One request's [`Ctx`]: the gateway's services and `live`'s config snapshot.
@@ -84,7 +84,13 @@ pub async fn handle(
 ) -> Response<Body> {
     let ctx = gateway.ctx(live, conn.peer, request_id);
     match endpoint {
-        Endpoint::OAuth => crate::oauth::endpoints::handle(&ctx, &gateway.oauth, req).await,
+        // The two authorization-server endpoints a browser sees are pages (ui); the rest
+        // answer machines (oauth).
+        Endpoint::OAuth => match canonical_oauth_path(req.uri().path()) {
+            "/oauth2/authorize" => crate::ui::authorize::handle(&ctx, req).await,
+            "/oauth2/logout" => crate::ui::app_logout::handle(&ctx, req).await,
+            _ => crate::oauth::endpoints::handle(&ctx, &gateway.oauth, req).await,
+        },
         Endpoint::Apps => crate::apps::api::handle(&ctx, req).await,
         Endpoint::Ui => crate::ui::handle(&ctx, req).await,
     }
@@ -111,7 +117,7 @@ mod tests {
         assert_eq!(classify("/loginx", true), None);
         assert_eq!(classify("/rest/api", true), None);
         assert_eq!(
-            crate::oauth::endpoints::canonical_oauth_path("/rest/oauth2/1.0/authorize"),
+            canonical_oauth_path("/rest/oauth2/1.0/authorize"),
             "/oauth2/authorize"
         );
     }

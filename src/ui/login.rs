@@ -8,10 +8,11 @@ use askama::Template;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
-use super::{csrf, page, return_to, session};
+use super::{csrf, page, return_to};
 use crate::auth::context::Ctx;
+use crate::auth::cookies::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::auth::password::VerifyError;
+use crate::auth::session;
 use crate::auth::throttle::{Key, ThrottlePolicy};
 use crate::body::Body;
 use crate::body::{ReadError, read_to_limit};

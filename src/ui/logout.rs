@@ -7,10 +7,11 @@ use askama::Template;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::cookies::{self, SESSION_COOKIE};
-use super::session::Current;
-use super::{csrf, page, session};
+use super::{csrf, page};
 use crate::auth::context::Ctx;
+use crate::auth::cookies::{self, SESSION_COOKIE};
+use crate::auth::session;
+use crate::auth::session::Current;
 use crate::body::Body;
 use crate::oauth::params::Params;
 

@@ -13,21 +13,22 @@ use hyper::body::Incoming;
 pub use request::Target;
 use request::{Rejected, Valid};
 
-use super::error::{OAuthError, OAuthErrorCode};
-use super::redirect;
+use super::page;
+use super::return_to::percent_encode;
 use crate::auth::PrincipalKind;
 use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
+use crate::auth::session;
 use crate::body::Body;
-use crate::server::guard::percent_encode;
+use crate::oauth::error::{OAuthError, OAuthErrorCode};
+use crate::oauth::redirect;
 use crate::store::{App, NewAuthCode, secret_hash};
-use crate::ui::{page, session};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match *req.method() {
         Method::GET => start(ctx, req).await,
         Method::POST => super::consent::decide(ctx, req).await,
-        _ => crate::ui::method_not_allowed(ctx),
+        _ => super::method_not_allowed(ctx),
     }
 }
 
@@ -78,7 +79,7 @@ pub async fn authenticate(
             }))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(crate::ui::store_failure(ctx, &e)),
+        Err(e) => Err(super::store_failure(ctx, &e)),
     }
 }
 
@@ -117,7 +118,7 @@ async fn start(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 ctx.request_id(),
             );
         }
-        Err(Rejected::Store(e)) => return crate::ui::store_failure(ctx, &e),
+        Err(Rejected::Store(e)) => return super::store_failure(ctx, &e),
         Err(Rejected::Redirect(target, e)) => return error_redirect(ctx, &target, &e),
     };
     let who = match authenticate(ctx, req.headers()).await {

@@ -11,13 +11,13 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::authorize::{self, Authenticated, Target};
-use super::error::{OAuthError, OAuthErrorCode};
-use super::redirect;
+use super::{csrf, page};
 use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::body::Body;
+use crate::oauth::error::{OAuthError, OAuthErrorCode};
+use crate::oauth::redirect;
 use crate::store::{App, PendingConsent};
-use crate::ui::{csrf, page};
 
 /// How long a consent page may stay open before its decision is refused.
 pub const CONSENT_TTL: Duration = Duration::from_secs(600);
@@ -62,10 +62,10 @@ pub async fn show(
         crate::auth::secret::new_id(),
         crate::auth::secret::random_token::<32>(),
     ) else {
-        return crate::ui::internal(ctx, "the random number generator failed");
+        return super::internal(ctx, "the random number generator failed");
     };
     let Some(csrf_hash) = csrf::bound_hash(&token, &who.binding) else {
-        return crate::ui::internal(ctx, "deriving a CSRF hash failed");
+        return super::internal(ctx, "deriving a CSRF hash failed");
     };
     let scopes = &ctx.directory.scopes;
     let now = ctx.clock.now();
@@ -84,7 +84,7 @@ pub async fn show(
         expire_time: now + CONSENT_TTL,
     };
     if let Err(e) = ctx.store.create_consent(&pending).await {
-        return crate::ui::store_failure(ctx, &e);
+        return super::store_failure(ctx, &e);
     }
     let app = &request.app;
     let logo = app.logo_uri.as_str();
@@ -129,7 +129,7 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         Err(response) => return response,
     };
     let timeout = ctx.config.server.request_body_timeout;
-    let params = match crate::ui::login::read_form(body, timeout).await {
+    let params = match super::login::read_form(body, timeout).await {
         Ok(p) => p,
         Err(status) => return refused(ctx, status, "The form could not be read."),
     };
@@ -142,7 +142,7 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         return refused(ctx, StatusCode::BAD_REQUEST, "The form is incomplete.");
     };
     let Some(hash) = csrf::bound_hash(token, &who.binding) else {
-        return crate::ui::internal(ctx, "deriving a CSRF hash failed");
+        return super::internal(ctx, "deriving a CSRF hash failed");
     };
     let now = ctx.clock.now();
     let consent = match ctx.store.take_consent(id, &hash, &who.user, now).await {
@@ -155,14 +155,14 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
                 "This authorization request is no longer valid. Start again from the application.",
             );
         }
-        Err(e) => return crate::ui::store_failure(ctx, &e),
+        Err(e) => return super::store_failure(ctx, &e),
     };
     // The app may have been deactivated or changed while the page was open.
     let app = match ctx.store.get_app_by_client_id(&consent.client_id).await {
         Ok(app) => app.filter(|a| {
             a.active && redirect::is_registered(&consent.redirect_uri, &a.allowed_callback_urls)
         }),
-        Err(e) => return crate::ui::store_failure(ctx, &e),
+        Err(e) => return super::store_failure(ctx, &e),
     };
     if app.is_none() {
         return refused(

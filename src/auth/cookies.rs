@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, header};
 
-/// The login session (SPEC §3.2).
-pub use crate::proxy::headers::SESSION_COOKIE;
+/// The login session (SPEC §3.2): a credential for the gateway, never for an upstream.
+pub const SESSION_COOKIE: &str = "gatehouse_session";
 /// The login form's CSRF secret (signed double-submit), sent only to `/login`.
 pub const LOGIN_COOKIE: &str = "gatehouse_login";
 

@@ -9,13 +9,14 @@
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::params::Params;
-use super::redirect::{origin, with_params};
+use super::logout::{Confirmation, clear_stale, confirmation_page, end_confirmed};
+use super::{logout, page, store_failure};
 use crate::auth::context::Ctx;
+use crate::auth::session;
 use crate::body::Body;
+use crate::oauth::params::Params;
+use crate::oauth::redirect::{origin, with_params};
 use crate::store::App;
-use crate::ui::logout::{Confirmation, clear_stale, confirmation_page, end_confirmed};
-use crate::ui::{logout, page, session, store_failure};
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();

@@ -5,13 +5,13 @@
 
 use http::StatusCode;
 
-use super::super::error::{OAuthError, OAuthErrorCode};
-use super::super::params::Params;
-use super::super::pkce::{CodeChallenge, CodeChallengeMethod};
-use super::super::redirect;
 use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::config::RequirePkce;
+use crate::oauth::error::{OAuthError, OAuthErrorCode};
+use crate::oauth::params::Params;
+use crate::oauth::pkce::{CodeChallenge, CodeChallengeMethod};
+use crate::oauth::redirect;
 use crate::store::{App, ClientType, StoreError};
 
 /// Where answers to a known-good request go.
