@@ -1,11 +1,14 @@
-//! The proxy half of the gateway (SPEC §3.4): path normalization, the route table, header
-//! rewriting and forwarding to upstreams.
+//! The proxy half of the gateway (SPEC §3.4): the proxied request from route match to the
+//! upstream's answer (`pipeline`), with path normalization, the route table, the check of the
+//! caller against the route (`guard`), header rewriting, forwarding and tunnels.
 
 pub mod forward;
+pub mod guard;
 #[cfg(test)]
 mod header_props;
 pub mod headers;
 pub mod path;
+pub mod pipeline;
 pub mod routes;
 #[cfg(test)]
 mod routing_props;

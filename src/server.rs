@@ -6,7 +6,6 @@ pub mod admin;
 pub mod conn;
 pub mod dispatch;
 pub mod files;
-pub mod guard;
 pub mod own;
 pub mod reload;
 pub mod tls;

@@ -5,7 +5,6 @@
 //! reaches a client still sending.
 
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,19 +22,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{Body, BoxError};
 use crate::config::ServerConfig;
-use crate::proxy::tunnel::Tunnels;
 
-/// What the handlers know about the connection a request came on.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The peer's address as a header value, made once per connection.
-    pub peer_value: http::HeaderValue,
-    /// `"https"` for the TLS listener, `"http"` for the plain one.
-    pub scheme: &'static str,
-    /// Where an upgraded request's tunnel runs.
-    pub tunnels: Tunnels,
-}
+pub use crate::proxy::pipeline::ConnInfo;
 
 /// What the connection is doing, for its deadlines: requests in flight, when the last one
 /// ended, whether a request head has begun to arrive, and the alarm that wakes the connection's
@@ -487,16 +475,5 @@ impl AsyncWrite for ClientIo {
             };
         }
         this.poll_linger(cx).map(Ok)
-    }
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, scheme: &'static str, tunnels: Tunnels) -> Self {
-        Self {
-            peer,
-            peer_value: crate::proxy::headers::ip_header_value(peer.ip()),
-            scheme,
-            tunnels,
-        }
     }
 }

@@ -8,19 +8,13 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::Gateway;
-use super::conn::ConnInfo;
-use super::{guard, own};
-use crate::auth::Principal;
-use crate::auth::jwt::AssertionClaims;
+use super::own;
 use crate::body::Body;
-use crate::config::AuthMode;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
 use crate::proxy::forward::with_request_id;
-use crate::proxy::headers::{self, ClientFacts, Identity};
-use crate::proxy::path::normalize;
-use crate::proxy::routes::Route;
-use crate::proxy::routes::request_host;
+use crate::proxy::headers;
+use crate::proxy::pipeline::ConnInfo;
 
 /// Answers one request on the public listener.
 pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
@@ -29,10 +23,12 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let method = method_label(req.method());
     let http2 = req.version() == http::Version::HTTP_2;
     let live = gateway.live.load_full();
+    let framing = framing_error(&req);
     let own = own::classify(req.uri().path(), live.config.oauth.confluence_paths)
-        .filter(|_| framing_error(&req).is_none());
-    let (response, route) = match own {
-        Some(endpoint) => {
+        .filter(|_| framing.is_none());
+    let (response, route) = match (framing, own) {
+        (Some(e), _) => (Err(e), None),
+        (None, Some(endpoint)) => {
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
             let mut response = Box::pin(own::handle(
@@ -52,7 +48,10 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
             }
             (Ok(with_request_id(response, &request_id)), None)
         }
-        None => proxy(gateway, live, conn, req, &request_id).await,
+        (None, None) => {
+            let ctx = gateway.ctx(&live, conn.peer, &request_id);
+            crate::proxy::pipeline::handle(&ctx, &live.proxy, conn, req).await
+        }
     };
     let response = response.unwrap_or_else(|e| {
         let mut response = with_request_id(e.into_response(id_str(&request_id)), &request_id);
@@ -93,11 +92,6 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
 fn id_str(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("-")
 }
-
-type Routed = (
-    Result<Response<Body>, GatewayError>,
-    Option<std::sync::Arc<crate::proxy::routes::Route>>,
-);
 
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, and it is a valid
 /// `host[:port]` (no user information, no spaces); HTTP/2's `:authority` obeys the same rule.
@@ -163,124 +157,6 @@ pub fn is_host_and_port(authority: &[u8]) -> bool {
         }
     };
     port_ok && host_ok
-}
-
-async fn proxy(
-    gateway: &Gateway,
-    live: std::sync::Arc<super::reload::Live>,
-    conn: &ConnInfo,
-    req: Request<Incoming>,
-    request_id: &HeaderValue,
-) -> Routed {
-    if let Some(e) = framing_error(&req) {
-        return (Err(e), None);
-    }
-    let path = match normalize(req.uri().path()) {
-        Ok(p) => p,
-        Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
-    };
-    let routes = &live.routes;
-    let host = if routes.matches_hosts() {
-        request_host(req.uri(), req.headers())
-    } else {
-        None
-    };
-    let Some(route) = routes.find(host, &path).cloned() else {
-        return (Err(GatewayError::NoRoute), None);
-    };
-    let principal = if route.auth == AuthMode::None {
-        None
-    } else {
-        // Boxed for the same reason as the own endpoints: a session lookup is a large future.
-        match Box::pin(guard::check(
-            gateway,
-            &live,
-            &route,
-            &req,
-            id_str(request_id),
-        ))
-        .await
-        {
-            guard::Decision::Allow(p) => Some(p),
-            guard::Decision::Deny(response) => return (Ok(response), Some(route)),
-        }
-    };
-    // Owned only when normalization rewrote the path; the common case stays allocation-free.
-    let rewritten = match path {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(p) => Some(p),
-    };
-    let facts = ClientFacts {
-        peer: conn.peer.ip(),
-        peer_value: &conn.peer_value,
-        scheme: conn.scheme,
-        host: forwarded_host(&req),
-        request_id,
-    };
-    let identity = principal.as_deref().map(|p| identity(gateway, &route, p));
-    if route.config.assertion && identity.as_ref().is_some_and(|i| i.assertion.is_none()) {
-        // The upstream relies on the assertion: fail closed rather than forward without it.
-        return (Err(GatewayError::Internal), Some(route));
-    }
-    let result = live
-        .forwarder
-        .forward(
-            &route,
-            req,
-            rewritten.as_deref(),
-            &live.headers,
-            &facts,
-            identity.as_ref(),
-            &conn.tunnels,
-        )
-        .await;
-    (result, Some(route))
-}
-
-/// The identity headers for `principal` on `route`, with a fresh assertion where asked for.
-fn identity<'a>(gateway: &Gateway, route: &Route, principal: &'a Principal) -> Identity<'a> {
-    let assertion = route
-        .config
-        .assertion
-        .then(|| assertion(gateway, route, principal))
-        .flatten();
-    Identity {
-        user: &principal.user_value,
-        scopes: &principal.scopes_value,
-        client_id: principal.client_id_value.as_ref(),
-        assertion,
-    }
-}
-
-/// A 60-second JWT saying who the gateway vouches for, addressed to the route's upstream.
-fn assertion(gateway: &Gateway, route: &Route, principal: &Principal) -> Option<HeaderValue> {
-    let jti = crate::auth::secret::new_id().ok()?;
-    let scope = principal.scopes_value.to_str().ok()?;
-    let audience = route.config.upstream.to_string();
-    let claims = AssertionClaims::new(
-        &gateway.config.server.public_url,
-        &principal.user,
-        audience.trim_end_matches('/'),
-        scope,
-        principal.client_id.as_deref(),
-        gateway.clock.unix_seconds(),
-        jti,
-    );
-    match gateway.keys.sign_assertion(&claims) {
-        Ok(jwt) => HeaderValue::from_str(&jwt).ok(),
-        Err(e) => {
-            tracing::error!(error = %e, "signing the assertion failed");
-            None
-        }
-    }
-}
-
-/// The host the client asked for, as `X-Forwarded-Host` carries it (with its port, if any).
-fn forwarded_host(req: &Request<Incoming>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(http::header::HOST).cloned(),
-    }
 }
 
 #[cfg(test)]

@@ -9,17 +9,13 @@ use std::sync::Arc;
 use super::{Gateway, StartupError, files};
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
-use crate::proxy::forward::Forwarder;
-use crate::proxy::headers::HeaderPolicy;
-use crate::proxy::routes::RouteTable;
 
-/// What each request reads once, at its start.
+/// What each request reads once, at its start: the config, its users and scopes, and the
+/// proxy's state built from it.
 pub struct Live {
     pub config: Config,
     pub directory: crate::auth::directory::Directory,
-    pub routes: RouteTable,
-    pub forwarder: Forwarder,
-    pub headers: HeaderPolicy,
+    pub proxy: crate::proxy::pipeline::State,
 }
 
 impl Live {
@@ -30,25 +26,18 @@ impl Live {
         metrics: &Metrics,
         previous: Option<&Live>,
     ) -> Result<Self, StartupError> {
-        let forwarder = Forwarder::new(&config.routes, previous.map(|p| &p.forwarder))?;
-        let auth = &config.auth;
-        let headers = HeaderPolicy::new(
-            &[
-                &auth.user_header,
-                &auth.scopes_header,
-                &auth.client_id_header,
-            ],
-            config.server.trusted_proxies.clone(),
-        );
         let directory = crate::auth::directory::Directory::from_config(&config)
             .map_err(StartupError::Directory)?;
-        let routes = RouteTable::new(&config.routes, &directory.scopes, metrics);
+        let proxy = crate::proxy::pipeline::State::build(
+            &config,
+            &directory,
+            metrics,
+            previous.map(|p| &p.proxy),
+        )?;
         Ok(Self {
             config,
             directory,
-            routes,
-            forwarder,
-            headers,
+            proxy,
         })
     }
 }

@@ -8,8 +8,7 @@ use std::time::SystemTime;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::Gateway;
-use super::reload::Live;
+use crate::auth::context::Ctx;
 use crate::auth::{AuthFailure, Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::AuthMode;
@@ -23,29 +22,17 @@ pub enum Decision {
 }
 
 /// Decides whether `req` may use `route`.
-pub async fn check(
-    gateway: &Gateway,
-    live: &Live,
-    route: &Route,
-    req: &Request<Incoming>,
-    request_id: &str,
-) -> Decision {
-    let (result, decision) = decide(gateway, live, route, req, request_id).await;
-    gateway
-        .metrics
+pub async fn check(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> Decision {
+    let (result, decision) = decide(ctx, route, req).await;
+    ctx.metrics
         .auth_decisions
         .with_label_values(&[route.label.as_str(), result])
         .inc();
     decision
 }
 
-async fn decide(
-    gateway: &Gateway,
-    live: &Live,
-    route: &Route,
-    req: &Request<Incoming>,
-    request_id: &str,
-) -> (&'static str, Decision) {
+async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'static str, Decision) {
+    let request_id = ctx.request_id();
     let Some(rule) = route.scopes.for_method(req.method()) else {
         let r = json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -55,10 +42,10 @@ async fn decide(
         );
         return ("method_not_allowed", Decision::Deny(r));
     };
-    let now = gateway.clock.now();
+    let now = ctx.clock.now();
     let principal =
         if route.auth == AuthMode::Session && !req.headers().contains_key(header::AUTHORIZATION) {
-            match session(gateway, live, req, now).await {
+            match session(ctx, req, now).await {
                 Ok(Some(p)) => Ok(p),
                 Ok(None) if wants_html(req) => {
                     return ("login_redirect", Decision::Deny(login_redirect(req)));
@@ -67,15 +54,8 @@ async fn decide(
                 Err(f) => Err(f),
             }
         } else {
-            gateway
-                .auth
-                .from_headers(
-                    req.headers(),
-                    &live.directory,
-                    &gateway.keys,
-                    &gateway.store,
-                    now,
-                )
+            ctx.auth
+                .from_headers(req.headers(), ctx.directory, ctx.keys, ctx.store, now)
                 .await
         };
     let principal = match principal {
@@ -93,12 +73,11 @@ async fn decide(
 
 /// The user of a valid `gatehouse_session` cookie, holding the user's `max_scope`.
 async fn session(
-    gateway: &Gateway,
-    live: &Live,
+    ctx: &Ctx<'_>,
     req: &Request<Incoming>,
     now: SystemTime,
 ) -> Result<Option<Arc<Principal>>, AuthFailure> {
-    let found = crate::auth::session::find(&gateway.store, &live.directory, req.headers(), now)
+    let found = crate::auth::session::find(ctx.store, ctx.directory, req.headers(), now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "session lookup: the store does not answer");
@@ -107,7 +86,7 @@ async fn session(
     let Some(crate::auth::session::Found { user, session, .. }) = found else {
         return Ok(None);
     };
-    let text = live.directory.scopes.to_names(user.max_scope);
+    let text = ctx.directory.scopes.to_names(user.max_scope);
     let principal = Principal::new(
         PrincipalKind::Session,
         user.name.clone(),

@@ -1,0 +1,193 @@
+//! The whole proxied request (SPEC §3.4), from route match to the upstream's answer: the path
+//! made canonical, the route chosen, the caller checked against the route (`guard`), the
+//! identity headers and assertion made, and the request forwarded. The server hands every
+//! request that is not one of the gateway's own endpoints here.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use super::forward::{Forwarder, ForwarderError};
+use super::guard;
+use super::headers::{ClientFacts, HeaderPolicy, Identity};
+use super::path::normalize;
+use super::routes::{Route, RouteTable, request_host};
+use super::tunnel::Tunnels;
+use crate::auth::Principal;
+use crate::auth::context::Ctx;
+use crate::auth::directory::Directory;
+use crate::auth::jwt::AssertionClaims;
+use crate::body::Body;
+use crate::config::{AuthMode, Config};
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+
+/// What the proxy keeps per config: the route table, the upstream connection pools and the
+/// header policy. A reload builds a new one, taking over the pools of unchanged upstreams.
+pub struct State {
+    pub routes: RouteTable,
+    pub forwarder: Forwarder,
+    pub headers: HeaderPolicy,
+}
+
+impl State {
+    /// `previous`: the state being replaced on a reload.
+    pub fn build(
+        config: &Config,
+        directory: &Directory,
+        metrics: &Metrics,
+        previous: Option<&State>,
+    ) -> Result<Self, ForwarderError> {
+        let forwarder = Forwarder::new(&config.routes, previous.map(|p| &p.forwarder))?;
+        let auth = &config.auth;
+        let headers = HeaderPolicy::new(
+            &[
+                &auth.user_header,
+                &auth.scopes_header,
+                &auth.client_id_header,
+            ],
+            config.server.trusted_proxies.clone(),
+        );
+        let routes = RouteTable::new(&config.routes, &directory.scopes, metrics);
+        Ok(Self {
+            routes,
+            forwarder,
+            headers,
+        })
+    }
+}
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// The peer's address as a header value, made once per connection.
+    pub peer_value: HeaderValue,
+    /// `"https"` for the TLS listener, `"http"` for the plain one.
+    pub scheme: &'static str,
+    /// Where an upgraded request's tunnel runs.
+    pub tunnels: Tunnels,
+}
+
+impl ConnInfo {
+    pub fn new(peer: std::net::SocketAddr, scheme: &'static str, tunnels: Tunnels) -> Self {
+        Self {
+            peer,
+            peer_value: super::headers::ip_header_value(peer.ip()),
+            scheme,
+            tunnels,
+        }
+    }
+}
+
+/// The answer, and the route it went through (for the metrics and the access log).
+pub type Routed = (Result<Response<Body>, GatewayError>, Option<Arc<Route>>);
+
+/// Answers one proxied request.
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    state: &State,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Routed {
+    let request_id = ctx.request_id;
+    let path = match normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
+    };
+    let routes = &state.routes;
+    let host = if routes.matches_hosts() {
+        request_host(req.uri(), req.headers())
+    } else {
+        None
+    };
+    let Some(route) = routes.find(host, &path).cloned() else {
+        return (Err(GatewayError::NoRoute), None);
+    };
+    let principal = if route.auth == AuthMode::None {
+        None
+    } else {
+        // Boxed: a session lookup is a large future, which the common path should not carry.
+        match Box::pin(guard::check(ctx, &route, &req)).await {
+            guard::Decision::Allow(p) => Some(p),
+            guard::Decision::Deny(response) => return (Ok(response), Some(route)),
+        }
+    };
+    // Owned only when normalization rewrote the path; the common case stays allocation-free.
+    let rewritten = match path {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(p) => Some(p),
+    };
+    let facts = ClientFacts {
+        peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
+        scheme: conn.scheme,
+        host: forwarded_host(&req),
+        request_id,
+    };
+    let identity = principal.as_deref().map(|p| identity(ctx, &route, p));
+    if route.config.assertion && identity.as_ref().is_some_and(|i| i.assertion.is_none()) {
+        // The upstream relies on the assertion: fail closed rather than forward without it.
+        return (Err(GatewayError::Internal), Some(route));
+    }
+    let result = state
+        .forwarder
+        .forward(
+            &route,
+            req,
+            rewritten.as_deref(),
+            &state.headers,
+            &facts,
+            identity.as_ref(),
+            &conn.tunnels,
+        )
+        .await;
+    (result, Some(route))
+}
+
+/// The identity headers for `principal` on `route`, with a fresh assertion where asked for.
+fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> Identity<'a> {
+    let assertion = route
+        .config
+        .assertion
+        .then(|| assertion(ctx, route, principal))
+        .flatten();
+    Identity {
+        user: &principal.user_value,
+        scopes: &principal.scopes_value,
+        client_id: principal.client_id_value.as_ref(),
+        assertion,
+    }
+}
+
+/// A 60-second JWT saying who the gateway vouches for, addressed to the route's upstream.
+fn assertion(ctx: &Ctx<'_>, route: &Route, principal: &Principal) -> Option<HeaderValue> {
+    let jti = crate::auth::secret::new_id().ok()?;
+    let scope = principal.scopes_value.to_str().ok()?;
+    let audience = route.config.upstream.to_string();
+    let claims = AssertionClaims::new(
+        &ctx.config.server.public_url,
+        &principal.user,
+        audience.trim_end_matches('/'),
+        scope,
+        principal.client_id.as_deref(),
+        ctx.clock.unix_seconds(),
+        jti,
+    );
+    match ctx.keys.sign_assertion(&claims) {
+        Ok(jwt) => HeaderValue::from_str(&jwt).ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "signing the assertion failed");
+            None
+        }
+    }
+}
+
+/// The host the client asked for, as `X-Forwarded-Host` carries it (with its port, if any).
+fn forwarded_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    }
+}
