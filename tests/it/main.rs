@@ -15,6 +15,7 @@ mod apps_pats;
 mod apps_privilege;
 mod apps_revoke;
 mod apps_validation;
+mod architecture;
 mod auth;
 mod auth_replicas;
 mod authorize;
