@@ -5,8 +5,8 @@
 pub mod admin;
 pub mod conn;
 pub mod dispatch;
+pub mod endpoints;
 pub mod files;
-pub mod own;
 pub mod reload;
 pub mod tls;
 
@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::forward::ForwarderError;
 use conn::{ConnInfo, TrackedBody};
-pub use reload::{Live, ReloadError};
+pub use reload::{ReloadError, Snapshot};
 
 /// Why the gateway could not start (exit code 1, one line on stderr).
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub struct Gateway {
     /// The config the process started with: listeners, limits and timeouts come from here.
     pub config: Config,
     /// What a reload replaces; each request loads it once.
-    pub live: ArcSwap<Live>,
+    pub live: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub store: crate::store::Store,
     pub clock: crate::clock::Clock,
@@ -123,7 +123,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let metrics = Metrics::new()?;
         let files::ConfigFiles { tls, keys } = files::load(&config)?;
-        let live = Live::build(config.clone(), &metrics, None)?;
+        let live = Snapshot::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
         let store = crate::store::Store::open(

@@ -14,8 +14,8 @@ mod events;
 mod migrate;
 mod model;
 mod ops_apps;
-mod ops_misc;
 mod ops_tokens;
+mod ops_users;
 mod postgres;
 mod sqlite;
 

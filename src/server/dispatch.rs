@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::Gateway;
-use super::own;
+use super::endpoints;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
@@ -24,14 +24,14 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let http2 = req.version() == http::Version::HTTP_2;
     let live = gateway.live.load_full();
     let framing = framing_error(&req);
-    let own = own::classify(req.uri().path(), live.config.oauth.confluence_paths)
+    let own = endpoints::classify(req.uri().path(), live.config.oauth.confluence_paths)
         .filter(|_| framing.is_none());
     let (response, route) = match (framing, own) {
         (Some(e), _) => (Err(e), None),
         (None, Some(endpoint)) => {
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
-            let mut response = Box::pin(own::handle(
+            let mut response = Box::pin(endpoints::handle(
                 endpoint,
                 gateway,
                 &live,
@@ -70,7 +70,7 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
             r.request_duration.observe(elapsed.as_secs_f64());
             r.label.as_str()
         }
-        None => own.map_or("none", own::Endpoint::label),
+        None => own.map_or("none", endpoints::Endpoint::label),
     };
     gateway
         .metrics

@@ -12,19 +12,19 @@ use crate::metrics::Metrics;
 
 /// What each request reads once, at its start: the config, its users and scopes, and the
 /// proxy's state built from it.
-pub struct Live {
+pub struct Snapshot {
     pub config: Config,
     pub directory: crate::auth::directory::Directory,
     pub proxy: crate::proxy::pipeline::State,
 }
 
-impl Live {
+impl Snapshot {
     /// `previous`: the state being replaced on a reload, whose upstream connections carry over
     /// where they still fit.
     pub fn build(
         config: Config,
         metrics: &Metrics,
-        previous: Option<&Live>,
+        previous: Option<&Snapshot>,
     ) -> Result<Self, StartupError> {
         let directory = crate::auth::directory::Directory::from_config(&config)
             .map_err(StartupError::Directory)?;
@@ -59,7 +59,7 @@ impl Gateway {
         // The signing keys are checked but not swapped: they are bound at start.
         let tls = files::load(&config)?.tls;
         let warnings = restart_only_changes(&self.config, &config);
-        let live = Live::build(config, &self.metrics, Some(&self.live.load()))?;
+        let live = Snapshot::build(config, &self.metrics, Some(&self.live.load()))?;
         // `[[apps]]` are synced into the store after the swap (`apps::config_sync`): refuse
         // here a config whose apps could not be.
         crate::apps::config_sync::validate_apps(

@@ -17,7 +17,7 @@ pub(crate) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, grant
     parent_hash, create_time, expire_time, access_jti, access_expire_time) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// Live = not revoked, and its app exists and is active.
+/// Snapshot = not revoked, and its app exists and is active.
 pub(crate) const GRANT_LIVE: &str = "SELECT 1 FROM grants g JOIN apps a ON a.client_id = \
     g.client_id WHERE g.id = $1 AND g.revoked_at IS NULL AND a.active";
 

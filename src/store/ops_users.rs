@@ -23,7 +23,7 @@ pub(crate) const EXPIRING: [(&str, &str, &str); 7] = [
     ("grants", "id", "expire_time"),
 ];
 
-macro_rules! misc_ops {
+macro_rules! user_ops {
     ($db:ty) => {
         fn pat_row(
             row: &<$db as sqlx::Database>::Row,
@@ -97,7 +97,7 @@ macro_rules! misc_ops {
             use $crate::store::error::SqlxResultExt as _;
             let sql = format!(
                 "SELECT {} FROM personal_tokens WHERE token_hash = $1",
-                $crate::store::ops_misc::PAT_COLS
+                $crate::store::ops_users::PAT_COLS
             );
             let row = sqlx::query(&sql)
                 .bind(hash.0.to_vec())
@@ -114,7 +114,7 @@ macro_rules! misc_ops {
             use $crate::store::error::SqlxResultExt as _;
             let sql = format!(
                 "SELECT {} FROM personal_tokens WHERE user_name = $1 ORDER BY create_time, id",
-                $crate::store::ops_misc::PAT_COLS
+                $crate::store::ops_users::PAT_COLS
             );
             let rows = sqlx::query(&sql)
                 .bind(user)
@@ -137,7 +137,7 @@ macro_rules! misc_ops {
             )
             .bind(id)
             .bind(now_us)
-            .bind(now_us.saturating_sub($crate::store::ops_misc::TOUCH_EVERY_US))
+            .bind(now_us.saturating_sub($crate::store::ops_users::TOUCH_EVERY_US))
             .execute(&self.pool)
             .await
             .ctx("touch personal token")?;
@@ -270,7 +270,7 @@ macro_rules! misc_ops {
             use $crate::store::error::SqlxResultExt as _;
             let sql = format!(
                 "SELECT {} FROM consents WHERE id = $1 AND expire_time > $2",
-                $crate::store::ops_misc::CONSENT_COLS
+                $crate::store::ops_users::CONSENT_COLS
             );
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -292,7 +292,7 @@ macro_rules! misc_ops {
             let sql = format!(
                 "DELETE FROM consents WHERE id = $1 AND csrf_hash = $2 AND user_name = $3 \
                  AND expire_time > $4 RETURNING {}",
-                $crate::store::ops_misc::CONSENT_COLS
+                $crate::store::ops_users::CONSENT_COLS
             );
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -314,7 +314,7 @@ macro_rules! misc_ops {
             let now_us = $crate::store::codec::micros(now);
             let batch = i64::from(batch.max(1));
             let mut counts = [0u64; 7];
-            for (i, (table, key, at)) in $crate::store::ops_misc::EXPIRING.iter().enumerate() {
+            for (i, (table, key, at)) in $crate::store::ops_users::EXPIRING.iter().enumerate() {
                 let sql = format!(
                     "DELETE FROM {table} WHERE {key} IN \
                      (SELECT {key} FROM {table} WHERE {at} <= $1 LIMIT $2)"
@@ -356,4 +356,4 @@ macro_rules! misc_ops {
     };
 }
 
-pub(crate) use misc_ops;
+pub(crate) use user_ops;

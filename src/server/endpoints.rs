@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 
 use super::Gateway;
 use super::conn::ConnInfo;
-use super::reload::Live;
+use super::reload::Snapshot;
 use crate::auth::context::Ctx;
 use crate::body::Body;
 use crate::oauth::endpoints::{canonical_oauth_path, is_oauth_path};
@@ -16,7 +16,7 @@ impl Gateway {
     /// One request's [`Ctx`]: the gateway's services and `live`'s config snapshot.
     pub fn ctx<'a>(
         &'a self,
-        live: &'a Live,
+        live: &'a Snapshot,
         peer: std::net::SocketAddr,
         request_id: &'a HeaderValue,
     ) -> Ctx<'a> {
@@ -77,7 +77,7 @@ pub fn classify(path: &str, confluence_paths: bool) -> Option<Endpoint> {
 pub async fn handle(
     endpoint: Endpoint,
     gateway: &Gateway,
-    live: &Live,
+    live: &Snapshot,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     req: Request<Incoming>,
