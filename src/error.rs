@@ -1,6 +1,8 @@
-//! Error kinds of the gateway's own answers and the single place they become HTTP responses,
-//! in SPEC §3.3's JSON shape `{"error": {"code", "message", "details"}}`. Clients get a short,
-//! fixed message; the cause goes to the log with the request id.
+//! Error kinds of the gateway's own answers on proxied routes (and of requests refused before
+//! a surface is chosen), and SPEC §3.3's JSON shape `{"error": {"code", "message", "details"}}`
+//! they become. The other surfaces map errors in one place each: `apps::wire::ApiError`,
+//! `oauth::reply`, `ui::page`. Clients get a short, fixed message; the cause goes to the log
+//! with the request id.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
@@ -21,8 +23,8 @@ pub enum GatewayError {
     UpstreamUnreachable,
     /// The upstream did not answer within the route's timeout (504).
     UpstreamTimeout,
-    /// A dependency such as the store cannot answer (503).
-    Unavailable,
+    /// A dependency such as the store cannot answer (503); the message says which.
+    Unavailable(&'static str),
     /// A bug or an unexpected failure (500).
     Internal,
 }
@@ -35,7 +37,7 @@ impl GatewayError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,7 +50,7 @@ impl GatewayError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UpstreamUnreachable => "bad_gateway",
             Self::UpstreamTimeout => "gateway_timeout",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal => "internal",
         }
     }
@@ -57,11 +59,10 @@ impl GatewayError {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoRoute => "no route for this path",
-            Self::BadPath(why) | Self::BadFraming(why) => why,
+            Self::BadPath(why) | Self::BadFraming(why) | Self::Unavailable(why) => why,
             Self::MethodNotAllowed => "method not allowed on this route",
             Self::UpstreamUnreachable => "the upstream service is unavailable",
             Self::UpstreamTimeout => "the upstream service did not answer in time",
-            Self::Unavailable => "the service is temporarily unavailable",
             Self::Internal => "internal error",
         }
     }

@@ -46,10 +46,6 @@ impl ApiError {
         }))
     }
 
-    pub fn status(&self) -> StatusCode {
-        self.0.status
-    }
-
     pub fn invalid(violations: Violations) -> Self {
         let mut e = Self::new(
             StatusCode::BAD_REQUEST,
@@ -104,8 +100,16 @@ impl ApiError {
         e
     }
 
-    fn unauthenticated(failure: AuthFailure) -> Self {
+    /// 503: a dependency (the store, or what checks credentials) does not answer.
+    fn unavailable(message: &str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A refused credential: 401 with its RFC 6750 challenge, or 503 when it could not be
+    /// checked.
+    fn auth(failure: AuthFailure) -> Self {
         let message = match failure {
+            AuthFailure::Unavailable => return Self::unavailable(failure.description()),
             AuthFailure::Missing => "an Authorization: Bearer token is required",
             other => other.description(),
         };
@@ -114,18 +118,16 @@ impl ApiError {
         e
     }
 
-    /// A store failure: logged with the request id; the client learns only the kind.
+    /// The management API's one mapping of a store failure: 404 and 409 for the caller's own
+    /// mistakes, 503 when the store does not answer, 500 otherwise (both logged with the
+    /// request id); the client learns only the kind.
     pub fn store(e: &StoreError, request_id: &str) -> Self {
         match e.kind() {
             StoreErrorKind::NotFound => Self::not_found("not found"),
             StoreErrorKind::Conflict => Self::conflict("conflicts with an existing resource"),
             StoreErrorKind::Unavailable => {
                 tracing::error!(request_id, error = %e, "management API: the store does not answer");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service is temporarily unavailable",
-                )
+                Self::unavailable("the service is temporarily unavailable")
             }
             _ => {
                 tracing::error!(request_id, error = %e, "management API: store failure");
@@ -194,14 +196,7 @@ pub async fn authenticate(
     ctx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Arc<Principal>, ApiError> {
-    ctx.bearer(req.headers()).await.map_err(|f| match f {
-        AuthFailure::Unavailable => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            f.description(),
-        ),
-        other => ApiError::unauthenticated(other),
-    })
+    ctx.bearer(req.headers()).await.map_err(ApiError::auth)
 }
 
 /// Refuses a caller whose (expanded) scopes do not include `scope`.

@@ -92,8 +92,7 @@ pub struct VerifyPolicy {
     pub leeway: u64,
 }
 
-/// Why a token was refused. All map to RFC 6750 `invalid_token`; [`TokenError::label`] is a
-/// bounded metrics label.
+/// Why a token was refused. All map to RFC 6750 `invalid_token`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the token is malformed")]
@@ -112,25 +111,6 @@ pub enum TokenError {
     WrongIssuer,
     #[error("the token has the wrong audience")]
     WrongAudience,
-}
-
-impl TokenError {
-    /// The RFC 6750 §3.1 error code every kind maps to.
-    pub const ERROR_CODE: &'static str = "invalid_token";
-
-    /// A short, bounded label for `gatehouse_token_errors_total{error}` and logs.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::BadHeader(_) => "bad_header",
-            Self::UnknownKid => "unknown_kid",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-        }
-    }
 }
 
 /// Signing failed (only claims that cannot be serialized do that).

@@ -62,11 +62,6 @@ pub enum InvalidScope {
     NotGrantable,
 }
 
-impl InvalidScope {
-    /// The RFC 6749 error code every variant maps to.
-    pub const ERROR_CODE: &'static str = "invalid_scope";
-}
-
 /// A set of scopes of one `ScopeSet`, as a bitset: `Copy`, and checks never allocate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Scopes(u64);

@@ -47,11 +47,6 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The SHA-256 of the secret, as stored in place of it.
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.expose())
-    }
 }
 
 impl fmt::Debug for Secret {
@@ -84,125 +79,6 @@ impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Secret::new)
     }
-}
-
-/// A SHA-256 digest of a token or secret: what the store keeps and the token cache keys on.
-/// Equality is constant-time; `Display` is lowercase hex.
-#[derive(Clone, Copy)]
-pub struct TokenHash([u8; 32]);
-
-impl std::hash::Hash for TokenHash {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl TokenHash {
-    /// SHA-256 of `token`'s UTF-8 bytes.
-    pub fn of(token: &str) -> Self {
-        Self(sha256(token.as_bytes()))
-    }
-
-    /// Wraps a digest read back from the store.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// Parses 64 hex digits (either case).
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = hex_value(pair[0])?;
-            let lo = hex_value(pair[1])?;
-            out[i] = (hi << 4) | lo;
-        }
-        Some(Self(out))
-    }
-
-    /// The raw digest.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lowercase hex, 64 characters.
-    pub fn to_hex(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl PartialEq for TokenHash {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl Eq for TokenHash {}
-
-impl fmt::Display for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenHash({self})")
-    }
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// What kind of credential a bearer value is, judged by its shape alone (no store lookup).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenKind {
-    /// Starts with [`PAT_PREFIX`].
-    PersonalAccessToken,
-    /// Starts with [`REFRESH_TOKEN_PREFIX`] (never valid as a bearer token).
-    RefreshToken,
-    /// Three base64url segments separated by dots (a JWS compact serialization).
-    Jwt,
-    /// Anything else.
-    Unknown,
-}
-
-impl TokenKind {
-    /// Classifies `token` by its prefix or JWS shape.
-    pub fn of(token: &str) -> Self {
-        if token.starts_with(PAT_PREFIX) {
-            Self::PersonalAccessToken
-        } else if token.starts_with(REFRESH_TOKEN_PREFIX) {
-            Self::RefreshToken
-        } else if is_jws_shape(token) {
-            Self::Jwt
-        } else {
-            Self::Unknown
-        }
-    }
-}
-
-fn is_jws_shape(token: &str) -> bool {
-    let mut parts = 0;
-    for part in token.split('.') {
-        parts += 1;
-        if part.is_empty() || !part.bytes().all(is_base64url_byte) {
-            return false;
-        }
-    }
-    parts == 3
 }
 
 /// Whether `b` is in the base64url alphabet (RFC 4648 §5), padding excluded.
@@ -274,7 +150,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::collections::HashSet;
 
     fn decoded_len(token: &str) -> usize {
@@ -322,17 +197,8 @@ mod tests {
         let pat = new_personal_access_token().unwrap();
         assert!(pat.expose().starts_with("gh_pat_"));
         assert_eq!(decoded_len(&pat.expose()[PAT_PREFIX.len()..]), 32);
-        assert_eq!(TokenKind::of(pat.expose()), TokenKind::PersonalAccessToken);
         let rt = new_refresh_token().unwrap();
         assert!(rt.expose().starts_with("gh_rt_"));
-        assert_eq!(TokenKind::of(rt.expose()), TokenKind::RefreshToken);
-        assert_eq!(
-            TokenKind::of("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln"),
-            TokenKind::Jwt
-        );
-        for other in ["", "a.b", "a..c", "a.b.c.d", "a b.c.d", "a=.b.c", "gh_pa_x"] {
-            assert_eq!(TokenKind::of(other), TokenKind::Unknown, "{other:?}");
-        }
     }
 
     #[test]
@@ -343,16 +209,11 @@ mod tests {
 
     #[test]
     fn sha256_matches_the_fips_vector() {
-        let h = TokenHash::of("abc");
+        let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            h.to_hex(),
+            hex,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(TokenHash::from_hex(&h.to_hex().to_uppercase()), Some(h));
-        assert_eq!(TokenHash::from_hex("zz"), None);
-        assert_eq!(TokenHash::from_hex(&"g".repeat(64)), None);
-        assert_eq!(Secret::new("abc").hash(), h);
-        assert_ne!(TokenHash::of("abd"), h);
     }
 
     #[test]
@@ -363,18 +224,5 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
         assert_eq!(Secret::new("a"), Secret::new("a"));
         assert_ne!(Secret::new("a"), Secret::new("b"));
-    }
-
-    proptest! {
-        #[test]
-        fn hex_round_trips(bytes in any::<[u8; 32]>()) {
-            let h = TokenHash::from_bytes(bytes);
-            prop_assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
-        }
-
-        #[test]
-        fn classify_never_panics(s in ".{0,100}") {
-            let _ = TokenKind::of(&s);
-        }
     }
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, Response, header};
 
 use super::caches::OAuthCaches;
 use super::error::OAuthError;
@@ -56,14 +56,10 @@ impl Refused {
 
     /// The HTTP answer.
     pub fn response(&self) -> Response<Body> {
-        let mut response = reply::error(&self.error, self.basic);
-        if let Some(secs) = self.retry_after {
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        match self.retry_after {
+            Some(secs) => reply::throttled(&self.error, self.basic, secs),
+            None => reply::error(&self.error, self.basic),
         }
-        response
     }
 }
 

@@ -1,12 +1,11 @@
 //! The authorization server's router (SPEC §3.1): each endpoint in its own module.
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::caches::OAuthCaches;
 use crate::auth::context::Ctx;
 use crate::body::Body;
-use crate::error::json_error;
 
 const CONFLUENCE_ALIASES: [&str; 4] = [
     "/rest/oauth2/latest/authorize",
@@ -43,11 +42,6 @@ pub async fn handle(ctx: &Ctx<'_>, oauth: &OAuthCaches, req: Request<Incoming>) 
         "/oauth2/jwks" | "/.well-known/oauth-authorization-server" => {
             super::metadata::handle(ctx, req).await
         }
-        _ => json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such endpoint",
-            ctx.request_id(),
-        ),
+        _ => super::reply::not_found(ctx.request_id()),
     }
 }

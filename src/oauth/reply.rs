@@ -1,12 +1,14 @@
 //! Responses of the token, revocation and introspection endpoints: JSON that is never cached
 //! (RFC 6749 §5.1 `Cache-Control: no-store`, `Pragma: no-cache`), RFC 6749 §5.2 errors with
 //! their status and `WWW-Authenticate: Basic` (§5.2, RFC 7617), and store failures mapped to
-//! `temporarily_unavailable`/`server_error` without internal detail.
+//! `temporarily_unavailable`/`server_error` without internal detail. The authorization
+//! server's error responses are built here and nowhere else.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::error::{OAuthError, OAuthErrorCode};
 use crate::body::{Body, full};
+use crate::error::json_error;
 use crate::store::StoreError;
 
 /// A JSON answer with the no-store headers every token-carrying response needs.
@@ -30,10 +32,16 @@ pub fn empty_ok() -> Response<Body> {
     response
 }
 
-/// An RFC 6749 §5.2 error. `basic` says the client tried `Authorization: Basic`, in which
-/// case `invalid_client` carries a Basic challenge.
+/// An RFC 6749 §5.2 error at the status its code calls for. `basic` says the client tried
+/// `Authorization: Basic`, in which case `invalid_client` carries a Basic challenge.
 pub fn error(e: &OAuthError, basic: bool) -> Response<Body> {
-    let mut response = json(e.code.status(), e.to_json());
+    error_at(e.code.status(), e, basic)
+}
+
+/// The one place an RFC 6749 error becomes a response: `status` is the code's own, or the one
+/// the HTTP layer decided (405, 408, 413, 429).
+pub fn error_at(status: StatusCode, e: &OAuthError, basic: bool) -> Response<Body> {
+    let mut response = json(status, e.to_json());
     if e.code == OAuthErrorCode::InvalidClient && basic {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -45,15 +53,32 @@ pub fn error(e: &OAuthError, basic: bool) -> Response<Body> {
 
 /// 405 for a method the endpoint does not serve.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let e = OAuthError::new(
-        OAuthErrorCode::InvalidRequest,
-        format!("use {allow} on this endpoint"),
-    );
-    let mut response = json(StatusCode::METHOD_NOT_ALLOWED, e.to_json());
+    let e = invalid_request(format!("use {allow} on this endpoint"));
+    let mut response = error_at(StatusCode::METHOD_NOT_ALLOWED, &e, false);
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
+}
+
+/// 429 with `Retry-After`: a client refused before its credentials are checked.
+pub fn throttled(e: &OAuthError, basic: bool, retry_after_secs: u64) -> Response<Body> {
+    let mut response = error_at(StatusCode::TOO_MANY_REQUESTS, e, basic);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+/// 404 for a path under `/oauth2/` that is no endpoint: not an RFC 6749 error (there is no
+/// client request to answer), so SPEC §3.3's JSON shape.
+pub fn not_found(request_id: &str) -> Response<Body> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+        request_id,
+    )
 }
 
 /// Logs a store failure and turns it into what the client may see: 503 when the store is

@@ -39,11 +39,11 @@ pub async fn read(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<OAuthRequest,
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge) => {
             let e = reply::invalid_request("the request body is larger than 64 KiB");
-            return Err(reply::json(StatusCode::PAYLOAD_TOO_LARGE, e.to_json()));
+            return Err(reply::error_at(StatusCode::PAYLOAD_TOO_LARGE, &e, false));
         }
         Err(ReadError::TimedOut) => {
             let e = reply::invalid_request("the request body did not arrive in time");
-            return Err(reply::json(StatusCode::REQUEST_TIMEOUT, e.to_json()));
+            return Err(reply::error_at(StatusCode::REQUEST_TIMEOUT, &e, false));
         }
         Err(ReadError::Unreadable(e)) => {
             tracing::debug!(error = %e, "oauth request body could not be read");

@@ -1,6 +1,7 @@
 //! The authentication and scope check in front of protected routes (SPEC §3.4, RFC 6750 §3):
 //! bearer tokens or PATs on `bearer` routes, the login session or a bearer token on `session`
-//! routes, then the scope the route needs for the method. Every decision is counted.
+//! routes, then the scope the route needs for the method. Every decision is counted, and every
+//! refusal is answered by [`refuse`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,7 +13,7 @@ use crate::auth::context::Ctx;
 use crate::auth::{AuthFailure, Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::AuthMode;
-use crate::error::json_error;
+use crate::error::{GatewayError, json_error};
 use crate::proxy::routes::Route;
 
 /// Lets the request through as `Principal`, or answers it.
@@ -34,12 +35,7 @@ pub async fn check(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> Dec
 async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'static str, Decision) {
     let request_id = ctx.request_id();
     let Some(rule) = route.scopes.for_method(req.method()) else {
-        let r = json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-            request_id,
-        );
+        let r = refuse(Refusal::Method, request_id);
         return ("method_not_allowed", Decision::Deny(r));
     };
     let now = ctx.clock.now();
@@ -60,12 +56,15 @@ async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'sta
         };
     let principal = match principal {
         Ok(p) => p,
-        Err(failure) => return (failure.label(), Decision::Deny(refuse(failure, request_id))),
+        Err(failure) => {
+            let r = refuse(Refusal::Credential(failure), request_id);
+            return (failure.label(), Decision::Deny(r));
+        }
     };
     if !principal.scopes.satisfies(rule.required) {
         return (
             "insufficient_scope",
-            Decision::Deny(insufficient(&rule.name, request_id)),
+            Decision::Deny(refuse(Refusal::Scope(&rule.name), request_id)),
         );
     }
     ("allowed", Decision::Allow(principal))
@@ -128,44 +127,57 @@ fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
     response
 }
 
-fn refuse(failure: AuthFailure, request_id: &str) -> Response<Body> {
-    let (status, code, message) = match failure {
-        AuthFailure::Unavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "authentication is temporarily unavailable",
-        ),
-        AuthFailure::Missing => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a bearer token is required",
-        ),
-        other => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            other.description(),
-        ),
-    };
-    let mut response = json_error(status, code, message, request_id);
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, failure.www_authenticate());
-    }
-    response
+/// Why the guard turns a request away.
+enum Refusal<'a> {
+    /// The route has no scope for this method.
+    Method,
+    /// No usable credential, or it could not be checked.
+    Credential(AuthFailure),
+    /// The credential lacks the named scope.
+    Scope(&'a str),
 }
 
-fn insufficient(scope: &str, request_id: &str) -> Response<Body> {
-    let message = format!("this request needs the {scope} scope");
-    let mut response = json_error(
-        StatusCode::FORBIDDEN,
-        "permission_denied",
-        &message,
-        request_id,
-    );
-    let challenge =
-        format!("Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\"");
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
+/// The one place a refusal on a proxied route becomes a response: SPEC §3.3's JSON (through
+/// [`GatewayError`] where the gateway has a kind for it) and RFC 6750 §3's `WWW-Authenticate`
+/// on 401 and 403.
+fn refuse(refusal: Refusal<'_>, request_id: &str) -> Response<Body> {
+    let (mut response, challenge) = match refusal {
+        Refusal::Method => (
+            GatewayError::MethodNotAllowed.into_response(request_id),
+            None,
+        ),
+        Refusal::Credential(AuthFailure::Unavailable) => {
+            let e = GatewayError::Unavailable("authentication is temporarily unavailable");
+            (e.into_response(request_id), None)
+        }
+        Refusal::Credential(failure) => {
+            let message = match failure {
+                AuthFailure::Missing => "a bearer token is required",
+                other => other.description(),
+            };
+            let r = json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                message,
+                request_id,
+            );
+            (r, Some(failure.www_authenticate()))
+        }
+        Refusal::Scope(scope) => {
+            let message = format!("this request needs the {scope} scope");
+            let r = json_error(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                &message,
+                request_id,
+            );
+            let challenge = format!(
+                "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\""
+            );
+            (r, HeaderValue::from_str(&challenge).ok())
+        }
+    };
+    if let Some(v) = challenge {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response

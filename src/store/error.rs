@@ -1,5 +1,6 @@
-//! Store errors: a small set of kinds the HTTP layer maps to status codes (503 when the store
-//! cannot be reached, 500 otherwise), with a cause for the log that never carries a secret.
+//! Store errors: a small set of kinds, with a cause for the log that never carries a secret.
+//! The store knows no HTTP: each surface maps a kind to its own answer in one place
+//! (`apps::wire::ApiError::store`, `oauth::reply::store_failure`, `ui::page::store_failure`).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -24,7 +25,7 @@ pub enum StoreErrorKind {
 
 /// A store failure. `Display` is safe to log: it names the operation and the database's
 /// error, never a bound value (sqlx does not print parameters), and the store only ever
-/// holds hashes of secrets anyway. Clients must never see it: map it with [`StoreError::http_status`].
+/// holds hashes of secrets anyway. Clients must never see it: each surface maps [`StoreError::kind`].
 #[derive(Debug)]
 pub struct StoreError {
     kind: StoreErrorKind,
@@ -61,17 +62,6 @@ impl StoreError {
     /// True when the store could not be reached (answer 503, retry later).
     pub fn is_unavailable(&self) -> bool {
         self.kind == StoreErrorKind::Unavailable
-    }
-
-    /// The HTTP status a handler answers with when it has no better mapping of its own:
-    /// 503 unavailable, 404 not found, 409 conflict, 500 anything else.
-    pub fn http_status(&self) -> u16 {
-        match self.kind {
-            StoreErrorKind::Unavailable => 503,
-            StoreErrorKind::NotFound => 404,
-            StoreErrorKind::Conflict => 409,
-            StoreErrorKind::Incompatible | StoreErrorKind::Internal => 500,
-        }
     }
 
     /// Classifies a sqlx error; `context` names the operation (e.g. "redeem code").
@@ -153,10 +143,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pool_timeouts_are_unavailable_and_map_to_503() {
+    fn pool_timeouts_are_unavailable() {
         let e = StoreError::from_sqlx("get app", sqlx::Error::PoolTimedOut);
         assert!(e.is_unavailable());
-        assert_eq!(e.http_status(), 503);
         assert!(e.to_string().contains("get app"));
     }
 
@@ -164,6 +153,5 @@ mod tests {
     fn decode_errors_are_internal() {
         let e = StoreError::from_sqlx("x", sqlx::Error::ColumnNotFound("c".into()));
         assert_eq!(e.kind(), StoreErrorKind::Internal);
-        assert_eq!(e.http_status(), 500);
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::logout::{Confirmation, clear_stale, confirmation_page, end_confirmed};
-use super::{logout, page, store_failure};
+use super::{logout, page};
 use crate::auth::context::Ctx;
 use crate::auth::session;
 use crate::body::Body;
@@ -23,16 +23,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let confirmed = match parts.method {
         Method::GET | Method::HEAD => false,
         Method::POST => true,
-        _ => {
-            let mut r = refuse(
-                ctx,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "This page only answers GET and POST.",
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-            return r;
-        }
+        _ => return page::method_not_allowed("GET, HEAD, POST", ctx.request_id()),
     };
     let params = if confirmed {
         match logout::read_confirmation(ctx, body).await {
@@ -58,7 +49,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let state = params.get("state");
     let current = match session::current(ctx, &parts.headers).await {
         Ok(c) => c,
-        Err(e) => return store_failure(ctx, &e),
+        Err(e) => return page::store_failure(&e, ctx.request_id()),
     };
     let Some(current) = current else {
         return back(target, state, clear_stale(&parts.headers));
@@ -101,7 +92,7 @@ async fn checked<'p>(ctx: &Ctx<'_>, params: &'p Params) -> Result<(App, &'p str)
     };
     let app = match ctx.store.get_app_by_client_id(client_id).await {
         Ok(app) => app.filter(|a| a.active),
-        Err(e) => return Err(store_failure(ctx, &e)),
+        Err(e) => return Err(page::store_failure(&e, ctx.request_id())),
     };
     let Some(app) = app else {
         return Err(refuse(

@@ -28,7 +28,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match *req.method() {
         Method::GET => start(ctx, req).await,
         Method::POST => super::consent::decide(ctx, req).await,
-        _ => super::method_not_allowed(ctx),
+        _ => page::method_not_allowed("GET, POST", ctx.request_id()),
     }
 }
 
@@ -79,19 +79,13 @@ pub async fn authenticate(
             }))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(super::store_failure(ctx, &e)),
+        Err(e) => Err(page::store_failure(&e, ctx.request_id())),
     }
 }
 
 fn unauthenticated(ctx: &Ctx<'_>, failure: crate::auth::AuthFailure) -> Response<Body> {
     if failure == crate::auth::AuthFailure::Unavailable {
-        return page::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            "Authentication is temporarily unavailable. Please try again.",
-            None,
-            ctx.request_id(),
-        );
+        return page::auth_unavailable(ctx.request_id());
     }
     let mut r = page::error(
         StatusCode::UNAUTHORIZED,
@@ -118,7 +112,7 @@ async fn start(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 ctx.request_id(),
             );
         }
-        Err(Rejected::Store(e)) => return super::store_failure(ctx, &e),
+        Err(Rejected::Store(e)) => return page::store_failure(&e, ctx.request_id()),
         Err(Rejected::Redirect(target, e)) => return error_redirect(ctx, &target, &e),
     };
     let who = match authenticate(ctx, req.headers()).await {

@@ -62,10 +62,10 @@ pub async fn show(
         crate::auth::secret::new_id(),
         crate::auth::secret::random_token::<32>(),
     ) else {
-        return super::internal(ctx, "the random number generator failed");
+        return page::internal("the random number generator failed", ctx.request_id());
     };
     let Some(csrf_hash) = csrf::bound_hash(&token, &who.binding) else {
-        return super::internal(ctx, "deriving a CSRF hash failed");
+        return page::internal("deriving a CSRF hash failed", ctx.request_id());
     };
     let scopes = &ctx.directory.scopes;
     let now = ctx.clock.now();
@@ -84,7 +84,7 @@ pub async fn show(
         expire_time: now + CONSENT_TTL,
     };
     if let Err(e) = ctx.store.create_consent(&pending).await {
-        return super::store_failure(ctx, &e);
+        return page::store_failure(&e, ctx.request_id());
     }
     let app = &request.app;
     let logo = app.logo_uri.as_str();
@@ -142,7 +142,7 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
         return refused(ctx, StatusCode::BAD_REQUEST, "The form is incomplete.");
     };
     let Some(hash) = csrf::bound_hash(token, &who.binding) else {
-        return super::internal(ctx, "deriving a CSRF hash failed");
+        return page::internal("deriving a CSRF hash failed", ctx.request_id());
     };
     let now = ctx.clock.now();
     let consent = match ctx.store.take_consent(id, &hash, &who.user, now).await {
@@ -155,14 +155,14 @@ pub async fn decide(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Response<Bod
                 "This authorization request is no longer valid. Start again from the application.",
             );
         }
-        Err(e) => return super::store_failure(ctx, &e),
+        Err(e) => return page::store_failure(&e, ctx.request_id()),
     };
     // The app may have been deactivated or changed while the page was open.
     let app = match ctx.store.get_app_by_client_id(&consent.client_id).await {
         Ok(app) => app.filter(|a| {
             a.active && redirect::is_registered(&consent.redirect_uri, &a.allowed_callback_urls)
         }),
-        Err(e) => return super::store_failure(ctx, &e),
+        Err(e) => return page::store_failure(&e, ctx.request_id()),
     };
     if app.is_none() {
         return refused(

@@ -43,7 +43,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             form(ctx, req.headers(), StatusCode::OK, to, "", None)
         }
         Method::POST => submit(ctx, req).await,
-        _ => super::method_not_allowed(ctx),
+        _ => page::method_not_allowed("GET, HEAD, POST", ctx.request_id()),
     }
 }
 
@@ -64,11 +64,13 @@ fn form(
                 let c = cookies::set(LOGIN_COOKIE, &v, "/login", "Lax", LOGIN_COOKIE_TTL);
                 (v, Some(c))
             }
-            Err(_) => return super::internal(ctx, "the random number generator failed"),
+            Err(_) => {
+                return page::internal("the random number generator failed", ctx.request_id());
+            }
         },
     };
     let Some(token) = csrf::token(&secret, csrf::LOGIN) else {
-        return super::internal(ctx, "deriving a CSRF token failed");
+        return page::internal("deriving a CSRF token failed", ctx.request_id());
     };
     let view = LoginPage {
         csrf_token: &token,
@@ -179,7 +181,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         Err(VerifyError::Internal) => {
             attempt.forgive();
             count(ctx, "unavailable");
-            return super::internal(ctx, "the password verification task failed");
+            return page::internal("the password verification task failed", ctx.request_id());
         }
     }
     match session::start(ctx, username, cookies::get(headers, SESSION_COOKIE)).await {
@@ -192,7 +194,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
         Err(e) => {
             count(ctx, "unavailable");
-            super::store_failure(ctx, &e)
+            page::store_failure(&e, ctx.request_id())
         }
     }
 }

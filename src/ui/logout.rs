@@ -40,7 +40,7 @@ pub struct Confirmation<'a> {
 /// The confirmation page for the signed-in `session`.
 pub fn confirmation_page(ctx: &Ctx<'_>, session: &Current, c: &Confirmation<'_>) -> Response<Body> {
     let Some(token) = csrf::token(&session.secret, csrf::LOGOUT) else {
-        return super::internal(ctx, "deriving a CSRF token failed");
+        return page::internal("deriving a CSRF token failed", ctx.request_id());
     };
     let view = LogoutPage {
         user: &session.user,
@@ -89,7 +89,7 @@ pub async fn end_confirmed(
             tracing::info!(request_id = ctx.request_id(), user = %session.user, "logout");
             Ok(clear)
         }
-        Err(e) => Err(super::store_failure(ctx, &e)),
+        Err(e) => Err(page::store_failure(&e, ctx.request_id())),
     }
 }
 
@@ -109,7 +109,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let current = match session::current(ctx, &parts.headers).await {
         Ok(c) => c,
-        Err(e) => return super::store_failure(ctx, &e),
+        Err(e) => return page::store_failure(&e, ctx.request_id()),
     };
     match parts.method {
         Method::GET | Method::HEAD => match current {
@@ -139,6 +139,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 Err(r) => r,
             }
         }
-        _ => super::method_not_allowed(ctx),
+        _ => page::method_not_allowed("GET, HEAD, POST", ctx.request_id()),
     }
 }

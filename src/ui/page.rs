@@ -2,11 +2,14 @@
 //! pages"): askama templates (auto-escaping), and the headers every page carries — a strict
 //! `Content-Security-Policy` with no external resources and `frame-ancestors 'none'`,
 //! `X-Frame-Options: DENY`, `Cache-Control: no-store`, `Referrer-Policy: no-referrer`.
+//! The browser surface's one error mapping lives here too: every error page (not found,
+//! method not allowed, store failure, unavailable, internal) is built by [`error`].
 
 use askama::Template;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{Body, full};
+use crate::store::{StoreError, StoreErrorKind};
 
 /// The CSP of every page; `form-action` may add the one origin a consent form redirects to
 /// (browsers apply `form-action` to the redirect that follows a form POST).
@@ -93,6 +96,75 @@ pub fn error(
         request_id,
     };
     render(status, &page, None, request_id)
+}
+
+/// 404 for a path no page answers.
+pub fn not_found(request_id: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such page.",
+        None,
+        request_id,
+    )
+}
+
+/// 405 with the `Allow` header (RFC 9110 §15.5.6) naming the methods the page answers.
+pub fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "This page does not answer that method.",
+        None,
+        request_id,
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// A 500 page; `cause` goes to the log with the request id, never to the client.
+pub fn internal(cause: &str, request_id: &str) -> Response<Body> {
+    tracing::error!(request_id, cause, "internal error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The request could not be completed.",
+        None,
+        request_id,
+    )
+}
+
+/// The page for a store failure (logged): 503 when the store cannot be reached, 500 for
+/// anything else — a browser page never learns the store's not-found or conflict.
+pub fn store_failure(e: &StoreError, request_id: &str) -> Response<Body> {
+    tracing::error!(request_id, error = %e, "store failure");
+    let status = match e.kind() {
+        StoreErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        StoreErrorKind::NotFound
+        | StoreErrorKind::Conflict
+        | StoreErrorKind::Incompatible
+        | StoreErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(
+        status,
+        "Temporarily unavailable",
+        "The service cannot complete this request right now. Please try again.",
+        None,
+        request_id,
+    )
+}
+
+/// 503 when credentials cannot be checked right now (the store behind them does not answer).
+pub fn auth_unavailable(request_id: &str) -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "Authentication is temporarily unavailable. Please try again.",
+        None,
+        request_id,
+    )
 }
 
 /// A 303 to `location` (a path or URL the caller has checked), never cached.
