@@ -19,4 +19,4 @@ pub mod session;
 pub mod throttle;
 
 pub use authenticator::{AuthFailure, Authenticator};
-pub use principal::{Principal, PrincipalKind};
+pub use principal::{Credential, Principal};

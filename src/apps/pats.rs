@@ -13,10 +13,10 @@ use serde::Serialize;
 use super::model::{Fields, PatResource, rfc3339};
 use super::validate::{self, Violations};
 use super::wire::{ApiError, json_body, json_response, no_content};
+use crate::auth::Principal;
 use crate::auth::context::Ctx;
 use crate::auth::scope::{ScopeSet, Scopes};
 use crate::auth::secret::{Secret, new_id, new_personal_access_token};
-use crate::auth::{Principal, PrincipalKind};
 use crate::body::Body;
 use crate::config::duration::parse_duration;
 use crate::store::{PersonalToken, Store, StoreError, secret_hash, truncate_to_micros};
@@ -152,7 +152,7 @@ pub async fn list(ctx: &Ctx<'_>, who: &Principal) -> Answer {
 pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> Answer {
     // A third-party app holding a user's access token must not turn its short-lived, revocable
     // grant into a long-lived PAT that outlives the grant.
-    if who.kind != PrincipalKind::PersonalToken {
+    if !who.is_personal_token() {
         return Err(ApiError::permission_denied(
             "personal access tokens can only be created with a personal access token",
         ));

@@ -23,7 +23,7 @@ use prometheus::IntCounter;
 use super::directory::Directory;
 use super::jwt::TokenError;
 use super::keys::SigningKeys;
-use super::principal::{Principal, PrincipalKind};
+use super::principal::{Credential, Principal};
 use super::revoked::Revoked;
 use super::scope::Scopes;
 use crate::clock::{Clock, unix_seconds};
@@ -300,17 +300,13 @@ impl Authenticator {
             .intersection(directory.scopes.expand(app_allows));
         let expires_at =
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(claims.exp).unwrap_or(0));
-        principal(
-            directory,
-            PrincipalKind::AccessToken,
-            claims.sub,
-            claims.client_id,
-            scopes,
-            expires_at,
-            Some(grant_id),
-            Some(claims.jti),
-            None,
-        )
+        let client_id = claims.client_id.ok_or(AuthFailure::Invalid("malformed"))?;
+        let credential = Credential::AppToken {
+            client_id,
+            grant_id,
+            jti: claims.jti,
+        };
+        principal(directory, credential, claims.sub, scopes, expires_at)
     }
 
     async fn validate_pat(
@@ -340,17 +336,8 @@ impl Authenticator {
         if let Err(e) = store.touch_pat(&pat.id, now).await {
             tracing::debug!(error = %e, "could not record the PAT's last use");
         }
-        principal(
-            directory,
-            PrincipalKind::PersonalToken,
-            pat.user,
-            None,
-            scopes,
-            pat.expire_time,
-            None,
-            None,
-            Some(pat.id),
-        )
+        let credential = Credential::PersonalToken { id: pat.id };
+        principal(directory, credential, pat.user, scopes, pat.expire_time)
     }
 
     /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.
@@ -413,24 +400,17 @@ impl Authenticator {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn principal(
     directory: &Directory,
-    kind: PrincipalKind,
+    credential: Credential,
     user: String,
-    client_id: Option<String>,
     scopes: Scopes,
     expires_at: SystemTime,
-    grant_id: Option<String>,
-    jti: Option<String>,
-    pat_id: Option<String>,
 ) -> Result<Arc<Principal>, AuthFailure> {
     let text = directory.scopes.to_names(scopes);
-    Principal::new(
-        kind, user, client_id, scopes, &text, expires_at, grant_id, jti, pat_id,
-    )
-    .map(Arc::new)
-    .ok_or(AuthFailure::Invalid("malformed"))
+    Principal::new(credential, user, scopes, &text, expires_at)
+        .map(Arc::new)
+        .ok_or(AuthFailure::Invalid("malformed"))
 }
 
 fn unavailable(e: crate::store::StoreError) -> AuthFailure {

@@ -7,13 +7,19 @@ use http::HeaderValue;
 
 use super::scope::Scopes;
 
-/// How the caller proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrincipalKind {
+/// How the caller proved who they are, with the handles that revoke that proof. Only the
+/// combinations that exist can be built: an app's token always has its app, grant and `jti`; a
+/// PAT its id; a session neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
     /// A JWT access token issued to an app (RFC 9068).
-    AccessToken,
+    AppToken {
+        client_id: String,
+        grant_id: String,
+        jti: String,
+    },
     /// A personal access token.
-    PersonalToken,
+    PersonalToken { id: String },
     /// The login session cookie.
     Session,
 }
@@ -21,18 +27,12 @@ pub enum PrincipalKind {
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub kind: PrincipalKind,
+    pub credential: Credential,
     /// The user name (`sub`).
     pub user: String,
-    /// The app, for access tokens.
-    pub client_id: Option<String>,
     /// Granted scopes, expanded (a WRITE token holds READ and WRITE).
     pub scopes: Scopes,
     pub expires_at: SystemTime,
-    /// Revocation handles: the grant and `jti` of an access token, the id of a PAT.
-    pub grant_id: Option<String>,
-    pub jti: Option<String>,
-    pub pat_id: Option<String>,
     /// Ready-made header values for the upstream.
     pub user_value: HeaderValue,
     pub scopes_value: HeaderValue,
@@ -40,37 +40,42 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Builds a principal; `scopes_text` is the expanded, space-separated scope list.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds a principal; `scopes_text` is the expanded, space-separated scope list. `None`
+    /// when a name cannot be a header value.
     pub fn new(
-        kind: PrincipalKind,
+        credential: Credential,
         user: String,
-        client_id: Option<String>,
         scopes: Scopes,
         scopes_text: &str,
         expires_at: SystemTime,
-        grant_id: Option<String>,
-        jti: Option<String>,
-        pat_id: Option<String>,
     ) -> Option<Self> {
         let user_value = HeaderValue::from_str(&user).ok()?;
         let scopes_value = HeaderValue::from_str(scopes_text).ok()?;
-        let client_id_value = match &client_id {
-            Some(c) => Some(HeaderValue::from_str(c).ok()?),
-            None => None,
+        let client_id_value = match &credential {
+            Credential::AppToken { client_id, .. } => Some(HeaderValue::from_str(client_id).ok()?),
+            _ => None,
         };
         Some(Self {
-            kind,
+            credential,
             user,
-            client_id,
             scopes,
             expires_at,
-            grant_id,
-            jti,
-            pat_id,
             user_value,
             scopes_value,
             client_id_value,
         })
+    }
+
+    /// The app of an access token.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::AppToken { client_id, .. } => Some(client_id),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller presented a personal access token.
+    pub fn is_personal_token(&self) -> bool {
+        matches!(self.credential, Credential::PersonalToken { .. })
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use super::principal::Principal;
+use super::principal::{Credential, Principal};
 
 pub struct Revoked {
     tokens: Cache<String, u64>,
@@ -74,15 +74,20 @@ impl Revoked {
         if self.seq.load(Ordering::Acquire) <= since {
             return false;
         }
-        let changed = |set: &Cache<String, u64>, id: &Option<String>| {
-            id.as_deref()
-                .and_then(|id| set.get(id))
-                .is_some_and(|n| n > since)
-        };
-        changed(&self.tokens, &p.jti)
-            || changed(&self.grants, &p.grant_id)
-            || changed(&self.apps, &p.client_id)
-            || changed(&self.pats, &p.pat_id)
+        let changed = |set: &Cache<String, u64>, id: &str| set.get(id).is_some_and(|n| n > since);
+        match &p.credential {
+            Credential::AppToken {
+                client_id,
+                grant_id,
+                jti,
+            } => {
+                changed(&self.tokens, jti)
+                    || changed(&self.grants, grant_id)
+                    || changed(&self.apps, client_id)
+            }
+            Credential::PersonalToken { id } => changed(&self.pats, id),
+            Credential::Session => false,
+        }
     }
 }
 
@@ -91,20 +96,24 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::auth::principal::PrincipalKind;
     use crate::auth::scope::Scopes;
 
+    /// An app's token (`app-1`, `grant-1`, `jti-1`), or with `pat` a PAT of that id.
     fn principal(pat: Option<&str>) -> Principal {
+        let credential = match pat {
+            Some(id) => Credential::PersonalToken { id: id.into() },
+            None => Credential::AppToken {
+                client_id: "app-1".into(),
+                grant_id: "grant-1".into(),
+                jti: "jti-1".into(),
+            },
+        };
         Principal::new(
-            PrincipalKind::AccessToken,
+            credential,
             "alice".into(),
-            Some("app-1".into()),
             Scopes::EMPTY,
             "",
             SystemTime::UNIX_EPOCH,
-            Some("grant-1".into()),
-            Some("jti-1".into()),
-            pat.map(str::to_owned),
         )
         .unwrap()
     }
@@ -113,26 +122,26 @@ mod tests {
 
     #[test]
     fn each_kind_of_change_covers_the_principal_and_other_ids_do_not() {
-        let p = principal(Some("pat-1"));
+        let (token, pat) = (principal(None), principal(Some("pat-1")));
         let r = Revoked::new(KEEP);
-        assert!(!r.covers(&p, r.seq()), "nothing changed yet");
+        assert!(!r.covers(&token, r.seq()), "nothing changed yet");
         r.token("jti-2");
         r.grant("grant-2");
         r.app("app-2");
         r.pat("pat-2");
-        assert!(!r.covers(&p, 0), "other ids only");
+        assert!(!r.covers(&token, 0) && !r.covers(&pat, 0), "other ids only");
         type Change = fn(&Revoked, &str);
-        let cases: [(Change, &str); 4] = [
-            (Revoked::token, "jti-1"),
-            (Revoked::grant, "grant-1"),
-            (Revoked::app, "app-1"),
-            (Revoked::pat, "pat-1"),
+        let cases: [(Change, &str, &Principal); 4] = [
+            (Revoked::token, "jti-1", &token),
+            (Revoked::grant, "grant-1", &token),
+            (Revoked::app, "app-1", &token),
+            (Revoked::pat, "pat-1", &pat),
         ];
-        for (change, id) in cases {
+        for (change, id, p) in cases {
             let r = Revoked::new(KEEP);
             let since = r.seq();
             change(&r, id);
-            assert!(r.covers(&p, since), "{id}");
+            assert!(r.covers(p, since), "{id}");
         }
         let r = Revoked::new(KEEP);
         r.pat("pat-1");

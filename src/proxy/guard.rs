@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::auth::context::Ctx;
-use crate::auth::{AuthFailure, Principal, PrincipalKind};
+use crate::auth::{AuthFailure, Credential, Principal};
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::{GatewayError, json_error};
@@ -87,15 +87,11 @@ async fn session(
     };
     let text = ctx.directory.scopes.to_names(user.max_scope);
     let principal = Principal::new(
-        PrincipalKind::Session,
+        Credential::Session,
         user.name.clone(),
-        None,
         user.max_scope,
         &text,
         session.expire_time,
-        None,
-        None,
-        None,
     );
     Ok(principal.map(Arc::new))
 }

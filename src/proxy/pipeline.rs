@@ -171,7 +171,7 @@ fn assertion(ctx: &Ctx<'_>, route: &Route, principal: &Principal) -> Option<Head
         &principal.user,
         audience.trim_end_matches('/'),
         scope,
-        principal.client_id.as_deref(),
+        principal.client_id(),
         ctx.clock.unix_seconds(),
         jti,
     );

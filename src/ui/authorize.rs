@@ -15,7 +15,6 @@ use request::{Rejected, Valid};
 
 use super::page;
 use super::return_to::percent_encode;
-use crate::auth::PrincipalKind;
 use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::auth::session;
@@ -50,7 +49,7 @@ pub async fn authenticate(
     if let Some(authorization) = authorizations.next() {
         let principal = ctx.bearer(headers).await;
         return match principal {
-            Ok(p) if p.kind == PrincipalKind::PersonalToken => {
+            Ok(p) if p.is_personal_token() => {
                 let token = crate::auth::authenticator::bearer_token(Some(authorization))
                     .map_err(|_| unauthenticated(ctx, crate::auth::AuthFailure::Malformed))?;
                 Ok(Some(Authenticated {
