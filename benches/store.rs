@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../tests/it/support/pg.rs"]
+#[path = "../tests/it/helpers/support/pg.rs"]
 mod pg;
 
 use std::time::{Duration, Instant, SystemTime};

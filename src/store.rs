@@ -5,7 +5,7 @@
 //! [`StoreEvent`]s. Every method takes `now` instead of reading a clock.
 //!
 //! Engine-specific code lives in `store/sqlite.rs` and `store/postgres.rs`; the portable SQL
-//! in `store/ops_*.rs` is instantiated by both, and `tests/it/store*.rs` is the one contract
+//! in `store/ops_*.rs` is instantiated by both, and `tests/it/store/` is the one contract
 //! suite both pass.
 
 mod codec;

@@ -1,0 +1,9 @@
+//! The gateway as an operator runs it: the command line, `gatehouse demo`, SIGHUP reload,
+//! resource limits, the shipped Prometheus files, and the shape of the code.
+
+mod architecture;
+mod cli;
+mod demo;
+mod limits;
+mod prometheus;
+mod reload;
