@@ -5,8 +5,8 @@
 pub mod api;
 pub mod cli;
 pub mod config_sync;
+pub mod http;
 pub mod model;
 pub mod oauth_apps;
 pub mod pats;
 pub mod validate;
-pub mod wire;

@@ -37,14 +37,16 @@ pub use server::{ServerConfig, TlsConfig};
 pub use store::StoreConfig;
 pub use users::UserEntry;
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
+/// The one secret-string type of the gateway (config values, client secrets, tokens):
+/// `Debug` and `Display` print `***`, the memory is wiped on drop, and equality is
+/// constant-time. Read it with [`Secret::expose`].
+#[derive(Clone, Default)]
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(zeroize::Zeroizing::new(value.into()))
     }
     /// The secret itself; call only where it is used, never to log it.
     pub fn expose(&self) -> &str {
@@ -65,6 +67,21 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Error kinds of the gateway's own answers on proxied routes (and of requests refused before
 //! a surface is chosen), and SPEC §3.3's JSON shape `{"error": {"code", "message", "details"}}`
-//! they become. The other surfaces map errors in one place each: `apps::wire::ApiError`,
+//! they become. The other surfaces map errors in one place each: `apps::http::ApiError`,
 //! `oauth::reply`, `ui::page`. Clients get a short, fixed message; the cause goes to the log
 //! with the request id.
 

@@ -6,7 +6,7 @@
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::wire::{ApiError, authenticate, require_scope};
+use super::http::{ApiError, authenticate, require_scope};
 use super::{oauth_apps, pats};
 use crate::auth::context::Ctx;
 use crate::body::Body;

@@ -12,9 +12,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use super::http::{ApiError, json_body, json_response, no_content};
 use super::model::{AppInput, AppResource, Fields};
 use super::validate::{self, Rules, Violations};
-use super::wire::{ApiError, json_body, json_response, no_content};
 use crate::auth::Principal;
 use crate::auth::context::Ctx;
 use crate::auth::scope::{ScopeSet, Scopes};

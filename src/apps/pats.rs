@@ -10,9 +10,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use super::http::{ApiError, json_body, json_response, no_content};
 use super::model::{Fields, PatResource, rfc3339};
 use super::validate::{self, Violations};
-use super::wire::{ApiError, json_body, json_response, no_content};
 use crate::auth::Principal;
 use crate::auth::context::Ctx;
 use crate::auth::scope::{ScopeSet, Scopes};

@@ -2,8 +2,6 @@
 //! (RFC 4648 §5; RFC 6749 §10.10 entropy, RFC 6819 §5.1.4.2.2), recognizable prefixes for
 //! refresh tokens and PATs, SHA-256 hashes for storage, and constant-time comparison.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer};
@@ -27,53 +25,9 @@ pub const SECRET_BYTES: usize = 32;
 #[error("the operating system's random number generator failed")]
 pub struct RngError;
 
-/// A secret string: `Debug` and `Display` print `***`, the memory is wiped on drop, and
-/// equality is constant-time. Read it with [`Secret::expose`].
-#[derive(Clone, Default)]
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Zeroizing::new(value.into()))
-    }
-
-    /// The secret itself; keep the borrow short and never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
-        constant_time_eq(self.expose().as_bytes(), other.expose().as_bytes())
-    }
-}
-
-impl Eq for Secret {}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self::new(value)
-    }
-}
+/// The gateway's one secret-string type, declared with the config (a leaf) so that config
+/// values and the secrets made here are the same type.
+pub use crate::config::Secret;
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -1,6 +1,6 @@
 //! Store errors: a small set of kinds, with a cause for the log that never carries a secret.
 //! The store knows no HTTP: each surface maps a kind to its own answer in one place
-//! (`apps::wire::ApiError::store`, `oauth::reply::store_failure`, `ui::page::store_failure`).
+//! (`apps::http::ApiError::store`, `oauth::reply::store_failure`, `ui::page::store_failure`).
 
 use std::error::Error as StdError;
 use std::fmt;
