@@ -327,16 +327,20 @@ async fn shutdown_signal() {
     }
 }
 
-/// Text or JSON lines on stderr; `RUST_LOG` wins over `log.level`.
+/// Text or JSON lines on stderr; `RUST_LOG` wins over `log.level`. Text carries colour codes
+/// only when stderr is a terminal (never into a file or a journal). rustls's per-handshake
+/// warnings (an IP address as SNI, which load tools and health checkers send, floods the log
+/// during reconnect storms) are kept to errors unless `RUST_LOG` asks for them.
 fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},rustls=error")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

@@ -75,17 +75,28 @@ pub struct Gateway {
     listening: AtomicBool,
 }
 
+/// How long `/readyz` waits for the store.
+const READINESS_STORE_BOUND: std::time::Duration = std::time::Duration::from_millis(700);
+
 impl Gateway {
     /// Ready when the listeners are serving, the gateway is not draining, and the store answers.
     pub async fn readiness(&self) -> Result<(), &'static str> {
         if !self.listening.load(Ordering::Relaxed) {
             return Err("listeners are not serving");
         }
-        if let Err(e) = self.store.health().await {
-            tracing::warn!(error = %e, "readiness: the store does not answer");
-            return Err("the store does not answer");
+        // Probes give up after 1 s (Kubernetes' default): answer within it, whatever the store
+        // does, rather than let a store that hangs make the probe time out.
+        match tokio::time::timeout(READINESS_STORE_BOUND, self.store.health()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the store does not answer");
+                Err("the store does not answer")
+            }
+            Err(_) => {
+                tracing::warn!(bound = ?READINESS_STORE_BOUND, "readiness: the store did not answer in time");
+                Err("the store does not answer")
+            }
         }
-        Ok(())
     }
 }
 
