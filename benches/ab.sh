@@ -8,13 +8,13 @@
 # benches/README.md.
 #
 #   bash benches/ab.sh ROUNDS DURATION NAME=BINARY [NAME=BINARY...]
-#   e.g. bash benches/ab.sh 6 4s before=/tmp/gatehouse-old after=target/release/gatehouse
+#   e.g. bash benches/ab.sh 6 4s before=/tmp/gatehouse-old after=target/dist/gatehouse
 #
 # SCHEME=https measures over TLS (both proxies terminate it; default http). AUTH, ROUTE_EXTRA
 # and TOKEN_CMD (environment) work as load.sh's --auth, --route-toml and --token-cmd
 # (TOKEN_CMD sees GATEHOUSE_CONFIG of the first gatehouse). A BINARY named hyper_floor is the
 # example of that name, the cheapest hyper-based proxy, for reference
-# (`cargo build --release --example hyper_floor`).
+# (`cargo build --profile dist --example hyper_floor`).
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true
 [[ $# -ge 3 ]] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }

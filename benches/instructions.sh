@@ -7,13 +7,13 @@
 # compare builds with this, and the whole proxy with load.sh. See benches/README.md.
 #
 #   bash benches/instructions.sh [-n N] NAME=BINARY [NAME=BINARY...]
-#   e.g. bash benches/instructions.sh before=/tmp/gatehouse-old after=target/release/gatehouse
+#   e.g. bash benches/instructions.sh before=/tmp/gatehouse-old after=target/dist/gatehouse
 #
 # Two reference proxies are counted the same way when named: a BINARY called `nginx` runs as
 # load.sh's nginx reverse proxy (one process), and one called `hyper_floor` is the example of
-# that name (`cargo build --release --example hyper_floor`), the cheapest hyper-based proxy:
+# that name (`cargo build --profile dist --example hyper_floor`), the cheapest hyper-based proxy:
 #   bash benches/instructions.sh nginx=$(command -v nginx) \
-#       floor=target/release/examples/hyper_floor gatehouse=target/release/gatehouse
+#       floor=target/dist/examples/hyper_floor gatehouse=target/dist/gatehouse
 #
 # AUTH, ROUTE_EXTRA and TOKEN_CMD (environment) work as in ab.sh. The callgrind files are kept
 # in target/instructions/NAME.callgrind for `callgrind_annotate --inclusive=yes`.

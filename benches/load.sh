@@ -27,7 +27,7 @@ REQ_PATH=/
 PIN=1
 PROXY_CPUS=1
 LOAD_CPUS=0
-GATEHOUSE_BIN="$REPO_ROOT/target/release/gatehouse"
+GATEHOUSE_BIN="$REPO_ROOT/target/dist/gatehouse"
 BUILD=auto # auto: build if the binary is absent; always: --build; never: --no-build
 GATEHOUSE_TEMPLATE="$LOAD_DIR/gatehouse.toml.in"
 AUTH=none
@@ -75,8 +75,8 @@ CPU placement:
   --no-pin            no taskset at all; nginx and gatehouse get one worker per CPU
 
 gatehouse:
-  --gatehouse PATH    binary (default target/release/gatehouse)
-  --build             always run 'cargo build --release' first
+  --gatehouse PATH    binary (default target/dist/gatehouse)
+  --build             always run 'cargo build --profile dist' first
   --no-build          never build; if the binary is missing the gatehouse rows
                       are skipped (default: build only if the binary is missing)
   --gatehouse-template FILE
@@ -399,12 +399,12 @@ machine_busy_pct() {
 GATEHOUSE_STATUS=""
 if [[ -n ${WANT[gatehouse]:-} ]]; then
 	if [[ $BUILD == always || ($BUILD == auto && ! -x $GATEHOUSE_BIN) ]]; then
-		if [[ $GATEHOUSE_BIN != "$REPO_ROOT/target/release/gatehouse" ]]; then
+		if [[ $GATEHOUSE_BIN != "$REPO_ROOT/target/dist/gatehouse" ]]; then
 			warn "building with cargo, but --gatehouse points elsewhere ($GATEHOUSE_BIN)"
 		fi
-		log "cargo build --release (in $REPO_ROOT)"
-		if ! (cd "$REPO_ROOT" && cargo build --release --bin gatehouse) >&2; then
-			GATEHOUSE_STATUS="failed: cargo build --release failed"
+		log "cargo build --profile dist (in $REPO_ROOT)"
+		if ! (cd "$REPO_ROOT" && cargo build --profile dist --bin gatehouse) >&2; then
+			GATEHOUSE_STATUS="failed: cargo build --profile dist failed"
 		fi
 	fi
 	if [[ -z $GATEHOUSE_STATUS && ! -x $GATEHOUSE_BIN ]]; then
