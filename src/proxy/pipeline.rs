@@ -81,8 +81,31 @@ impl ConnInfo {
     }
 }
 
-/// The answer, and the route it went through (for the metrics and the access log).
-pub type Routed = (Result<Response<Body>, GatewayError>, Option<Arc<Route>>);
+/// The answer, with what the metrics and the access log say of it.
+pub struct Routed {
+    pub response: Result<Response<Body>, GatewayError>,
+    /// The route it went through, once one matched.
+    pub route: Option<Arc<Route>>,
+    /// Who the gateway let through, on a protected route.
+    pub principal: Option<Arc<Principal>>,
+    /// From the start of forwarding to the upstream's response head (or the failure).
+    pub upstream: Option<std::time::Duration>,
+}
+
+impl Routed {
+    /// An answer given before anything was forwarded.
+    pub fn early(
+        response: Result<Response<Body>, GatewayError>,
+        route: Option<Arc<Route>>,
+    ) -> Self {
+        Self {
+            response,
+            route,
+            principal: None,
+            upstream: None,
+        }
+    }
+}
 
 /// Answers one proxied request.
 pub async fn handle(
@@ -94,7 +117,7 @@ pub async fn handle(
     let request_id = ctx.request_id;
     let path = match normalize(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => return (Err(GatewayError::BadPath(e.message())), None),
+        Err(e) => return Routed::early(Err(GatewayError::BadPath(e.message())), None),
     };
     let routes = &state.routes;
     let host = if routes.matches_hosts() {
@@ -103,7 +126,7 @@ pub async fn handle(
         None
     };
     let Some(route) = routes.find(host, &path).cloned() else {
-        return (Err(GatewayError::NoRoute), None);
+        return Routed::early(Err(GatewayError::NoRoute), None);
     };
     let principal = if route.auth == AuthMode::None {
         None
@@ -111,7 +134,7 @@ pub async fn handle(
         // Boxed: a session lookup is a large future, which the common path should not carry.
         match Box::pin(guard::check(ctx, &route, &req)).await {
             guard::Decision::Allow(p) => Some(p),
-            guard::Decision::Deny(response) => return (Ok(response), Some(route)),
+            guard::Decision::Deny(response) => return Routed::early(Ok(response), Some(route)),
         }
     };
     // Owned only when normalization rewrote the path; the common case stays allocation-free.
@@ -129,8 +152,9 @@ pub async fn handle(
     let identity = principal.as_deref().map(|p| identity(ctx, &route, p));
     if route.config.assertion && identity.as_ref().is_some_and(|i| i.assertion.is_none()) {
         // The upstream relies on the assertion: fail closed rather than forward without it.
-        return (Err(GatewayError::Internal), Some(route));
+        return Routed::early(Err(GatewayError::Internal), Some(route));
     }
+    let sent = std::time::Instant::now();
     let result = state
         .forwarder
         .forward(
@@ -143,7 +167,13 @@ pub async fn handle(
             &conn.tunnels,
         )
         .await;
-    (result, Some(route))
+    let upstream = Some(sent.elapsed());
+    Routed {
+        response: result,
+        route: Some(route),
+        principal,
+        upstream,
+    }
 }
 
 /// The identity headers for `principal` on `route`, with a fresh assertion where asked for.

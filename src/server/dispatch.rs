@@ -14,7 +14,7 @@ use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
 use crate::proxy::forward::with_request_id;
 use crate::proxy::headers;
-use crate::proxy::pipeline::ConnInfo;
+use crate::proxy::pipeline::{ConnInfo, Routed};
 
 /// Answers one request on the public listener.
 pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
@@ -26,8 +26,8 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let framing = framing_error(&req);
     let own = endpoints::classify(req.uri().path(), live.config.oauth.confluence_paths)
         .filter(|_| framing.is_none());
-    let (response, route) = match (framing, own) {
-        (Some(e), _) => (Err(e), None),
+    let routed = match (framing, own) {
+        (Some(e), _) => Routed::early(Err(e), None),
         (None, Some(endpoint)) => {
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
@@ -46,13 +46,19 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
                     .headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
-            (Ok(with_request_id(response, &request_id)), None)
+            Routed::early(Ok(with_request_id(response, &request_id)), None)
         }
         (None, None) => {
             let ctx = gateway.ctx(&live, conn.peer, &request_id);
             crate::proxy::pipeline::handle(&ctx, &live.proxy, conn, req).await
         }
     };
+    let Routed {
+        response,
+        route,
+        principal,
+        upstream,
+    } = routed;
     let response = response.unwrap_or_else(|e| {
         let mut response = with_request_id(e.into_response(id_str(&request_id)), &request_id);
         if matches!(e, GatewayError::BadFraming(_)) && !http2 {
@@ -84,6 +90,9 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
         method,
         status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
+        upstream_ms = upstream.map(|d| d.as_secs_f64() * 1000.0),
+        user = principal.as_deref().map(|p| p.user.as_str()),
+        client_id = principal.as_deref().and_then(|p| p.client_id()),
         peer = %conn.peer.ip(),
     );
     response

@@ -361,3 +361,56 @@ async fn requests_without_exactly_one_host_are_refused() {
     assert!(two.starts_with("HTTP/1.1 400"), "{two}");
     assert_eq!(up.count(), 0);
 }
+
+#[tokio::test]
+async fn the_access_log_names_the_user_and_the_upstream_time_never_the_token() {
+    let up = Upstream::start().await;
+    let dir = ConfigDir::new();
+    let route = format!(
+        "{}\n[[routes]]\npath = \"/rest\"\nupstream = \"http://{}\"\nauth = \"bearer\"\nscope = \"READ\"\n",
+        crate::helpers::harness::USERS,
+        up.addr
+    );
+    let path = dir.write("", &route);
+    let out = std::process::Command::new(crate::helpers::harness::process::binary())
+        .args(["token", "create", "--config"])
+        .arg(&path)
+        .args(["--user", "alice", "--scope", "READ"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pat = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let gw = GatewayProcess::start(&path);
+    let client = dir.pki.client(gw.public, true);
+    let r = client
+        .get(format!("https://localhost:{}/rest/x", gw.public.port()))
+        .header("x-request-id", "log-me-2")
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    crate::helpers::harness::poll_until(Duration::from_secs(5), || async {
+        gw.log_lines().iter().any(|l| l.contains("log-me-2"))
+    })
+    .await;
+    let line: serde_json::Value = gw
+        .log_lines()
+        .iter()
+        .find(|l| l.contains("log-me-2"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    assert_eq!(line["route"], "/rest");
+    assert_eq!(line["user"], "alice");
+    assert!(line.get("client_id").is_none(), "a PAT has no app: {line}");
+    assert!(line["upstream_ms"].as_f64().unwrap() >= 0.0, "{line}");
+    assert!(line["duration_ms"].as_f64() >= line["upstream_ms"].as_f64());
+    assert!(
+        !gw.log_lines().iter().any(|l| l.contains(&pat)),
+        "the token is never logged"
+    );
+}
