@@ -4,6 +4,7 @@
 mod architecture;
 mod cli;
 mod demo;
+mod deploy;
 mod limits;
 mod prometheus;
 mod reload;
