@@ -55,6 +55,7 @@ pub enum ClientType {
 pub(super) const KEYS: &[&str] = &[
     "client_id",
     "client_secret",
+    "client_secret_file",
     "display_name",
     "description",
     "logo_uri",
@@ -110,12 +111,16 @@ pub(super) fn decode(
                 ClientType::Confidential
             }
         };
-        let secret = d.opt_str(t, &sec, "client_secret");
+        let secret = d.opt_secret(t, &sec, "client_secret");
         match (&secret, client_type) {
-            (None, ClientType::Confidential) if t.get("client_secret").is_none() => d.error(
-                span.clone(),
-                format!("{sec}.client_secret: required for a confidential app"),
-            ),
+            (None, ClientType::Confidential)
+                if t.get("client_secret").is_none() && t.get("client_secret_file").is_none() =>
+            {
+                d.error(
+                    span.clone(),
+                    format!("{sec}.client_secret: required for a confidential app"),
+                )
+            }
             (Some((_, s)), ClientType::Public) => d.error(
                 s.clone(),
                 format!("{sec}.client_secret: a public app has no secret"),

@@ -248,6 +248,75 @@ impl<'a> Decoder<'a> {
         self.error(span, format!("{name}: must not be empty{via}: give {what}"));
     }
 
+    /// A secret that may instead be given as `KEY_file = "PATH"` (SPEC §7.5): the content of
+    /// that file without its trailing newline, a relative path being relative to the config's
+    /// folder. Giving both is a problem; `None` when neither is given or one was reported.
+    pub fn opt_secret(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+    ) -> Option<(String, Span)> {
+        let file_key = format!("{key}_file");
+        if t.get(&file_key).is_none() {
+            return self.opt_str(t, section, key);
+        }
+        let what = "the path of a file that holds the value";
+        let (path, span) = self.opt_non_empty_str(t, section, &file_key, what)?;
+        if t.get(key).is_some() {
+            let message = format!(
+                "{}: give {key} or {file_key}, not both",
+                dotted(section, &file_key)
+            );
+            self.error(span, message);
+            return None;
+        }
+        let base = self.file.parent().unwrap_or(Path::new("."));
+        match std::fs::read_to_string(base.join(&path)) {
+            Ok(mut text) => {
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                Some((text, span))
+            }
+            Err(e) => {
+                let message = format!("{}: cannot read {path}: {e}", dotted(section, &file_key));
+                self.error(span, message);
+                None
+            }
+        }
+    }
+
+    /// [`Decoder::opt_secret`] for a secret that must be given (as `KEY` or `KEY_file`) and not
+    /// be empty.
+    pub fn required_secret(
+        &mut self,
+        t: &dyn TableLike,
+        section: &str,
+        key: &str,
+        table_span: Span,
+        what: &str,
+    ) -> (String, Span) {
+        let file_key = format!("{key}_file");
+        if t.get(key).is_none() && t.get(&file_key).is_none() {
+            let message = format!("{}: required (or {file_key})", dotted(section, key));
+            self.error(table_span, message);
+            return (String::new(), None);
+        }
+        match self.opt_secret(t, section, key) {
+            Some((text, span)) if text.is_empty() => {
+                let raw = t.get(key).and_then(Item::as_str).unwrap_or_default();
+                self.empty(raw, span, &dotted(section, key), what);
+                (String::new(), None)
+            }
+            Some(found) => found,
+            None => (String::new(), None),
+        }
+    }
+
     pub fn str(&mut self, t: &dyn TableLike, section: &str, key: &str, default: &str) -> String {
         self.opt_str(t, section, key)
             .map_or_else(|| default.to_string(), |(s, _)| s)

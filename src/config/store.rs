@@ -18,13 +18,13 @@ pub struct StoreConfig {
 }
 
 /// The keys of `[store]`, in the order of [`StoreConfig`].
-pub(super) const KEYS: &[&str] = &["url", "max_connections"];
+pub(super) const KEYS: &[&str] = &["url", "url_file", "max_connections"];
 
 /// `[store]` (the table `t`), with its defaults.
 pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike) -> StoreConfig {
     d.reject_unknown(t, "store", KEYS);
     let (url, span) = d
-        .opt_str(t, "store", "url")
+        .opt_secret(t, "store", "url")
         .unwrap_or_else(|| ("sqlite:///var/lib/gatehouse/gatehouse.db".into(), None));
     let known = ["sqlite://", "postgres://", "postgresql://"];
     if !known.iter().any(|p| url.starts_with(p)) {

@@ -571,3 +571,78 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn secrets_may_come_from_files_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        dir.path().join("alice.hash"),
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("store-url"), "sqlite://from-a-file.db\r\n").unwrap();
+    std::fs::write(
+        dir.path().join("app-secret"),
+        "a-secret-from-a-file-0123456789",
+    )
+    .unwrap();
+    let good = format!(
+        "{MINIMAL}[store]\nurl_file = \"store-url\"\n\n[[users]]\nname = \"alice\"\npassword_hash_file = \"alice.hash\"\nmax_scope = \"READ\"\n\n[[apps]]\nclient_id = \"reporting\"\nclient_secret_file = \"{}\"\ndisplay_name = \"Reporting\"\nallowed_callback_urls = [\"https://r.example.com/cb\"]\n",
+        dir.path().join("app-secret").display()
+    );
+    let c = Config::parse(&good, &path, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.store.url.expose(),
+        "sqlite://from-a-file.db",
+        "CR LF trimmed"
+    );
+    assert_eq!(
+        c.users[0].password_hash.expose(),
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        "the trailing newline is not part of the value"
+    );
+    assert_eq!(
+        c.apps[0].client_secret.as_ref().unwrap().expose(),
+        "a-secret-from-a-file-0123456789",
+        "an absolute path"
+    );
+
+    let both = format!("{MINIMAL}[store]\nurl = \"sqlite://x.db\"\nurl_file = \"store-url\"\n");
+    let e = Config::parse(&both, &path, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gatehouse.toml:11:12: store.url_file: give url or url_file, not both"),
+        "{e}"
+    );
+    let missing = format!(
+        "{MINIMAL}[[users]]\nname = \"bob\"\npassword_hash_file = \"nowhere.hash\"\nmax_scope = \"READ\"\n"
+    );
+    let e = Config::parse(&missing, &path, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gatehouse.toml:11:22: users[0].password_hash_file: cannot read nowhere.hash:"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("empty.hash"), "\n").unwrap();
+    let empty = format!(
+        "{MINIMAL}[[users]]\nname = \"bob\"\npassword_hash_file = \"empty.hash\"\nmax_scope = \"READ\"\n"
+    );
+    let e = Config::parse(&empty, &path, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("users[0].password_hash: must not be empty"),
+        "{e}"
+    );
+    let neither = format!("{MINIMAL}[[users]]\nname = \"bob\"\nmax_scope = \"READ\"\n");
+    let e = Config::parse(&neither, &path, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("users[0].password_hash: required (or password_hash_file)"),
+        "{e}"
+    );
+}

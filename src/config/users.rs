@@ -23,7 +23,7 @@ pub struct UserEntry {
 }
 
 /// The keys of a `[[users]]` entry, in the order of [`UserEntry`].
-pub(super) const KEYS: &[&str] = &["name", "password_hash", "max_scope"];
+pub(super) const KEYS: &[&str] = &["name", "password_hash", "password_hash_file", "max_scope"];
 
 /// Every `[[users]]` entry of `root`; `known` is the scope set.
 pub(super) fn decode(
@@ -55,8 +55,7 @@ pub(super) fn decode(
             );
         }
         let what = "an argon2id hash from `gatehouse hash-password`";
-        let (hash, hash_span) =
-            d.required_non_empty_str(t, &sec, "password_hash", span.clone(), what);
+        let (hash, hash_span) = d.required_secret(t, &sec, "password_hash", span.clone(), what);
         if !hash.is_empty() && !hash.starts_with("$argon2id$") {
             d.error(
                 hash_span,
