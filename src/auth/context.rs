@@ -57,7 +57,7 @@ impl Ctx<'_> {
     pub fn client_addr(&self, headers: &HeaderMap) -> IpAddr {
         let trusted = &self.config.server.trusted_proxies;
         super::throttle::client_addr(self.peer.ip(), headers, |ip| {
-            trusted.iter().any(|net| net.contains(&ip))
+            crate::config::is_trusted_proxy(trusted, ip)
         })
     }
 }

@@ -63,6 +63,16 @@ pub struct TlsConfig {
 }
 
 /// The keys of `[server]`, in the order of [`ServerConfig`].
+/// Whether `ip` is in `trusted` (`server.trusted_proxies`): the one test the forwarding
+/// headers and the throttles' client address both use. An IPv4-mapped IPv6 address (a
+/// dual-stack listener's view of an IPv4 peer) is compared as the IPv4 address it is.
+pub fn is_trusted_proxy(trusted: &[IpNet], ip: std::net::IpAddr) -> bool {
+    !trusted.is_empty() && {
+        let ip = ip.to_canonical();
+        trusted.iter().any(|net| net.contains(&ip))
+    }
+}
+
 pub(super) const KEYS: &[&str] = &[
     "listen",
     "public_url",

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -135,7 +135,9 @@ impl Forwarder {
         Ok(Self { pools, by_key })
     }
 
-    /// Sends `req` to `route`'s upstream and returns its response, streaming both bodies.
+    /// Sends `req` to `route`'s upstream and returns its response, streaming both bodies, with
+    /// the time from sending to the response head (or the failure), which the route's upstream
+    /// histogram has also observed; `None` when nothing was sent.
     // Each argument is a different owner's (route, request, reload state, connection); the
     // proxy pipeline's own type is the architecture issue's to introduce.
     #[allow(clippy::too_many_arguments)]
@@ -148,11 +150,16 @@ impl Forwarder {
         facts: &ClientFacts<'_>,
         identity: Option<&Identity<'_>>,
         tunnels: &Tunnels,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> (Result<Response<Body>, GatewayError>, Option<Duration>) {
         let upgrade = is_websocket_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let pool = self.pools.get(route.index).ok_or(GatewayError::Internal)?;
-        *req.uri_mut() = upstream_uri(route, req.uri(), rewritten_path)?;
+        let Some(pool) = self.pools.get(route.index) else {
+            return (Err(GatewayError::Internal), None);
+        };
+        match upstream_uri(route, req.uri(), rewritten_path) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => return (Err(e), None),
+        }
         *req.version_mut() = Version::HTTP_11;
         policy.prepare_request(
             req.headers_mut(),
@@ -173,48 +180,62 @@ impl Forwarder {
         } else {
             pool.send(req, deadline).await.map(|r| r.map(boxed))
         };
-        route
-            .upstream_duration
-            .observe(started.elapsed().as_secs_f64());
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(UpstreamError::TimedOut) => {
-                tracing::warn!(route = %route.label, timeout = ?route.timeout, "upstream timed out");
-                count(route, "timeout");
-                return Err(GatewayError::UpstreamTimeout);
-            }
-            Err(e) => {
-                let kind = if e.is_connect() {
-                    "connect"
-                } else {
-                    "protocol"
-                };
-                tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
-                return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
-            }
-        };
-        // The client gets the gateway's HTTP version, not the upstream's (RFC 9110 §6.2): an
-        // HTTP/1.0 upstream must not turn keep-alive off on the client's connection.
-        *response.version_mut() = Version::HTTP_11;
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching && !upgrade {
-            // A 101 nobody asked for (the h2c smuggling answer): what follows on that
-            // connection is not HTTP the gateway has checked.
-            tracing::warn!(route = %route.label, "the upstream switched protocols unasked");
-            count(route, "protocol");
-            return Err(GatewayError::UpstreamUnreachable);
-        }
-        if let (true, Some(client_side)) = (switching, client_upgrade) {
-            let upstream_side = hyper::upgrade::on(&mut response);
-            tunnels.open(client_side, upstream_side);
-        }
-        prepare_response(
-            response.headers_mut(),
-            facts.request_id,
-            switching && upgrade,
-        );
-        Ok(response)
+        let elapsed = started.elapsed();
+        route.upstream_duration.observe(elapsed.as_secs_f64());
+        (
+            answer(route, sent, upgrade, client_upgrade, facts, tunnels),
+            Some(elapsed),
+        )
     }
+}
+
+/// The client's answer to what the upstream sent.
+fn answer(
+    route: &Route,
+    sent: Result<Response<Body>, UpstreamError>,
+    upgrade: bool,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    facts: &ClientFacts<'_>,
+    tunnels: &Tunnels,
+) -> Result<Response<Body>, GatewayError> {
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(UpstreamError::TimedOut) => {
+            tracing::warn!(route = %route.label, timeout = ?route.timeout, "upstream timed out");
+            count(route, "timeout");
+            return Err(GatewayError::UpstreamTimeout);
+        }
+        Err(e) => {
+            let kind = if e.is_connect() {
+                "connect"
+            } else {
+                "protocol"
+            };
+            tracing::warn!(route = %route.label, kind, error = %e, error_source = ?std::error::Error::source(&e), "upstream request failed");
+            return Err(GatewayError::UpstreamUnreachable).inspect_err(|_| count(route, kind));
+        }
+    };
+    // The client gets the gateway's HTTP version, not the upstream's (RFC 9110 §6.2): an
+    // HTTP/1.0 upstream must not turn keep-alive off on the client's connection.
+    *response.version_mut() = Version::HTTP_11;
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && !upgrade {
+        // A 101 nobody asked for (the h2c smuggling answer): what follows on that
+        // connection is not HTTP the gateway has checked.
+        tracing::warn!(route = %route.label, "the upstream switched protocols unasked");
+        count(route, "protocol");
+        return Err(GatewayError::UpstreamUnreachable);
+    }
+    if let (true, Some(client_side)) = (switching, client_upgrade) {
+        let upstream_side = hyper::upgrade::on(&mut response);
+        tunnels.open(client_side, upstream_side);
+    }
+    prepare_response(
+        response.headers_mut(),
+        facts.request_id,
+        switching && upgrade,
+    );
+    Ok(response)
 }
 
 /// A WebSocket handshake (RFC 6455 §4.1): the only upgrade that passes (SPEC §3.4). Any other

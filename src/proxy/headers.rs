@@ -67,7 +67,7 @@ pub struct Identity<'a> {
     pub assertion: Option<HeaderValue>,
 }
 
-pub use crate::auth::cookies::SESSION_COOKIE;
+use crate::auth::cookies::SESSION_COOKIE;
 
 /// Facts about the client's connection that go into forwarding headers.
 pub struct ClientFacts<'a> {
@@ -118,14 +118,7 @@ impl HeaderPolicy {
     /// Whether `peer` is in `server.trusted_proxies`; an IPv4-mapped IPv6 address (a dual-stack
     /// listener's view of an IPv4 peer) is compared as the IPv4 address it is.
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
-        if self.trusted_proxies.is_empty() {
-            return false;
-        }
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+        crate::config::is_trusted_proxy(&self.trusted_proxies, peer)
     }
 
     /// Rewrites a client's request headers for the upstream, whose `Host` is `upstream_host`

@@ -154,8 +154,7 @@ pub async fn handle(
         // The upstream relies on the assertion: fail closed rather than forward without it.
         return Routed::early(Err(GatewayError::Internal), Some(route));
     }
-    let sent = std::time::Instant::now();
-    let result = state
+    let (result, upstream) = state
         .forwarder
         .forward(
             &route,
@@ -167,7 +166,6 @@ pub async fn handle(
             &conn.tunnels,
         )
         .await;
-    let upstream = Some(sent.elapsed());
     Routed {
         response: result,
         route: Some(route),

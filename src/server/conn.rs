@@ -414,6 +414,15 @@ impl ClientIo {
     }
 }
 
+/// Whether a connection's first bytes are HTTP/2's preface (RFC 9113 §3.4). A first read may
+/// hold only part of it: a prefix of four bytes or more (`PRI `, no HTTP/1 method gatehouse
+/// serves) counts.
+fn opens_http2(first: &[u8]) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let first = &first[..first.len().min(PREFACE.len())];
+    first.len() >= 4 && PREFACE.starts_with(first)
+}
+
 impl AsyncRead for ClientIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -428,7 +437,7 @@ impl AsyncRead for ClientIo {
         {
             if this.first_read {
                 this.first_read = false;
-                if buf.filled()[before..].starts_with(b"PRI * HTTP/2") {
+                if opens_http2(&buf.filled()[before..]) {
                     this.activity.set_multiplexed();
                 }
             }
@@ -475,5 +484,21 @@ impl AsyncWrite for ClientIo {
             };
         }
         this.poll_linger(cx).map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::opens_http2;
+
+    #[test]
+    fn the_http2_preface_is_recognised_from_its_first_bytes() {
+        assert!(opens_http2(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04"
+        ));
+        assert!(opens_http2(b"PRI * HT"), "a preface split across reads");
+        assert!(!opens_http2(b"PRI"), "too short to tell");
+        assert!(!opens_http2(b"GET / HTTP/1.1\r\n"));
+        assert!(!opens_http2(b"PRIX"));
     }
 }

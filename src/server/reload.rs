@@ -78,7 +78,7 @@ impl Gateway {
 /// Settings a running process cannot change, by name, when the new config changes them.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&str, bool); 12] = [
+    let checks: [(&str, bool); 15] = [
         ("server.listen", o.listen != n.listen),
         ("server.plain_listen", o.plain_listen != n.plain_listen),
         (
@@ -106,6 +106,20 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         ),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("store.url", old.store.url != new.store.url),
+        (
+            "store.max_connections",
+            old.store.max_connections != new.store.max_connections,
+        ),
+        // The token cache's capacity; its TTLs and every other auth.* value follow a reload.
+        (
+            "auth.cache_max_entries",
+            old.auth.cache_max_entries != new.auth.cache_max_entries,
+        ),
+        // Checked by the reload (files::load) but bound at start.
+        (
+            "oauth.signing_keys",
+            old.oauth.signing_keys != new.oauth.signing_keys,
+        ),
     ];
     checks
         .iter()
