@@ -11,6 +11,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod identity_providers;
 mod log;
 mod login;
 mod oauth;
@@ -27,6 +28,7 @@ pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
+pub use identity_providers::{ClientAuth, IdentityProviderEntry, is_provider_name};
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
@@ -112,6 +114,8 @@ pub struct Config {
     pub apps: Vec<AppEntry>,
     /// `[[routes]]`: what is proxied where. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[[identity_providers]]`: OpenID Connect providers to sign in with. Default none.
+    pub identity_providers: Vec<IdentityProviderEntry>,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

@@ -14,6 +14,7 @@ mod events;
 mod migrate;
 mod model;
 mod ops_apps;
+mod ops_federation;
 mod ops_tokens;
 mod ops_users;
 mod postgres;
@@ -394,6 +395,34 @@ impl Store {
         grant_id: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
         on_engine!(self, e => e.live_access_token_app_scopes(jti, grant_id).await)
+    }
+
+    // --- federated users (SPEC §7.1) -------------------------------------------------------
+
+    /// The federated user of this name, if one ever signed in.
+    pub async fn get_federated_user(&self, name: &str) -> Result<Option<FederatedUser>, StoreError> {
+        on_engine!(self, e => e.get_federated_user(name).await)
+    }
+
+    /// Records a login through a provider in one transaction: a new name is created; a name
+    /// of the same provider and subject takes this login's scope, groups and time; a name of
+    /// another identity is left alone (`NameTaken`), since identities never merge.
+    pub async fn record_federated_login(
+        &self,
+        user: &FederatedUser,
+    ) -> Result<FederatedLogin, StoreError> {
+        on_engine!(self, e => e.record_federated_login(user).await)
+    }
+
+    /// Marks a provider callback's `state` used until `expire_time`: true the first time,
+    /// false for a replay.
+    pub async fn use_login_state(
+        &self,
+        state_hash: &SecretHash,
+        expire_time: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        on_engine!(self, e => e.use_login_state(state_hash, expire_time, now).await)
     }
 
     // --- housekeeping ---------------------------------------------------------------------

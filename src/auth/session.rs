@@ -7,40 +7,44 @@ use http::{HeaderMap, HeaderValue};
 
 use super::cookies::{self, SESSION_COOKIE};
 use crate::auth::context::Ctx;
-use crate::auth::directory::{Directory, User};
+use crate::auth::accounts::{self, Account};
+use crate::auth::directory::Directory;
 use crate::store::{Session, Store, StoreError, secret_hash};
 
 /// The signed-in user of a request.
 pub struct Current {
     pub user: String,
+    /// Who the user is under the current config.
+    pub account: Account,
     /// The cookie value: the secret CSRF tokens of this session are bound to.
     pub secret: String,
 }
 
 /// A live session found from a request's cookie.
-pub struct Found<'d, 'h> {
-    pub user: &'d User,
+pub struct Found<'h> {
+    pub user: Account,
     pub session: Session,
     /// The cookie value.
     pub cookie: &'h str,
 }
 
 /// The session named by the request's one well-formed `gatehouse_session` cookie, if it is
-/// live and its user is still configured. The proxy's `session` routes and the login pages
-/// both decide by this.
-pub async fn find<'d, 'h>(
+/// live and its user is still known (a config user, or a federated user whose provider still
+/// lets them in). The proxy's `session` routes and the login pages both decide by this.
+pub async fn find<'h>(
     store: &Store,
-    directory: &'d Directory,
+    directory: &Directory,
     headers: &'h HeaderMap,
     now: SystemTime,
-) -> Result<Option<Found<'d, 'h>>, StoreError> {
+) -> Result<Option<Found<'h>>, StoreError> {
     let Some(cookie) = cookies::get(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let Some(session) = store.get_session(&secret_hash(cookie), now).await? else {
         return Ok(None);
     };
-    Ok(directory.user(&session.user).map(|user| Found {
+    let user = accounts::resolve(directory, store, &session.user).await?;
+    Ok(user.map(|user| Found {
         user,
         session,
         cookie,
@@ -53,6 +57,7 @@ pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Curren
     let found = find(ctx.store, ctx.directory, headers, now).await?;
     Ok(found.map(|f| Current {
         user: f.session.user,
+        account: f.user,
         secret: f.cookie.to_owned(),
     }))
 }

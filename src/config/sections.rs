@@ -8,13 +8,13 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, log, login, oauth, routes, scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, identity_providers, log, login, oauth, routes, scopes, server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
     "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
-    "routes",
+    "routes", "identity_providers",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -32,6 +32,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("users", users::KEYS),
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
+    ("identity_providers", identity_providers::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -74,6 +75,7 @@ pub(super) fn decode(
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
     let routes = routes::decode(&mut d, root, &scope_names, &base);
+    let identity_providers = identity_providers::decode(&mut d, root, &scope_names, &base);
 
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
@@ -92,6 +94,7 @@ pub(super) fn decode(
         users,
         apps,
         routes,
+        identity_providers,
     })
 }
 
@@ -202,7 +205,7 @@ mod tests {
     /// which shows that the decoder reads it.
     #[test]
     fn every_known_key_is_read_by_its_decoder() {
-        let arrays = ["scopes", "users", "apps", "routes"];
+        let arrays = ["scopes", "users", "apps", "routes", "identity_providers"];
         for (section, keys) in KNOWN_KEYS {
             for key in *keys {
                 let (header, name) = if arrays.contains(section) {

@@ -460,7 +460,7 @@ mod never_panics {
     use proptest::prelude::*;
     use std::collections::HashSet;
 
-    const ARRAYS: &[&str] = &["scopes", "users", "apps", "routes"];
+    const ARRAYS: &[&str] = &["scopes", "users", "apps", "routes", "identity_providers"];
 
     fn env(name: &str) -> Option<String> {
         match name.len() % 3 {

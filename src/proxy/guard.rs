@@ -88,7 +88,7 @@ async fn session(
     let text = ctx.directory.scopes.to_names(user.max_scope);
     let principal = Principal::new(
         Credential::Session,
-        user.name.clone(),
+        user.name,
         user.max_scope,
         &text,
         session.expire_time,

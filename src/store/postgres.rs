@@ -103,6 +103,7 @@ impl PostgresEngine {
     super::ops_apps::apps_ops!(Postgres);
     super::ops_tokens::tokens_ops!(Postgres);
     super::ops_users::user_ops!(Postgres);
+    super::ops_federation::federation_ops!(Postgres);
     super::migrate::migrate_ops!(Postgres);
 }
 
