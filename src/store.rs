@@ -400,7 +400,10 @@ impl Store {
     // --- federated users (SPEC §7.1) -------------------------------------------------------
 
     /// The federated user of this name, if one ever signed in.
-    pub async fn get_federated_user(&self, name: &str) -> Result<Option<FederatedUser>, StoreError> {
+    pub async fn get_federated_user(
+        &self,
+        name: &str,
+    ) -> Result<Option<FederatedUser>, StoreError> {
         on_engine!(self, e => e.get_federated_user(name).await)
     }
 

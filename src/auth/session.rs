@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue};
 
 use super::cookies::{self, SESSION_COOKIE};
-use crate::auth::context::Ctx;
 use crate::auth::accounts::{self, Account};
+use crate::auth::context::Ctx;
 use crate::auth::directory::Directory;
 use crate::store::{Session, Store, StoreError, secret_hash};
 

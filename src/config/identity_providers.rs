@@ -140,8 +140,7 @@ pub(super) fn decode(
                 format!("{sec}.name: provider '{name}' is declared twice"),
             );
         }
-        let display_name = match d.opt_non_empty_str(t, &sec, "display_name", "the button's text")
-        {
+        let display_name = match d.opt_non_empty_str(t, &sec, "display_name", "the button's text") {
             Some((text, _)) => text,
             None => name.clone(),
         };
@@ -190,10 +189,9 @@ pub(super) fn decode(
                 s.clone(),
                 format!("{sec}.client_secret: client_auth = \"none\" sends no secret"),
             ),
-            (Some((v, s)), _) if v.is_empty() => d.error(
-                s.clone(),
-                format!("{sec}.client_secret: must not be empty"),
-            ),
+            (Some((v, s)), _) if v.is_empty() => {
+                d.error(s.clone(), format!("{sec}.client_secret: must not be empty"))
+            }
             _ => {}
         }
         let scopes = if t.get("scopes").is_some() {
@@ -327,4 +325,147 @@ fn is_user_name_byte(b: u8) -> bool {
 
 fn is_loopback(uri: &http::Uri) -> bool {
     matches!(uri.host(), Some("127.0.0.1" | "[::1]" | "localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ClientAuth, Config, ConfigErrors};
+
+    const BASE: &str = r#"[server]
+public_url = "https://gw.example.com"
+[server.tls]
+cert = "c.pem"
+key = "k.pem"
+[oauth]
+signing_keys = ["s.pem"]
+"#;
+
+    fn parse(providers: &str) -> Result<Config, ConfigErrors> {
+        let env = |name: &str| (name == "CORP_SECRET").then(|| "s3cret".to_owned());
+        let src = format!("{BASE}{providers}");
+        Config::parse(&src, Path::new("/etc/gatehouse/g.toml"), &env)
+    }
+
+    fn problems(providers: &str) -> Vec<String> {
+        match parse(providers) {
+            Ok(_) => panic!("accepted:\n{providers}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_provider_gets_every_default() {
+        let c = parse(
+            "[[identity_providers]]\nname = \"corp\"\nissuer = \"https://sso.example.com/realms/corp\"\n\
+             client_id = \"gatehouse\"\nclient_secret = \"${CORP_SECRET}\"\n",
+        )
+        .unwrap();
+        let p = &c.identity_providers[0];
+        assert_eq!(p.display_name, "corp");
+        assert_eq!(p.client_auth, ClientAuth::ClientSecretBasic);
+        assert_eq!(p.client_secret.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(p.scopes, ["openid", "profile", "email"]);
+        assert_eq!(p.algorithms, ["RS256", "ES256", "EdDSA"]);
+        assert_eq!(p.username_claim, "preferred_username");
+        assert_eq!(p.username_prefix, "");
+        assert_eq!(p.groups_claim, "groups");
+        assert_eq!(p.default_scope, "READ");
+        assert!(p.group_scopes.is_empty() && p.allowed_groups.is_empty());
+        assert!(!p.use_userinfo);
+        assert_eq!(p.ca, None);
+        assert!(!format!("{p:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_rule_is_reported_at_its_location() {
+        let src = r#"[[identity_providers]]
+name = "Corp"
+issuer = "http://sso.example.com"
+client_id = "gatehouse"
+client_auth = "private_key_jwt"
+scopes = ["profile"]
+algorithms = ["none", "HS256", "RS1024", "RS256"]
+default_scope = "OWNER"
+group_scopes = { admins = "ROOT" }
+
+[[identity_providers]]
+name = "dup"
+client_id = "x"
+client_auth = "none"
+client_secret = "abc"
+
+[[identity_providers]]
+name = "dup"
+issuer = "https://sso.example.com"
+client_id = "x"
+"#;
+        let found = problems(src);
+        let expected = [
+            "g.toml:8:1: identity_providers[0].client_secret: required (or client_secret_file)",
+            "g.toml:9:8: identity_providers[0].name: 'Corp' must be 1-32 characters of a-z 0-9 -",
+            "g.toml:10:10: identity_providers[0].issuer: must be https:// (http:// only for a loopback host)",
+            "g.toml:12:15: identity_providers[0].client_auth: must be",
+            "g.toml:13:10: identity_providers[0].scopes: must include \"openid\"",
+            "g.toml:14:15: identity_providers[0].algorithms[0]: 'none' is never accepted",
+            "g.toml:14:23: identity_providers[0].algorithms[1]: 'HS256' is never accepted",
+            "g.toml:14:32: identity_providers[0].algorithms[2]: unknown algorithm 'RS1024'",
+            "g.toml:15:17: identity_providers[0].default_scope: unknown scope 'OWNER'",
+            "g.toml:16:27: identity_providers[0].group_scopes.admins: unknown scope 'ROOT'",
+            "g.toml:18:1: identity_providers[1].issuer: required",
+            "g.toml:22:17: identity_providers[1].client_secret: client_auth = \"none\" sends no secret",
+            "g.toml:25:8: identity_providers[2].name: provider 'dup' is declared twice",
+            "g.toml:24:1: identity_providers[2].client_secret: required (or client_secret_file) unless client_auth = \"none\"",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|f| f.contains(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn secret_files_and_custom_scope_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corp.secret"), "from-file\n").unwrap();
+        let src = format!(
+            "{BASE}[[scopes]]\nname = \"view\"\n[[identity_providers]]\nname = \"corp\"\n\
+             issuer = \"https://sso.example.com\"\nclient_id = \"g\"\n\
+             client_secret_file = \"corp.secret\"\ndefault_scope = \"\"\n\
+             group_scopes = {{ viewers = \"view\" }}\nca = \"corp-ca.pem\"\n"
+        );
+        let c = Config::parse(&src, &dir.path().join("g.toml"), &|_| None).unwrap();
+        let p = &c.identity_providers[0];
+        assert_eq!(p.client_secret.as_ref().unwrap().expose(), "from-file");
+        assert_eq!(p.default_scope, "");
+        assert_eq!(
+            p.ca.as_deref(),
+            Some(dir.path().join("corp-ca.pem").as_path())
+        );
+        // Without READ in the set, the default must be given.
+        let src = format!(
+            "{BASE}[[scopes]]\nname = \"view\"\n[[identity_providers]]\nname = \"corp\"\n\
+             issuer = \"https://sso.example.com\"\nclient_id = \"g\"\nclient_auth = \"none\"\n"
+        );
+        let e = Config::parse(&src, Path::new("g.toml"), &|_| None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("default_scope: the default \"READ\" is not in [[scopes]]"),
+            "{e}"
+        );
+        // Both the secret and its file.
+        let src = format!(
+            "{BASE}[[identity_providers]]\nname = \"corp\"\nissuer = \"https://sso.example.com\"\n\
+             client_id = \"g\"\nclient_secret = \"a\"\nclient_secret_file = \"corp.secret\"\n"
+        );
+        let e = Config::parse(&src, &dir.path().join("g.toml"), &|_| None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("give client_secret or client_secret_file, not both"),
+            "{e}"
+        );
+    }
 }

@@ -8,13 +8,24 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, identity_providers, log, login, oauth, routes, scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, identity_providers, log, login, oauth, routes, scopes,
+    server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
-    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
-    "routes", "identity_providers",
+    "server",
+    "admin",
+    "log",
+    "store",
+    "oauth",
+    "auth",
+    "login",
+    "scopes",
+    "users",
+    "apps",
+    "routes",
+    "identity_providers",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the

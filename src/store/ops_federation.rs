@@ -9,9 +9,9 @@ macro_rules! federation_ops {
         fn federated_row(
             row: &<$db as sqlx::Database>::Row,
         ) -> Result<$crate::store::FederatedUser, $crate::store::StoreError> {
+            use sqlx::Row as _;
             use $crate::store::codec::*;
             use $crate::store::error::SqlxResultExt as _;
-            use sqlx::Row as _;
             let c = "decode federated user";
             let groups: String = row.try_get("group_names").ctx(c)?;
             Ok($crate::store::FederatedUser {
@@ -46,16 +46,17 @@ macro_rules! federation_ops {
             &self,
             user: &$crate::store::FederatedUser,
         ) -> Result<$crate::store::FederatedLogin, $crate::store::StoreError> {
+            use sqlx::Row as _;
             use $crate::store::codec::*;
             use $crate::store::error::SqlxResultExt as _;
-            use sqlx::Row as _;
             let c = "record federated login";
             let mut tx = self.begin_write(c).await?;
-            let found = sqlx::query("SELECT provider, subject FROM federated_users WHERE name = $1")
-                .bind(&user.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx(c)?;
+            let found =
+                sqlx::query("SELECT provider, subject FROM federated_users WHERE name = $1")
+                    .bind(&user.name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx(c)?;
             let groups = list_to_json(&user.groups);
             match found {
                 Some(row) => {
