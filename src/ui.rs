@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod login;
 pub mod logout;
 pub mod page;
+pub mod provider_flow;
 pub mod return_to;
 
 use http::{Request, Response};

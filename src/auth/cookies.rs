@@ -9,10 +9,20 @@ use http::{HeaderMap, HeaderValue, header};
 pub const SESSION_COOKIE: &str = "gatehouse_session";
 /// The login form's CSRF secret (signed double-submit), sent only to `/login`.
 pub const LOGIN_COOKIE: &str = "gatehouse_login";
+/// A login through an OpenID Connect provider under way (SPEC §7.1): its `state`, `nonce`,
+/// PKCE verifier and `return_to`, signed by the gateway, sent only to that provider's
+/// callback path.
+pub const PROVIDER_FLOW_COOKIE: &str = "gatehouse_idp";
 
 /// The value of cookie `name`, if the request carries exactly one non-empty such cookie
 /// made of characters the gateway itself uses (base64url).
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    get_sized(headers, name, 256)
+}
+
+/// [`get`] for a cookie whose value may be up to `max_len` characters (the login-flow cookie,
+/// which carries its own signed payload).
+pub fn get_sized<'a>(headers: &'a HeaderMap, name: &str, max_len: usize) -> Option<&'a str> {
     let mut found = headers
         .get_all(header::COOKIE)
         .iter()
@@ -23,7 +33,7 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v);
     let value = found.next()?;
     let ok = !value.is_empty()
-        && value.len() <= 256
+        && value.len() <= max_len
         && value.bytes().all(crate::auth::secret::is_base64url_byte);
     // Two cookies of one name (e.g. one tossed in by a sibling domain): trust neither.
     (ok && found.next().is_none()).then_some(value)

@@ -21,7 +21,7 @@ pub struct IdentityProviderEntry {
     /// `display_name`: the button reads "Sign in with DISPLAY_NAME". Default: `name`.
     pub display_name: String,
     /// `issuer`: the provider's issuer URL, exactly as its discovery document and ID tokens
-    /// say it (`https://`, or `http://` for a loopback host). Required.
+    /// say it (`https://`). Required.
     pub issuer: String,
     /// `client_id`: the gateway's client id at the provider. Required.
     pub client_id: String,
@@ -149,9 +149,9 @@ pub(super) fn decode(
         if !issuer.is_empty() {
             match absolute_url(&issuer, "https://sso.example.com/realms/corp") {
                 Err(problem) => d.error(issuer_span, format!("{sec}.issuer: {problem}")),
-                Ok(uri) if uri.scheme_str() == Some("http") && !is_loopback(&uri) => d.error(
+                Ok(uri) if uri.scheme_str() != Some("https") => d.error(
                     issuer_span,
-                    format!("{sec}.issuer: must be https:// (http:// only for a loopback host)"),
+                    format!("{sec}.issuer: must be an https:// URL (OpenID Connect Core §3.1.2.1)"),
                 ),
                 Ok(_) => {}
             }
@@ -323,10 +323,6 @@ fn is_user_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"._@-".contains(&b)
 }
 
-fn is_loopback(uri: &http::Uri) -> bool {
-    matches!(uri.host(), Some("127.0.0.1" | "[::1]" | "localhost"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -405,7 +401,7 @@ client_id = "x"
         let expected = [
             "g.toml:8:1: identity_providers[0].client_secret: required (or client_secret_file)",
             "g.toml:9:8: identity_providers[0].name: 'Corp' must be 1-32 characters of a-z 0-9 -",
-            "g.toml:10:10: identity_providers[0].issuer: must be https:// (http:// only for a loopback host)",
+            "g.toml:10:10: identity_providers[0].issuer: must be an https:// URL",
             "g.toml:12:15: identity_providers[0].client_auth: must be",
             "g.toml:13:10: identity_providers[0].scopes: must include \"openid\"",
             "g.toml:14:15: identity_providers[0].algorithms[0]: 'none' is never accepted",
