@@ -33,6 +33,17 @@ struct LoginPage<'a> {
     return_to: &'a str,
     username: &'a str,
     error: Option<&'a str>,
+    /// The password form: when `[[users]]` exist, or nothing else is offered.
+    password: bool,
+    /// One "Sign in with …" button per `[[identity_providers]]` entry (SPEC §7.1).
+    providers: Vec<ProviderButton>,
+}
+
+/// A "Sign in with DISPLAY_NAME" button.
+struct ProviderButton {
+    label: String,
+    /// `/login/NAME?return_to=…`.
+    href: String,
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
@@ -48,7 +59,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The form, with a login cookie if the browser has none yet.
-fn form(
+pub(super) fn form(
     ctx: &Ctx<'_>,
     headers: &HeaderMap,
     status: StatusCode,
@@ -72,11 +83,26 @@ fn form(
     let Some(token) = csrf::token(&secret, csrf::LOGIN) else {
         return page::internal("deriving a CSRF token failed", ctx.request_id());
     };
+    let providers: Vec<ProviderButton> = ctx
+        .config
+        .identity_providers
+        .iter()
+        .map(|p| ProviderButton {
+            label: format!("Sign in with {}", p.display_name),
+            href: format!(
+                "/login/{}?return_to={}",
+                p.name,
+                return_to::percent_encode(return_to)
+            ),
+        })
+        .collect();
     let view = LoginPage {
         csrf_token: &token,
         return_to,
         username,
         error,
+        password: !ctx.config.users.is_empty() || providers.is_empty(),
+        providers,
     };
     let mut response = page::render(status, &view, None, ctx.request_id());
     if let Some(c) = set_cookie {
