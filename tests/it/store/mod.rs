@@ -3,6 +3,7 @@
 
 mod crud;
 mod events;
+mod federated;
 mod flows;
 pub(crate) mod lifecycle;
 mod races;
