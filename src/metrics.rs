@@ -28,6 +28,10 @@ pub struct Metrics {
     pub token_errors: IntCounterVec,
     pub login_attempts: IntCounterVec,
     pub connections_active: IntGaugeVec,
+    /// JWKS fetches of foreign issuers (SPEC §7.2) by issuer name and result.
+    pub jwks_refreshes: IntCounterVec,
+    /// RFC 7662 introspection calls to foreign issuers by issuer name and result.
+    pub introspections: IntCounterVec,
 }
 
 impl Metrics {
@@ -109,6 +113,16 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 g
             },
+            jwks_refreshes: counter(
+                "gatehouse_jwks_refreshes_total",
+                "JWKS fetches from identity providers and issuers, by result.",
+                &["issuer", "result"],
+            )?,
+            introspections: counter(
+                "gatehouse_introspections_total",
+                "Token introspection calls to other issuers, by result.",
+                &["issuer", "result"],
+            )?,
             registry,
         };
         let build = IntGaugeVec::new(
@@ -238,6 +252,10 @@ mod tests {
         m.token_errors.with_label_values(&["invalid_grant"]).inc();
         m.login_attempts.with_label_values(&["success"]).inc();
         m.connections_active.with_label_values(&["https"]).inc();
+        m.jwks_refreshes.with_label_values(&["corp", "ok"]).inc();
+        m.introspections
+            .with_label_values(&["corp", "active"])
+            .inc();
         let text = String::from_utf8(m.render()).unwrap();
         for name in [
             "gatehouse_http_requests_total",
@@ -251,6 +269,8 @@ mod tests {
             "gatehouse_token_errors_total",
             "gatehouse_login_attempts_total",
             "gatehouse_connections_active",
+            "gatehouse_jwks_refreshes_total",
+            "gatehouse_introspections_total",
             "gatehouse_build_info",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

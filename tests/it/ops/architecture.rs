@@ -8,8 +8,21 @@ use std::path::Path;
 
 /// The modules in import order. The leaves come first and use nothing but leaves before them.
 const ORDER: &[&str] = &[
-    "config", "clock", "body", "error", "metrics", "outbound", // leaves
-    "store", "auth", "oauth", "apps", "ui", "proxy", "server", "demo",
+    "config",
+    "clock",
+    "body",
+    "error",
+    "metrics",
+    "outbound", // leaves
+    "store",
+    "federation",
+    "auth",
+    "oauth",
+    "apps",
+    "ui",
+    "proxy",
+    "server",
+    "demo",
 ];
 
 /// The top-level modules that `source` names through `crate::`, including inside
