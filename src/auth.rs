@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod principal;
+pub mod providers;
 mod revoked;
 pub mod rules;
 pub mod scope;

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::directory::Directory;
 use super::keys::SigningKeys;
+use super::providers::Providers;
 use super::throttle::LoginGuard;
 use super::{AuthFailure, Authenticator, Principal};
 use crate::clock::Clock;
@@ -33,6 +34,8 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     /// The users and scopes of that config.
     pub directory: &'a Directory,
+    /// The OpenID Connect providers of that config, with what is known of each (SPEC §7.1).
+    pub providers: &'a Providers,
     /// The TCP peer.
     pub peer: SocketAddr,
     pub request_id: &'a HeaderValue,

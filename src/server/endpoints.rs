@@ -29,6 +29,7 @@ impl Gateway {
             login: &self.login,
             config: &live.config,
             directory: &live.directory,
+            providers: &live.providers,
             peer,
             request_id,
         }
@@ -42,7 +43,7 @@ pub enum Endpoint {
     OAuth,
     /// `/v1/*`: the management API.
     Apps,
-    /// `/login`, `/logout`.
+    /// `/login`, `/login/*`, `/logout`.
     Ui,
 }
 
@@ -65,7 +66,8 @@ pub fn classify(path: &str, confluence_paths: bool) -> Option<Endpoint> {
     if path.starts_with("/v1/") || path == "/v1" {
         return Some(Endpoint::Apps);
     }
-    if path == "/login" || path == "/logout" {
+    // `/login/NAME` and `/login/NAME/callback`: sign-in through an identity provider.
+    if path == "/login" || path == "/logout" || path.starts_with("/login/") {
         return Some(Endpoint::Ui);
     }
     None
@@ -115,6 +117,7 @@ mod tests {
         assert_eq!(classify("/v1/oauthApps", true), Some(Endpoint::Apps));
         assert_eq!(classify("/login", true), Some(Endpoint::Ui));
         assert_eq!(classify("/loginx", true), None);
+        assert_eq!(classify("/login/corp/callback", true), Some(Endpoint::Ui));
         assert_eq!(classify("/rest/api", true), None);
         assert_eq!(
             canonical_oauth_path("/rest/oauth2/1.0/authorize"),

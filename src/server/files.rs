@@ -36,6 +36,18 @@ pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
             errors.push(config.error_at(&format!("routes[{i}].upstream_ca"), ca_problem(e)));
         }
     }
+    // An identity provider's `ca` must be a PEM of certificates its client can trust.
+    for (i, provider) in config.identity_providers.iter().enumerate() {
+        if let Some(path) = &provider.ca {
+            let client = crate::federation::Trust::from_ca_path(path).and_then(|trust| {
+                crate::federation::Outbound::new(&trust, crate::federation::client::DEFAULT_TIMEOUT)
+            });
+            if let Err(e) = client {
+                let key = format!("identity_providers[{i}].ca");
+                errors.push(config.error_at(&key, e));
+            }
+        }
+    }
     match (tls, keys) {
         (Some(tls), Some(keys)) if errors.is_empty() => Ok(ConfigFiles { tls, keys }),
         _ => {

@@ -52,7 +52,10 @@ async fn federated_users_follow_their_latest_login_and_keep_their_identity(db: T
     assert_eq!(stored.last_login_time, at(3600));
     assert_eq!(stored.create_time, t0());
     // The same name from another subject, or another provider: refused, nothing changed.
-    for other in [user("jane", "corp", "sub-2"), user("jane", "partner", "sub-1")] {
+    for other in [
+        user("jane", "corp", "sub-2"),
+        user("jane", "partner", "sub-1"),
+    ] {
         assert_eq!(
             store.record_federated_login(&other).await.unwrap(),
             FederatedLogin::NameTaken {
@@ -60,7 +63,10 @@ async fn federated_users_follow_their_latest_login_and_keep_their_identity(db: T
             }
         );
     }
-    assert_eq!(store.get_federated_user("jane").await.unwrap(), Some(stored));
+    assert_eq!(
+        store.get_federated_user("jane").await.unwrap(),
+        Some(stored)
+    );
     store.close().await;
 }
 
@@ -69,10 +75,20 @@ async fn a_login_state_is_used_once_until_it_expires(db: TestDb) {
     let state = secret_hash("state-of-one-login");
     assert!(store.use_login_state(&state, at(600), t0()).await.unwrap());
     assert!(!store.use_login_state(&state, at(600), at(1)).await.unwrap());
-    assert!(!store.use_login_state(&state, at(600), at(599)).await.unwrap());
+    assert!(
+        !store
+            .use_login_state(&state, at(600), at(599))
+            .await
+            .unwrap()
+    );
     let other = secret_hash("state-of-another-login");
     assert!(store.use_login_state(&other, at(600), at(2)).await.unwrap());
     // Past its expiry the record is dropped (its cookie is refused before it is looked at).
-    assert!(store.use_login_state(&state, at(1200), at(600)).await.unwrap());
+    assert!(
+        store
+            .use_login_state(&state, at(1200), at(600))
+            .await
+            .unwrap()
+    );
     store.close().await;
 }
