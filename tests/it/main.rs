@@ -6,6 +6,7 @@
 mod helpers;
 
 mod apps;
+mod federation;
 mod oauth;
 mod ops;
 mod proxy;
