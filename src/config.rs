@@ -11,6 +11,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod issuers;
 mod log;
 mod login;
 mod oauth;
@@ -27,6 +28,7 @@ pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
+pub use issuers::{IssuerConfig, SELF_ISSUER};
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
@@ -112,6 +114,9 @@ pub struct Config {
     pub apps: Vec<AppEntry>,
     /// `[[routes]]`: what is proxied where. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[[issuers]]`: other issuers whose access tokens routes may accept (SPEC §7.2).
+    /// Default none.
+    pub issuers: Vec<IssuerConfig>,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

@@ -8,13 +8,14 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, log, login, oauth, routes, scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, issuers, log, login, oauth, routes, scopes, server,
+    store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
     "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
-    "routes",
+    "routes", "issuers",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -32,6 +33,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("users", users::KEYS),
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
+    ("issuers", issuers::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -73,7 +75,13 @@ pub(super) fn decode(
     let scope_names = scopes::names(&scopes);
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
-    let routes = routes::decode(&mut d, root, &scope_names, &base);
+    let issuers = issuers::decode(&mut d, root, &scope_names, &base);
+    let issuer_names = issuers
+        .iter()
+        .map(|i| i.name.clone())
+        .filter(|n| n != super::SELF_ISSUER)
+        .collect();
+    let routes = routes::decode(&mut d, root, &scope_names, &base, &issuer_names);
 
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
@@ -92,6 +100,7 @@ pub(super) fn decode(
         users,
         apps,
         routes,
+        issuers,
     })
 }
 
@@ -202,7 +211,7 @@ mod tests {
     /// which shows that the decoder reads it.
     #[test]
     fn every_known_key_is_read_by_its_decoder() {
-        let arrays = ["scopes", "users", "apps", "routes"];
+        let arrays = ["scopes", "users", "apps", "routes", "issuers"];
         for (section, keys) in KNOWN_KEYS {
             for key in *keys {
                 let (header, name) = if arrays.contains(section) {
