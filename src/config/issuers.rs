@@ -143,12 +143,7 @@ pub(super) fn decode(
                 name_span.clone(),
                 format!("{sec}.name: \"self\" is reserved for gatehouse's own tokens"),
             );
-        } else if !name.is_empty()
-            && !(name.len() <= 32
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
-        {
+        } else if !name.is_empty() && !valid_name(&name) {
             d.error(
                 name_span.clone(),
                 format!("{sec}.name: '{name}' must be 1-32 characters of a-z 0-9 -"),
@@ -276,6 +271,14 @@ pub(super) fn decode(
     out
 }
 
+/// `[a-z0-9-]{1,32}`, as names in URLs and metric labels want.
+fn valid_name(name: &str) -> bool {
+    name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 fn algorithms(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str) -> Vec<Algorithm> {
     if !t.contains_key("algorithms") {
         return vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
@@ -283,10 +286,9 @@ fn algorithms(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str) -> Vec<Algorith
     let names = d.str_array(t, sec, "algorithms");
     let mut out = Vec::new();
     for (j, (name, span)) in names.iter().enumerate() {
-        if let Some(alg) = algorithm(d, name, span.clone(), &format!("{sec}.algorithms[{j}]")) {
-            if !out.contains(&alg) {
-                out.push(alg);
-            }
+        let alg = algorithm(d, name, span.clone(), &format!("{sec}.algorithms[{j}]"));
+        if let Some(alg) = alg.filter(|a| !out.contains(a)) {
+            out.push(alg);
         }
     }
     if names.is_empty() && t.get("algorithms").is_some_and(|a| a.as_array().is_some()) {
