@@ -12,6 +12,7 @@ mod admin;
 mod apps;
 mod auth;
 mod identity_providers;
+mod issuers;
 mod log;
 mod login;
 mod oauth;
@@ -29,6 +30,7 @@ pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
 pub use identity_providers::{ClientAuth, IdentityProviderEntry, is_provider_name};
+pub use issuers::{IssuerConfig, SELF_ISSUER};
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
@@ -116,6 +118,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[identity_providers]]`: OpenID Connect providers to sign in with. Default none.
     pub identity_providers: Vec<IdentityProviderEntry>,
+    /// `[[issuers]]`: other issuers whose access tokens routes may accept (SPEC §7.2).
+    /// Default none.
+    pub issuers: Vec<IssuerConfig>,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

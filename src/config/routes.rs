@@ -39,6 +39,9 @@ pub struct RouteConfig {
     /// `upstream_ca`: a PEM file to trust for an https upstream, relative to the config
     /// file's folder. Default `""` (the system's roots).
     pub upstream_ca: Option<PathBuf>,
+    /// `issuers`: whose access tokens the route accepts: `"self"` (gatehouse's own tokens and
+    /// PATs) and names of `[[issuers]]` (SPEC §7.2). Default `["self"]`.
+    pub issuers: Vec<String>,
 }
 
 /// `routes.auth`: what a request on the route must carry.
@@ -77,6 +80,7 @@ pub(super) const KEYS: &[&str] = &[
     "forward_authorization",
     "assertion",
     "upstream_ca",
+    "issuers",
 ];
 
 /// The methods `scopes` may name.
@@ -91,6 +95,7 @@ pub(super) fn decode(
     root: &dyn TableLike,
     known: &HashSet<String>,
     base: &Path,
+    issuer_names: &HashSet<String>,
 ) -> Vec<RouteConfig> {
     let mut out: Vec<RouteConfig> = Vec::new();
     for (i, (t, span)) in array_of_tables(d, root, "routes").into_iter().enumerate() {
@@ -138,7 +143,58 @@ pub(super) fn decode(
             forward_authorization: d.bool(t, &sec, "forward_authorization", false),
             assertion: d.bool(t, &sec, "assertion", false),
             upstream_ca,
+            issuers: route_issuers(d, t, &sec, auth, issuer_names),
         });
+    }
+    out
+}
+
+/// `issuers` of the route `t`: `"self"` or names of `[[issuers]]` (`issuer_names`).
+fn route_issuers(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    sec: &str,
+    auth: AuthMode,
+    issuer_names: &HashSet<String>,
+) -> Vec<String> {
+    let Some(item) = t.get("issuers") else {
+        return vec![super::issuers::SELF_ISSUER.to_string()];
+    };
+    let span = item.span();
+    let names = d.str_array(t, sec, "issuers");
+    let mut out: Vec<String> = Vec::new();
+    for (j, (name, s)) in names.into_iter().enumerate() {
+        if name != super::issuers::SELF_ISSUER && !issuer_names.contains(&name) {
+            let mut declared: Vec<&str> = issuer_names.iter().map(String::as_str).collect();
+            declared.sort_unstable();
+            d.error(
+                s,
+                format!(
+                    "{sec}.issuers[{j}]: '{name}' is neither \"self\" nor the name of an [[issuers]] entry{}",
+                    if declared.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", declared.join(", "))
+                    }
+                ),
+            );
+        } else if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if item.as_array().is_some_and(|a| a.is_empty()) {
+        d.error(
+            span.clone(),
+            format!(
+                "{sec}.issuers: at least one is required (\"self\" for gatehouse's own tokens)"
+            ),
+        );
+    }
+    if auth == AuthMode::None {
+        d.error(
+            span,
+            format!("{sec}: issuers have no effect on a route with auth = \"none\""),
+        );
     }
     out
 }

@@ -8,8 +8,8 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, identity_providers, log, login, oauth, routes, scopes,
-    server, store, users,
+    Config, admin, apps, auth, base_dir_of, identity_providers, issuers, log, login, oauth, routes,
+    scopes, server, store, users,
 };
 
 /// The top-level keys: one per section.
@@ -25,6 +25,7 @@ const TOP: &[&str] = &[
     "users",
     "apps",
     "routes",
+    "issuers",
     "identity_providers",
 ];
 
@@ -43,6 +44,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("users", users::KEYS),
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
+    ("issuers", issuers::KEYS),
     ("identity_providers", identity_providers::KEYS),
 ];
 
@@ -85,7 +87,13 @@ pub(super) fn decode(
     let scope_names = scopes::names(&scopes);
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
-    let routes = routes::decode(&mut d, root, &scope_names, &base);
+    let issuers = issuers::decode(&mut d, root, &scope_names, &base);
+    let issuer_names = issuers
+        .iter()
+        .map(|i| i.name.clone())
+        .filter(|n| n != super::SELF_ISSUER)
+        .collect();
+    let routes = routes::decode(&mut d, root, &scope_names, &base, &issuer_names);
     let identity_providers = identity_providers::decode(&mut d, root, &scope_names, &base);
 
     if d.has_errors() {
@@ -106,6 +114,7 @@ pub(super) fn decode(
         apps,
         routes,
         identity_providers,
+        issuers,
     })
 }
 
@@ -216,7 +225,14 @@ mod tests {
     /// which shows that the decoder reads it.
     #[test]
     fn every_known_key_is_read_by_its_decoder() {
-        let arrays = ["scopes", "users", "apps", "routes", "identity_providers"];
+        let arrays = [
+            "scopes",
+            "users",
+            "apps",
+            "routes",
+            "issuers",
+            "identity_providers",
+        ];
         for (section, keys) in KNOWN_KEYS {
             for key in *keys {
                 let (header, name) = if arrays.contains(section) {

@@ -460,7 +460,14 @@ mod never_panics {
     use proptest::prelude::*;
     use std::collections::HashSet;
 
-    const ARRAYS: &[&str] = &["scopes", "users", "apps", "routes", "identity_providers"];
+    const ARRAYS: &[&str] = &[
+        "scopes",
+        "users",
+        "apps",
+        "routes",
+        "issuers",
+        "identity_providers",
+    ];
 
     fn env(name: &str) -> Option<String> {
         match name.len() % 3 {
@@ -645,4 +652,57 @@ fn secrets_may_come_from_files_beside_the_config() {
         e.contains("users[0].password_hash: required (or password_hash_file)"),
         "{e}"
     );
+}
+
+#[test]
+fn issuers_get_their_defaults_and_routes_name_them() {
+    let src = format!(
+        "{MINIMAL}[[issuers]]\nname = \"corp\"\nissuer = \"https://sso.example.com/realms/corp\"\naudiences = [\"gatehouse\"]\n\n[[routes]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:8090\"\nscope = \"READ\"\nissuers = [\"self\", \"corp\"]\n\n[[routes]]\npath = \"/own\"\nupstream = \"http://127.0.0.1:8090\"\nscope = \"READ\"\n"
+    );
+    let c = parse(&src).unwrap_or_else(|e| panic!("{e}"));
+    let i = &c.issuers[0];
+    assert_eq!(i.jwks_uri, "");
+    assert_eq!(
+        i.algorithms,
+        [
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::Algorithm::EdDSA
+        ]
+    );
+    assert_eq!(i.jwks_refresh, Duration::from_secs(900));
+    assert_eq!(
+        (
+            i.username_claim.as_str(),
+            i.scope_claim.as_str(),
+            i.groups_claim.as_str()
+        ),
+        ("sub", "scope", "groups")
+    );
+    assert_eq!(i.max_scope, "READ");
+    assert!(!i.allow_management && i.ca.is_none() && i.scope_map.is_empty());
+    assert_eq!(c.routes[0].issuers, ["self", "corp"]);
+    assert_eq!(c.routes[1].issuers, ["self"], "the default");
+}
+
+#[test]
+fn issuer_problems_are_reported_where_they_are() {
+    let src = format!(
+        "{MINIMAL}[[issuers]]\nname = \"self\"\nissuer = \"https://a.example.com\"\naudiences = [\"g\"]\n\n[[issuers]]\nname = \"corp\"\nissuer = \"http://b.example.com\"\nalgorithms = [\"none\", \"HS256\", \"RS256\"]\n\n[[issuers]]\nname = \"Bad_Name\"\nissuer = \"https://c.example.com\"\naudiences = []\nintrospection_endpoint = \"https://c.example.com/introspect\"\nscope_map = {{ \"x\" = \"NOPE\" }}\n\n[[routes]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:8090\"\nscope = \"READ\"\nissuers = [\"corp\", \"partner\"]\n"
+    );
+    let e = parse(&src).unwrap_err().to_string();
+    for expected in [
+        "gatehouse.toml:10:8: issuers[0].name: \"self\" is reserved",
+        "gatehouse.toml:14:1: issuers[1].audiences: required, at least one",
+        "gatehouse.toml:16:10: issuers[1].issuer: 'http://b.example.com' must be an https:// URL",
+        "gatehouse.toml:17:15: issuers[1].algorithms[0]: 'none' is not accepted (an unsigned token is never accepted)",
+        "gatehouse.toml:17:23: issuers[1].algorithms[1]: 'HS256' is not accepted (an HMAC",
+        "gatehouse.toml:20:8: issuers[2].name: 'Bad_Name' must be 1-32 characters of a-z 0-9 -",
+        "gatehouse.toml:22:13: issuers[2].audiences: at least one is required",
+        "issuers[2].introspection_endpoint: needs introspection_client_id and introspection_client_secret",
+        "issuers[2].scope_map.x: ",
+        "gatehouse.toml:30:20: routes[0].issuers[1]: 'partner' is neither \"self\" nor the name of an [[issuers]] entry",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
 }

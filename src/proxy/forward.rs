@@ -369,6 +369,7 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca,
+            issuers: vec!["self".into()],
         }
     }
 

@@ -151,6 +151,7 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            issuers: vec!["self".into()],
         }
     }
 

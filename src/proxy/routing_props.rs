@@ -28,6 +28,7 @@ fn table() -> RouteTable {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            issuers: vec!["self".into()],
         })
         .collect();
     RouteTable::new(

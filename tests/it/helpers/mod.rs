@@ -3,6 +3,7 @@
 //! either engine, the authorization-server fixture and the login pieces.
 
 pub(crate) mod harness;
+pub(crate) mod idp;
 pub(crate) mod login_support;
 pub(crate) mod oauth_fixture;
 pub(crate) mod support;
