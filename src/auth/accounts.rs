@@ -5,8 +5,10 @@
 //! under the provider rules of the current config.
 
 use super::directory::Directory;
+use super::principal::Groups;
 use super::scope::Scopes;
 use crate::store::{Store, StoreError};
+use std::sync::Arc;
 
 /// A user the current config recognises.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +17,8 @@ pub struct Account {
     pub name: String,
     /// The most the user may hold, expanded.
     pub max_scope: Scopes,
-    /// The user's groups.
-    pub groups: Vec<String>,
+    /// The user's groups (config `groups`, or the provider's groups claim at the latest login).
+    pub groups: Groups,
     /// Where the user comes from.
     pub origin: Origin,
 }
@@ -42,7 +44,7 @@ pub async fn resolve(
         return Ok(Some(Account {
             name: user.name.clone(),
             max_scope: user.max_scope,
-            groups: Vec::new(),
+            groups: user.groups.clone(),
             origin: Origin::Config,
         }));
     }
@@ -58,7 +60,11 @@ pub async fn resolve(
     Ok(Some(Account {
         max_scope: rules.max_scope(&federated.groups),
         name: federated.name,
-        groups: federated.groups,
+        groups: federated
+            .groups
+            .iter()
+            .map(|g| Arc::from(g.as_str()))
+            .collect(),
         origin: Origin::Provider(federated.provider),
     }))
 }
