@@ -14,7 +14,9 @@ use reqwest::cookie::Jar;
 use super::hostile::{Forge, Hostile};
 use crate::helpers::harness::upstream::Upstream;
 use crate::helpers::harness::{ConfigDir, TestGateway, metric_value, poll_until};
-use crate::helpers::login_support::{location, set_cookies};
+use crate::helpers::idp::{self, Idp};
+use crate::helpers::login_support::{CALLBACK, create_app, hidden, location, query, set_cookies};
+use crate::oauth::authorize::{VERIFIER, authorize_url};
 
 /// The generic message of every failed sign-in (`ui::provider_login::FAILED`).
 const FAILED: &str = "Signing in through your identity provider did not work.";
@@ -316,4 +318,474 @@ ca = "ca.pem"
     let r = client.get(gw.url("/login/late")).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(location(&r).starts_with(&format!("https://127.0.0.1:{port}/authorize?")));
+}
+
+// --- through the real provider (panva's oidc-provider) --------------------------------------
+
+const IDP_SECRET: &str = "gatehouse-client-secret-0123456789";
+
+/// The provider's config: the gateway as a client (`auth_method`), and two people — jane
+/// (staff, wiki-admins) and bob (contractors). `conform`: profile and groups claims only at
+/// userinfo, not in the ID token.
+fn idp_config(auth_method: &str, conform: bool) -> serde_json::Value {
+    serde_json::json!({
+        "conform_id_token_claims": conform,
+        "clients": [{
+            "client_id": "gatehouse",
+            "client_secret": IDP_SECRET,
+            "redirect_uris": ["https://localhost/login/corp/callback"],
+            "token_endpoint_auth_method": auth_method,
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "scope": "openid profile groups",
+        }],
+        "users": [
+            { "sub": "u-jane", "username": "jane", "password": "jane-password",
+              "name": "Jane", "groups": ["staff", "wiki-admins"] },
+            { "sub": "u-bob", "username": "bob", "password": "bob-password",
+              "name": "Bob", "groups": ["contractors"] },
+        ],
+    })
+}
+
+/// A gateway with the provider `corp` (`provider_extra` adds keys to it), a `session` route
+/// at `/wiki` and a `bearer` route at `/rest/api` to a recording upstream, and `extra`.
+async fn with_idp(
+    idp_config: serde_json::Value,
+    provider_extra: &str,
+    extra: &str,
+) -> Option<(TestGateway, Idp, Upstream)> {
+    let dir = ConfigDir::new();
+    let idp = idp::start_or_skip(&dir.pki, idp_config, "federation::login").await?;
+    let upstream = Upstream::start().await;
+    let config = format!(
+        r#"
+{extra}
+
+[[identity_providers]]
+name = "corp"
+display_name = "Corp SSO"
+issuer = "{issuer}"
+client_id = "gatehouse"
+client_secret = "{IDP_SECRET}"
+scopes = ["openid", "profile", "groups"]
+ca = "{ca}"
+group_scopes = {{ "wiki-admins" = "ADMIN" }}
+{provider_extra}
+
+[[routes]]
+path = "/wiki"
+upstream = "http://{up}"
+auth = "session"
+scope = "READ"
+
+[[routes]]
+path = "/rest/api"
+upstream = "http://{up}"
+auth = "bearer"
+scope = "READ"
+"#,
+        issuer = idp.issuer,
+        ca = idp.ca_path.display(),
+        up = upstream.addr,
+    );
+    let gw = TestGateway::start_in(dir, "", &config).await;
+    wait_discovered(&gw, "corp").await;
+    Some((gw, idp, upstream))
+}
+
+/// Clicks "Sign in with Corp SSO", signs in at the provider's own form, and follows it back to
+/// the gateway: the callback's response.
+async fn provider_sign_in(
+    gw: &TestGateway,
+    idp: &Idp,
+    client: &reqwest::Client,
+    user: &str,
+    password: &str,
+    return_to: &str,
+) -> reqwest::Response {
+    let start = client
+        .get(gw.url(&format!("/login/corp?return_to={return_to}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let authorize = location(&start);
+    assert!(authorize.starts_with(&idp.issuer), "{authorize}");
+    let back = idp.sign_in(client, &authorize, user, password).await;
+    client.get(at_gateway(gw, &back)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn signing_in_through_the_provider_reaches_a_session_route_as_the_federated_user() {
+    let Some((gw, idp, upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", "").await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    // The login page offers the provider, and no password form without [[users]].
+    let page = client
+        .get(gw.url("/login?return_to=/wiki/home"))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in with Corp SSO"), "{html}");
+    assert!(
+        html.contains("href=\"/login/corp?return_to=/wiki/home\""),
+        "{html}"
+    );
+    assert!(!html.contains("name=\"password\""), "{html}");
+
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki/home").await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(location(&r), "/wiki/home");
+    let session = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .expect("a session cookie");
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    let page = client.get(gw.url("/wiki/home")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-auth-user"], "jane");
+    assert_eq!(
+        seen.headers["x-auth-scopes"], "READ WRITE ADMIN",
+        "wiki-admins → ADMIN"
+    );
+    assert_eq!(seen.headers["x-auth-groups"], "staff wiki-admins");
+    assert_eq!(logins(&gw, "corp", "success").await, 1.0);
+    let stored = gw
+        .gateway
+        .store
+        .get_federated_user("jane")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.provider.as_str(), stored.subject.as_str()),
+        ("corp", "u-jane")
+    );
+    assert_eq!(stored.max_scope, "ADMIN");
+
+    // bob's groups map to nothing: he holds default_scope.
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "bob", "bob-password", "/wiki").await;
+    assert_eq!(r.status(), 303);
+    client.get(gw.url("/wiki")).send().await.unwrap();
+    assert_eq!(upstream.last().headers["x-auth-user"], "bob");
+    assert_eq!(upstream.last().headers["x-auth-scopes"], "READ");
+    assert_eq!(upstream.last().headers["x-auth-groups"], "contractors");
+}
+
+/// A federated user consents to an app, which gets tokens for them; they make a PAT; both
+/// carry the user's name, scope and groups, as a config user's would.
+#[tokio::test]
+async fn a_federated_user_consents_gets_tokens_and_makes_a_personal_token() {
+    let Some((gw, idp, upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", "").await
+    else {
+        return;
+    };
+    create_app(&gw, "webapp", |_| {}).await;
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/").await;
+    assert_eq!(r.status(), 303);
+    let challenge = gatehouse::oauth::pkce::s256_challenge(VERIFIER);
+    let url = authorize_url(
+        &gw,
+        "webapp",
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CALLBACK),
+            ("scope", "ADMIN"),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let consent = client.get(url).send().await.unwrap();
+    assert_eq!(consent.status(), 200);
+    let html = consent.text().await.unwrap();
+    assert!(
+        html.contains("jane"),
+        "the consent page names the user: {html}"
+    );
+    let r = client
+        .post(gw.url("/oauth2/authorize"))
+        .form(&[
+            ("consent_id", hidden(&html, "consent_id").as_str()),
+            ("csrf_token", hidden(&html, "csrf_token").as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let code = query(&location(&r))["code"].clone();
+    let r = gw
+        .client(true)
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some("a-client-secret-of-enough-length"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["scope"], "ADMIN", "jane's latest login maps to ADMIN");
+    let token = body["access_token"].as_str().unwrap();
+    let r = gw
+        .client(true)
+        .get(gw.url("/rest/api/content"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last().headers["x-auth-user"], "jane");
+    assert_eq!(upstream.last().headers["x-auth-client-id"], "webapp");
+    assert_eq!(
+        upstream.last().headers["x-auth-groups"],
+        "staff wiki-admins"
+    );
+    // The refresh token works for her too.
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let r = gw
+        .client(true)
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some("a-client-secret-of-enough-length"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // `gatehouse token create --user jane`: a PAT for a federated user, capped at her scope.
+    let config =
+        gatehouse::config::Config::load(&gw.dir.dir.path().join("gatehouse.toml")).unwrap();
+    let args = |scope: &str| gatehouse::apps::cli::TokenCreate {
+        user: "jane".into(),
+        scope: scope.into(),
+        ttl: None,
+        name: Some("ci".into()),
+    };
+    let now = gw.gateway.clock.now();
+    let too_much = gatehouse::apps::cli::token_create(&config, &args("SYSTEM_ADMIN"), now).await;
+    assert!(too_much.is_err());
+    let (pat, _) = gatehouse::apps::cli::token_create(&config, &args("WRITE"), now)
+        .await
+        .unwrap();
+    let r = gw
+        .client(true)
+        .get(gw.url("/rest/api/pages"))
+        .bearer_auth(pat.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last().headers["x-auth-user"], "jane");
+    assert_eq!(upstream.last().headers["x-auth-scopes"], "READ WRITE");
+    assert_eq!(
+        upstream.last().headers["x-auth-groups"],
+        "staff wiki-admins"
+    );
+    // Someone who never signed in is nobody.
+    let nobody = gatehouse::apps::cli::TokenCreate {
+        user: "carol".into(),
+        ..args("READ")
+    };
+    assert!(
+        gatehouse::apps::cli::token_create(&config, &nobody, now)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn allowed_groups_turns_away_the_provider_users_outside_them() {
+    let Some((gw, idp, upstream)) = with_idp(
+        idp_config("client_secret_basic", false),
+        "allowed_groups = [\"staff\"]",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "bob", "bob-password", "/wiki").await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        !set_cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("gatehouse_session="))
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("may not sign in here"), "{html}");
+    assert_eq!(logins(&gw, "corp", "denied").await, 1.0);
+    assert!(
+        gw.gateway
+            .store
+            .get_federated_user("bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r = client
+        .get(gw.url("/wiki"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "not signed in");
+    assert_eq!(upstream.count(), 0);
+    // A member of staff is let in.
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    assert_eq!(r.status(), 303);
+}
+
+/// With `use_userinfo`, claims the ID token does not carry (the name, the groups) come from
+/// the userinfo endpoint; the code is exchanged with `client_secret_post`.
+#[tokio::test]
+async fn userinfo_claims_and_client_secret_post() {
+    let Some((gw, idp, upstream)) = with_idp(
+        idp_config("client_secret_post", true),
+        "use_userinfo = true\nclient_auth = \"client_secret_post\"",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    client.get(gw.url("/wiki")).send().await.unwrap();
+    assert_eq!(upstream.last().headers["x-auth-user"], "jane");
+    assert_eq!(
+        upstream.last().headers["x-auth-groups"],
+        "staff wiki-admins"
+    );
+    // The same login without userinfo: the ID token alone names only the subject.
+    edit_config(&gw, "use_userinfo = true\n", "");
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    assert_eq!(r.status(), 303);
+    client.get(gw.url("/wiki")).send().await.unwrap();
+    assert_eq!(upstream.last().headers["x-auth-user"], "u-jane");
+    assert!(upstream.last().headers.get("x-auth-groups").is_none());
+}
+
+/// Rewrites the gateway's config file (`from` → `to`) and reloads it, as SIGHUP would.
+fn edit_config(gw: &TestGateway, from: &str, to: &str) {
+    let path = gw.dir.dir.path().join("gatehouse.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in the config");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    gw.gateway.reload(&path).unwrap();
+}
+
+/// The provider's rules apply to the groups of the latest login at every check: a reload that
+/// changes `group_scopes` changes what a signed-in federated user holds at the next request,
+/// and one that leaves them out of `allowed_groups` signs them out.
+#[tokio::test]
+async fn a_reload_applies_the_provider_rules_to_signed_in_users() {
+    let Some((gw, idp, upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", "").await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    assert_eq!(r.status(), 303);
+    client.get(gw.url("/wiki")).send().await.unwrap();
+    assert_eq!(upstream.last().headers["x-auth-scopes"], "READ WRITE ADMIN");
+    edit_config(
+        &gw,
+        "\"wiki-admins\" = \"ADMIN\"",
+        "\"wiki-admins\" = \"WRITE\"",
+    );
+    client.get(gw.url("/wiki")).send().await.unwrap();
+    assert_eq!(upstream.last().headers["x-auth-scopes"], "READ WRITE");
+    edit_config(
+        &gw,
+        "display_name = \"Corp SSO\"",
+        "allowed_groups = [\"auditors\"]",
+    );
+    let r = client
+        .get(gw.url("/wiki"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed out: sent to /login");
+    assert_eq!(upstream.count(), 2);
+    // The provider kept its discovery across both reloads.
+    assert_eq!(
+        client
+            .get(gw.url("/login/corp"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+}
+
+/// A provider user whose name is a `[[users]]` entry is refused (the log names the clash):
+/// identities from two places never merge.
+#[tokio::test]
+async fn a_name_that_is_a_config_user_is_refused() {
+    let users = "[[users]]\nname = \"jane\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\nmax_scope = \"READ\"\n";
+    let Some((gw, idp, _upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", users).await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains(FAILED));
+    assert_eq!(logins(&gw, "corp", "clash").await, 1.0);
+    assert!(
+        gw.gateway
+            .store
+            .get_federated_user("jane")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The provider's `error=access_denied` ends on the login page with the one message.
+#[tokio::test]
+async fn a_provider_error_ends_on_the_login_page() {
+    let Some((gw, idp, _upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", "").await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let start = client.get(gw.url("/login/corp")).send().await.unwrap();
+    let state = query(&location(&start))["state"].clone();
+    let mut callback = reqwest::Url::parse(&gw.url("/login/corp/callback")).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("state", &state)
+        .append_pair("iss", &idp.issuer);
+    let r = client.get(callback.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains(FAILED));
+    assert_eq!(logins(&gw, "corp", "provider_error").await, 1.0);
 }
