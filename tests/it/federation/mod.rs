@@ -6,3 +6,4 @@
 mod hostile;
 mod keys;
 mod login;
+mod login_browser;
