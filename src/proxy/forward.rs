@@ -370,6 +370,8 @@ mod tests {
             assertion: false,
             upstream_ca,
             issuers: vec!["self".into()],
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 

@@ -152,6 +152,8 @@ mod tests {
             assertion: false,
             upstream_ca: None,
             issuers: vec!["self".into()],
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 

@@ -29,6 +29,8 @@ fn table() -> RouteTable {
             assertion: false,
             upstream_ca: None,
             issuers: vec!["self".into()],
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         })
         .collect();
     RouteTable::new(
