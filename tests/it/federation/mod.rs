@@ -2,3 +2,4 @@
 //! oidc-provider, `helpers::idp`), and foreign access tokens on bearer routes (§7.2).
 
 mod keys;
+mod tokens;
