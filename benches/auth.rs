@@ -92,6 +92,7 @@ fn bench(c: &mut Criterion) {
                 &g.keys,
                 &g.store,
                 g.clock.now(),
+                gatehouse::auth::foreign::Accept::Management,
             )
             .await
             .unwrap();

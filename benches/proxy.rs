@@ -30,6 +30,7 @@ fn routes() -> RouteTable {
     let configs: Vec<RouteConfig> = paths
         .iter()
         .map(|p| RouteConfig {
+            issuers: vec!["self".into()],
             path: (*p).to_string(),
             host: String::new(),
             upstream: "http://127.0.0.1:8090".parse().unwrap(),

@@ -8,6 +8,7 @@ pub mod authenticator;
 pub mod context;
 pub mod cookies;
 pub mod directory;
+pub mod foreign;
 pub mod jwt;
 pub mod keys;
 pub mod password;

@@ -22,6 +22,7 @@ use prometheus::IntCounter;
 
 use super::accounts;
 use super::directory::Directory;
+use super::foreign::{Accept, Shape};
 use super::jwt::TokenError;
 use super::keys::SigningKeys;
 use super::principal::{Credential, Principal};
@@ -163,6 +164,8 @@ impl Authenticator {
     /// The caller behind a request's `Authorization` header: the one function that reads a
     /// request's credential for the proxy, the management API and the authorize endpoint.
     /// Exactly one such header (RFC 6750 §2.1; two are malformed); none is `Missing`.
+    /// `accept` says whose tokens count here (SPEC §7.2): a route's `issuers`, or the
+    /// management rule; any other issuer's token is `invalid_token`.
     pub async fn from_headers(
         &self,
         headers: &http::HeaderMap,
@@ -170,13 +173,15 @@ impl Authenticator {
         keys: &SigningKeys,
         store: &Store,
         now: SystemTime,
+        accept: Accept<'_>,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
         let first = values.next();
         if values.next().is_some() {
             return Err(AuthFailure::Malformed);
         }
-        self.bearer(first, directory, keys, store, now).await
+        self.bearer(first, directory, keys, store, now, accept)
+            .await
     }
 
     /// Authenticates the value of an `Authorization` header (`None` when absent).
@@ -187,6 +192,28 @@ impl Authenticator {
         keys: &SigningKeys,
         store: &Store,
         now: SystemTime,
+        accept: Accept<'_>,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let result = self
+            .bearer_any(authorization, directory, keys, store, now, accept)
+            .await?;
+        if directory.issuers.is_empty() || accept.principal(&result, &directory.issuers) {
+            Ok(result)
+        } else {
+            // A token this caller does not take (another issuer, or gatehouse's own on a route
+            // that lists only other issuers): cached as valid, refused here.
+            Err(AuthFailure::Invalid("wrong_issuer"))
+        }
+    }
+
+    async fn bearer_any(
+        &self,
+        authorization: Option<&HeaderValue>,
+        directory: &Directory,
+        keys: &SigningKeys,
+        store: &Store,
+        now: SystemTime,
+        accept: Accept<'_>,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let token = bearer_token(authorization)?;
         let key = secret_hash(token);
@@ -208,9 +235,19 @@ impl Authenticator {
             }
         }
         self.misses.inc();
-        let result = self
-            .validate(token, &key, directory, keys, store, now, trusted)
-            .await;
+        let result = if directory.issuers.is_empty() {
+            self.validate(token, &key, directory, keys, store, now, trusted)
+                .await
+        } else {
+            match self
+                .validate_any(token, &key, directory, keys, store, now, trusted, accept)
+                .await
+            {
+                Some(result) => result,
+                // Refused for this caller only: nothing to remember.
+                None => return Err(AuthFailure::Invalid("wrong_issuer")),
+            }
+        };
         let ttl = match &result {
             Ok(p) => p
                 .expires_at
@@ -246,6 +283,56 @@ impl Authenticator {
                 .checked_add(Duration::from_micros(lost))
                 .and_then(|t| t.checked_add(propagation))
                 .is_none_or(|end| now < end)
+    }
+
+    /// [`Authenticator::validate`] when other issuers are configured: a JWT of one of them is
+    /// checked against its keys, an opaque token that is not a PAT goes to the introspection
+    /// endpoints `accept` names. `None` when `accept` does not take the token's issuer, an
+    /// answer that must not be cached (another route may take it).
+    #[allow(clippy::too_many_arguments)]
+    async fn validate_any(
+        &self,
+        token: &str,
+        key: &SecretHash,
+        directory: &Directory,
+        keys: &SigningKeys,
+        store: &Store,
+        now: SystemTime,
+        trusted: bool,
+        accept: Accept<'_>,
+    ) -> Option<Result<Arc<Principal>, AuthFailure>> {
+        let issuers = &directory.issuers;
+        let own = || async {
+            self.validate(token, key, directory, keys, store, now, trusted)
+                .await
+        };
+        if token.starts_with(crate::auth::secret::PAT_PREFIX) {
+            return accept.own().then_some(own().await);
+        }
+        match issuers.shape(token) {
+            Shape::Foreign(issuer) => {
+                if !accept.issuer(issuer) {
+                    return None;
+                }
+                Some(within(accept.wait(), issuer.check_jwt(token, directory, now)).await)
+            }
+            Shape::OtherJwt => accept.own().then_some(own().await),
+            Shape::Opaque => {
+                let candidates = issuers.introspecting(&accept);
+                if candidates.is_empty() {
+                    return accept.own().then_some(own().await);
+                }
+                let ask = async {
+                    for issuer in candidates {
+                        if let Some(principal) = issuer.introspect(token, directory, now).await? {
+                            return Ok(principal);
+                        }
+                    }
+                    Err(AuthFailure::Invalid("inactive"))
+                };
+                Some(within(accept.wait(), ask).await)
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -416,6 +503,17 @@ impl Authenticator {
             }
         }));
     }
+}
+
+/// `check`, or `Unavailable` (503, never cached) when an issuer keeps it waiting longer than
+/// `wait` (the route's timeout).
+async fn within(
+    wait: Duration,
+    check: impl std::future::Future<Output = Result<Arc<Principal>, AuthFailure>>,
+) -> Result<Arc<Principal>, AuthFailure> {
+    tokio::time::timeout(wait, check)
+        .await
+        .unwrap_or(Err(AuthFailure::Unavailable))
 }
 
 fn principal(

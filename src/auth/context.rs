@@ -47,11 +47,13 @@ impl Ctx<'_> {
         self.request_id.to_str().unwrap_or("-")
     }
 
-    /// The caller behind the request's `Authorization: Bearer` (an access token or a PAT).
+    /// The caller behind the request's `Authorization: Bearer` (an access token or a PAT) for
+    /// the gateway's own endpoints: other issuers' tokens only with `allow_management`.
     pub async fn bearer(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthFailure> {
         let now = self.clock.now();
+        let accept = super::foreign::Accept::Management;
         self.auth
-            .from_headers(headers, self.directory, self.keys, self.store, now)
+            .from_headers(headers, self.directory, self.keys, self.store, now, accept)
             .await
     }
 

@@ -58,6 +58,8 @@ pub struct Directory {
     providers: HashMap<String, ProviderRules>,
     /// How bearer tokens are validated under this config (`auth.*`, the issuer and audience).
     pub tokens: TokenRules,
+    /// `[[issuers]]` with their keys (SPEC §7.2); empty until the server attaches them.
+    pub issuers: Arc<super::foreign::ForeignIssuers>,
 }
 
 /// The `auth.*` settings of one config, read by every validation made under it, so that a
@@ -152,7 +154,15 @@ impl Directory {
             users,
             providers,
             tokens: TokenRules::from_config(config),
+            issuers: Arc::default(),
         })
+    }
+
+    /// The same directory, checking other issuers' tokens with `issuers`.
+    #[must_use]
+    pub fn with_issuers(mut self, issuers: Arc<super::foreign::ForeignIssuers>) -> Self {
+        self.issuers = issuers;
+        self
     }
 
     /// The `[[users]]` entry of this name.

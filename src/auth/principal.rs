@@ -23,6 +23,11 @@ pub enum Credential {
     PersonalToken { id: String },
     /// The login session cookie.
     Session,
+    /// An access token of another issuer (SPEC §7.2), by its `[[issuers]]` name.
+    Foreign {
+        issuer: Arc<str>,
+        client_id: Option<String>,
+    },
 }
 
 /// The groups a caller belongs to (SPEC §7.3): shared with the user's entry in the directory,
@@ -59,7 +64,11 @@ impl Principal {
         let user_value = HeaderValue::from_str(&user).ok()?;
         let scopes_value = HeaderValue::from_str(scopes_text).ok()?;
         let client_id_value = match &credential {
-            Credential::AppToken { client_id, .. } => Some(HeaderValue::from_str(client_id).ok()?),
+            Credential::AppToken { client_id, .. }
+            | Credential::Foreign {
+                client_id: Some(client_id),
+                ..
+            } => Some(HeaderValue::from_str(client_id).ok()?),
             _ => None,
         };
         Some(Self {
@@ -91,7 +100,19 @@ impl Principal {
     /// The app of an access token.
     pub fn client_id(&self) -> Option<&str> {
         match &self.credential {
-            Credential::AppToken { client_id, .. } => Some(client_id),
+            Credential::AppToken { client_id, .. }
+            | Credential::Foreign {
+                client_id: Some(client_id),
+                ..
+            } => Some(client_id),
+            _ => None,
+        }
+    }
+
+    /// The `[[issuers]]` name of a foreign token; `None` for gatehouse's own credentials.
+    pub fn foreign_issuer(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Foreign { issuer, .. } => Some(issuer),
             _ => None,
         }
     }

@@ -86,7 +86,9 @@ impl Revoked {
                     || changed(&self.apps, client_id)
             }
             Credential::PersonalToken { id } => changed(&self.pats, id),
-            Credential::Session => false,
+            // Sessions end in the store; foreign tokens are revoked at their issuer (SPEC §7.2:
+            // cached no longer than auth.cache_ttl).
+            Credential::Session | Credential::Foreign { .. } => false,
         }
     }
 }

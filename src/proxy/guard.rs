@@ -50,8 +50,19 @@ async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'sta
                 Err(f) => Err(f),
             }
         } else {
+            let accept = crate::auth::foreign::Accept::Route {
+                issuers: &route.config.issuers,
+                wait: route.config.timeout,
+            };
             ctx.auth
-                .from_headers(req.headers(), ctx.directory, ctx.keys, ctx.store, now)
+                .from_headers(
+                    req.headers(),
+                    ctx.directory,
+                    ctx.keys,
+                    ctx.store,
+                    now,
+                    accept,
+                )
                 .await
         };
     let principal = match principal {

@@ -28,8 +28,15 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Self, StartupError> {
+        let issuers = crate::auth::foreign::ForeignIssuers::build(
+            &config,
+            metrics,
+            previous.map(|p| &*p.directory.issuers),
+        )
+        .map_err(StartupError::Directory)?;
         let directory = crate::auth::directory::Directory::from_config(&config)
-            .map_err(StartupError::Directory)?;
+            .map_err(StartupError::Directory)?
+            .with_issuers(Arc::new(issuers));
         let proxy = crate::proxy::pipeline::State::build(
             &config,
             &directory,

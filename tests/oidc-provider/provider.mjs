@@ -39,13 +39,14 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import Provider, { errors } from 'oidc-provider';
 
 // The library's start-up advice (in-memory adapter, runtime version) is noise in test output.
 const warn = console.warn.bind(console);
 console.warn = (...args) => {
   if (!String(args[0]).startsWith('oidc-provider WARNING')) warn(...args);
 };
+
+const { default: Provider, errors } = await import('oidc-provider');
 
 const source = process.argv[2]
   ? readFileSync(process.argv[2], 'utf8')

@@ -18,18 +18,19 @@ pub(crate) fn provider_config() -> Value {
             "client_id": "gatehouse", "client_secret": "gatehouse-secret",
             "redirect_uris": ["https://localhost/callback"],
             "token_endpoint_auth_method": "client_secret_basic",
-            "token_claims": {"groups": ["robots"]}
+            "token_claims": {"groups": ["robots"], "preferred_username": "svc-reports"}
         }, {
             "client_id": "wiki-app", "client_secret": "wiki-secret",
             "redirect_uris": ["https://app.example/callback"],
-            "scope": "openid profile groups wiki.read wiki.write"
+            "scope": "openid profile groups wiki.read wiki.write wiki.admin"
         }],
         "users": [{"sub": "u-1", "username": "alice", "password": "alice-pw",
                    "groups": ["staff", "wiki-admins"]}],
         "resources": {
-            "https://rs256.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write", "alg": "RS256"},
-            "https://es256.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write", "alg": "ES256"},
-            "https://eddsa.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write", "alg": "EdDSA"},
+            "https://rs256.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write wiki.admin", "alg": "RS256"},
+            "https://es256.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write wiki.admin", "alg": "ES256"},
+            "https://eddsa.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write wiki.admin", "alg": "EdDSA"},
+            "https://short.example": {"audience": "gatehouse", "scope": "wiki.read", "alg": "ES256", "ttl": 1},
             "https://other.example": {"audience": "someone-else", "scope": "wiki.read", "alg": "ES256"},
             "https://opaque.example": {"audience": "gatehouse", "scope": "wiki.read wiki.write", "format": "opaque"}
         }

@@ -7,3 +7,4 @@ mod hostile;
 mod keys;
 mod login;
 mod login_browser;
+mod tokens;
