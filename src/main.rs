@@ -299,6 +299,15 @@ async fn reload_on_sighup(gateway: std::sync::Arc<gatehouse::server::Gateway>, p
                 {
                     tracing::error!(error = %e, "config reloaded, but its [[apps]] could not be synced into the store");
                 }
+                if let Err(e) = gatehouse::auth::accounts::retire_clashing_federated_users(
+                    &gateway.store,
+                    &live.config,
+                    now,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "config reloaded, but federated users that clash with its [[users]] could not be ended");
+                }
                 tracing::info!(config = %path.display(), "config reloaded");
             }
             Err(e) => {

@@ -147,6 +147,8 @@ impl App {
         crate::apps::config_sync::sync_live(&store, &live.config, &live.directory, clock.now())
             .await
             .map_err(StartupError::Apps)?;
+        crate::auth::accounts::retire_clashing_federated_users(&store, &live.config, clock.now())
+            .await?;
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,

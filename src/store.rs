@@ -417,6 +417,19 @@ impl Store {
         on_engine!(self, e => e.record_federated_login(user).await)
     }
 
+    /// Ends a federated user whose name has become a `[[users]]` entry (identities never
+    /// merge): in one transaction the record goes, with every session, pending consent and
+    /// unused code of that name, and every grant (with its refresh and access tokens) and PAT
+    /// is revoked, announced as [`StoreEvent::GrantRevoked`] and [`StoreEvent::PatRevoked`].
+    /// False (and nothing changed) when no federated user has that name.
+    pub async fn retire_federated_user(
+        &self,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        on_engine!(self, e => e.retire_federated_user(name, now).await)
+    }
+
     /// Marks a provider callback's `state` used until `expire_time`: true the first time,
     /// false for a replay.
     pub async fn use_login_state(

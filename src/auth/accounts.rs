@@ -68,3 +68,22 @@ pub async fn resolve(
         origin: Origin::Provider(federated.provider),
     }))
 }
+
+/// Ends every federated user whose name is now a `[[users]]` entry of `config` (at start and
+/// after a reload): their sessions, grants and PATs were made for another identity and must
+/// not pass to the config user (SECURITY.md: identities never merge silently). Each clash is
+/// logged by name; returns how many were ended.
+pub async fn retire_clashing_federated_users(
+    store: &Store,
+    config: &crate::config::Config,
+    now: std::time::SystemTime,
+) -> Result<usize, StoreError> {
+    let mut retired = 0;
+    for user in &config.users {
+        if store.retire_federated_user(&user.name, now).await? {
+            tracing::error!(user = %user.name, "a [[users]] entry has the name of a user who signed in through an identity provider: that user's sessions, grants and personal tokens were ended (identities are never merged)");
+            retired += 1;
+        }
+    }
+    Ok(retired)
+}

@@ -100,6 +100,75 @@ macro_rules! federation_ops {
             Ok($crate::store::FederatedLogin::Recorded)
         }
 
+        pub(crate) async fn retire_federated_user(
+            &self,
+            name: &str,
+            now: std::time::SystemTime,
+        ) -> Result<bool, $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use sqlx::Row as _;
+            let c = "retire federated user";
+            let mut tx = self.begin_write(c).await?;
+            let gone = sqlx::query("DELETE FROM federated_users WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .ctx(c)?;
+            if gone.rows_affected() == 0 {
+                tx.rollback().await.ctx(c)?;
+                return Ok(false);
+            }
+            let mut events = Vec::new();
+            for statement in [
+                "DELETE FROM sessions WHERE user_name = $1",
+                "DELETE FROM consents WHERE user_name = $1",
+                "DELETE FROM auth_codes WHERE user_name = $1 AND used_at IS NULL",
+            ] {
+                sqlx::query(statement).bind(name).execute(&mut *tx).await.ctx(c)?;
+            }
+            let pats = sqlx::query(
+                "DELETE FROM personal_tokens WHERE user_name = $1 RETURNING id, token_hash",
+            )
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx(c)?;
+            for row in pats {
+                events.push($crate::store::StoreEvent::PatRevoked {
+                    id: row.try_get("id").ctx(c)?,
+                    token_hash: SecretHash::from_db(row.try_get("token_hash").ctx(c)?)?,
+                });
+            }
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE revoked_at IS NULL AND grant_id IN \
+                 (SELECT id FROM grants WHERE user_name = $1 AND revoked_at IS NULL)",
+            )
+            .bind(name)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .ctx(c)?;
+            let grants = sqlx::query(
+                "UPDATE grants SET revoked_at = $2 WHERE user_name = $1 AND revoked_at IS NULL \
+                 RETURNING id",
+            )
+            .bind(name)
+            .bind(micros(now))
+            .fetch_all(&mut *tx)
+            .await
+            .ctx(c)?;
+            for row in grants {
+                events.push($crate::store::StoreEvent::GrantRevoked {
+                    grant_id: row.try_get("id").ctx(c)?,
+                });
+            }
+            self.notify(&mut tx, &events).await?;
+            tx.commit().await.ctx(c)?;
+            self.events.publish(&events);
+            Ok(true)
+        }
+
         pub(crate) async fn use_login_state(
             &self,
             state_hash: &$crate::store::SecretHash,

@@ -789,3 +789,106 @@ async fn a_provider_error_ends_on_the_login_page() {
     assert!(r.text().await.unwrap().contains(FAILED));
     assert_eq!(logins(&gw, "corp", "provider_error").await, 1.0);
 }
+
+/// A `[[users]]` entry added later with a federated user's name does not inherit that
+/// person's sessions, grants and PATs: at the start (and after a reload) of a gateway whose
+/// config has the name, the federated user is ended — identities never merge.
+#[tokio::test]
+async fn a_config_user_added_later_ends_the_federated_user_of_that_name() {
+    let Some((gw, idp, _upstream)) =
+        with_idp(idp_config("client_secret_basic", false), "", "").await
+    else {
+        return;
+    };
+    let (client, _) = browser(&gw);
+    let r = provider_sign_in(&gw, &idp, &client, "jane", "jane-password", "/wiki").await;
+    let session = set_cookies(&r)
+        .into_iter()
+        .find_map(|c| {
+            c.strip_prefix("gatehouse_session=")
+                .map(|v| v.split(';').next().unwrap().to_owned())
+        })
+        .unwrap();
+    let config =
+        gatehouse::config::Config::load(&gw.dir.dir.path().join("gatehouse.toml")).unwrap();
+    let args = gatehouse::apps::cli::TokenCreate {
+        user: "jane".into(),
+        scope: "READ".into(),
+        ttl: None,
+        name: None,
+    };
+    let (pat, _) = gatehouse::apps::cli::token_create(&config, &args, gw.gateway.clock.now())
+        .await
+        .unwrap();
+    let api = |gw: &TestGateway, bearer: String| {
+        let request = gw
+            .client(true)
+            .get(gw.url("/rest/api/x"))
+            .bearer_auth(bearer);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(api(&gw, pat.expose().to_owned()).await, 200);
+
+    // A second gateway on the same store, whose config now has a user "jane".
+    let db = gw.dir.dir.path().join("gatehouse.db");
+    let upstream = Upstream::start().await;
+    let extra = format!(
+        r#"
+[store]
+url = "sqlite://{db}"
+
+[[users]]
+name = "jane"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+max_scope = "SYSTEM_ADMIN"
+
+[[identity_providers]]
+name = "corp"
+issuer = "{issuer}"
+client_id = "gatehouse"
+client_secret = "{IDP_SECRET}"
+ca = "{ca}"
+
+[[routes]]
+path = "/wiki"
+upstream = "http://{up}"
+auth = "session"
+scope = "READ"
+
+[[routes]]
+path = "/rest/api"
+upstream = "http://{up}"
+auth = "bearer"
+scope = "READ"
+"#,
+        db = db.display(),
+        issuer = idp.issuer,
+        ca = idp.ca_path.display(),
+        up = upstream.addr,
+    );
+    let second = TestGateway::start_in(ConfigDir::sharing_keys_with(&gw.dir), "", &extra).await;
+    assert!(
+        second
+            .gateway
+            .store
+            .get_federated_user("jane")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r = second
+        .client(true)
+        .get(second.url("/wiki"))
+        .header("accept", "text/html")
+        .header("cookie", format!("gatehouse_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        303,
+        "the federated session is not the config user's"
+    );
+    assert_eq!(api(&second, pat.expose().to_owned()).await, 401);
+    assert_eq!(upstream.count(), 0);
+}

@@ -10,6 +10,7 @@ use crate::store::lifecycle::{at, t0};
 contract_tests!(
     federated_users_follow_their_latest_login_and_keep_their_identity,
     a_login_state_is_used_once_until_it_expires,
+    retiring_a_federated_user_ends_their_sessions_and_tokens,
 );
 
 fn user(name: &str, provider: &str, subject: &str) -> FederatedUser {
@@ -89,6 +90,67 @@ async fn a_login_state_is_used_once_until_it_expires(db: TestDb) {
             .use_login_state(&state, at(1200), at(600))
             .await
             .unwrap()
+    );
+    store.close().await;
+}
+
+async fn retiring_a_federated_user_ends_their_sessions_and_tokens(db: TestDb) {
+    let store = db.open().await;
+    let mut events = store.subscribe();
+    assert!(!store.retire_federated_user("jane", t0()).await.unwrap());
+    store
+        .record_federated_login(&user("jane", "corp", "sub-1"))
+        .await
+        .unwrap();
+    let session = Session {
+        id_hash: secret_hash("jane-session"),
+        user: "jane".to_owned(),
+        create_time: t0(),
+        expire_time: at(3600),
+    };
+    store.create_session(&session).await.unwrap();
+    let mut other = session.clone();
+    other.id_hash = secret_hash("alice-session");
+    other.user = "alice".to_owned();
+    store.create_session(&other).await.unwrap();
+    let pat = PersonalToken {
+        id: new_id(),
+        user: "jane".to_owned(),
+        display_name: "ci".to_owned(),
+        scope: "READ".to_owned(),
+        token_hash: secret_hash("gh_pat_jane"),
+        create_time: t0(),
+        expire_time: at(86_400),
+        last_used_time: None,
+    };
+    store.create_pat(&pat).await.unwrap();
+    assert!(store.retire_federated_user("jane", at(10)).await.unwrap());
+    assert_eq!(store.get_federated_user("jane").await.unwrap(), None);
+    assert_eq!(
+        store.get_session(&session.id_hash, at(11)).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get_pat_by_hash(&pat.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        events.try_recv().unwrap(),
+        StoreEvent::PatRevoked {
+            id: pat.id.clone(),
+            token_hash: pat.token_hash
+        }
+    );
+    // Someone else's session stays.
+    assert!(
+        store
+            .get_session(&other.id_hash, at(11))
+            .await
+            .unwrap()
+            .is_some()
     );
     store.close().await;
 }
