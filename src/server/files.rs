@@ -175,4 +175,28 @@ mod tests {
         );
         assert!(message.contains("the same key as"), "{message}");
     }
+
+    /// An identity provider's `ca` that cannot be read or holds no certificate is a config
+    /// problem at that key, as `check-config` reports it.
+    #[test]
+    fn an_identity_providers_ca_must_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = crate::auth::keys::generate_pem().unwrap();
+        std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
+        let src = |ca: &str| {
+            format!(
+                "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[oauth]\nsigning_keys = [\"k.pem\"]\n[[identity_providers]]\nname = \"corp\"\nissuer = \"https://sso.example.com\"\nclient_id = \"g\"\nclient_auth = \"none\"\nca = \"{ca}\"\n"
+            )
+        };
+        for ca in ["gone.pem", "junk.pem"] {
+            let path = dir.path().join("gatehouse.toml");
+            let config = Config::parse(&src(ca), &path, &|_| None).unwrap();
+            let message = load(&config).err().unwrap().to_string();
+            assert!(
+                message.contains(":13:6: identity_providers[0].ca: "),
+                "{ca}: {message}"
+            );
+        }
+    }
 }
