@@ -237,6 +237,11 @@ struct IssOnly {
 }
 
 impl ForeignIssuer {
+    /// The issuer's key set (shared with the previous config's when a reload kept it).
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
     /// Verifies a JWT of this issuer and maps it to a principal.
     pub(super) async fn check_jwt(
         &self,
