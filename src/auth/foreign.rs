@@ -237,6 +237,11 @@ struct IssOnly {
 }
 
 impl ForeignIssuer {
+    /// The issuer's key set (shared with the previous config's when a reload kept it).
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
     /// Verifies a JWT of this issuer and maps it to a principal.
     pub(super) async fn check_jwt(
         &self,
@@ -358,6 +363,12 @@ impl ForeignIssuer {
             return Err(AuthFailure::Invalid("malformed"));
         };
         let user = format!("{}{name}", c.username_prefix);
+        if directory.user(&user).is_some() {
+            // Identities from different places never merge silently (a config user's name
+            // from an issuer would speak for that user upstream).
+            tracing::warn!(issuer = %c.name, user = %user, "a token of another issuer names a config user; refused (set username_prefix)");
+            return Err(AuthFailure::Invalid("name_clash"));
+        }
         let client_id = claims
             .get("client_id")
             .or_else(|| claims.get("azp"))

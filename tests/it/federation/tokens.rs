@@ -20,6 +20,11 @@ const CLIENT: (&str, &str) = ("gatehouse", "gatehouse-secret");
 /// gatehouse's, `/both` either, `/corp-admins` corp tokens of the wiki-admins group.
 fn gateway_config(idp: &Idp, up: &Upstream, issuer_extra: &str, extra: &str) -> String {
     let a = up.addr;
+    let prefix = if issuer_extra.contains("username_prefix") {
+        ""
+    } else {
+        "username_prefix = \"corp:\""
+    };
     format!(
         r#"{USERS}
 [auth]
@@ -30,7 +35,7 @@ name = "corp"
 issuer = "{issuer}"
 audiences = ["gatehouse"]
 username_claim = "preferred_username"
-username_prefix = "corp:"
+{prefix}
 scope_map = {{ "wiki.read" = "READ", "wiki.write" = "WRITE", "wiki.admin" = "ADMIN" }}
 max_scope = "WRITE"
 introspection_endpoint = "{issuer}/token/introspection"
@@ -516,4 +521,17 @@ async fn foreign_tokens_are_refused_at_the_management_api_unless_allowed() {
         401,
         "authorize does not take the foreign token as a login"
     );
+}
+
+#[tokio::test]
+async fn a_foreign_name_equal_to_a_config_users_is_refused() {
+    let user = "\n[[users]]\nname = \"svc-reports\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\nmax_scope = \"READ\"\n";
+    let Some(s) = setup("federation::tokens", "username_prefix = \"\"", user).await else {
+        return;
+    };
+    let token = s.machine_token("https://es256.example", "wiki.read").await;
+    assert_invalid_token(&s, "/corp/x", &token, "svc-reports is a config user").await;
+    // alice is a config user too (USERS); the provider's alice is not let in as her.
+    let alice = s.alice_token("https://es256.example", "wiki.read").await;
+    assert_invalid_token(&s, "/corp/x", &alice, "alice is a config user").await;
 }
