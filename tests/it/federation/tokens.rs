@@ -532,6 +532,8 @@ async fn a_foreign_name_equal_to_a_config_users_is_refused() {
     let token = s.machine_token("https://es256.example", "wiki.read").await;
     assert_invalid_token(&s, "/corp/x", &token, "svc-reports is a config user").await;
     // alice is a config user too (USERS); the provider's alice is not let in as her.
-    let alice = s.alice_token("https://es256.example", "wiki.read").await;
+    let alice = s
+        .alice_token("https://es256.example", "openid wiki.read")
+        .await;
     assert_invalid_token(&s, "/corp/x", &alice, "alice is a config user").await;
 }
