@@ -29,7 +29,9 @@ pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
-pub use identity_providers::{ClientAuth, IdentityProviderEntry, is_provider_name};
+pub use identity_providers::{
+    ClientAuth, IdentityProviderEntry, is_provider_name, is_user_name_byte,
+};
 pub use issuers::{IssuerConfig, SELF_ISSUER};
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;

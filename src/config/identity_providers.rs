@@ -215,7 +215,7 @@ pub(super) fn decode(
             let at = t.get("username_prefix").and_then(|i| i.span());
             d.error(
                 at,
-                format!("{sec}.username_prefix: only A-Z a-z 0-9 . _ @ - (it starts user names)"),
+                format!("{sec}.username_prefix: only A-Z a-z 0-9 . _ @ - : (it starts user names)"),
             );
         }
         let groups_claim = claim(d, t, &sec, "groups_claim", "groups");
@@ -319,8 +319,10 @@ fn claim(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str, key: &str, default: 
         .map_or_else(|| default.to_owned(), |(s, _)| s)
 }
 
-fn is_user_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"._@-".contains(&b)
+/// The characters of a federated user name (those of `[[users]]` names, and `:` for a
+/// prefix such as `corp:`).
+pub fn is_user_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._@-:".contains(&b)
 }
 
 #[cfg(test)]

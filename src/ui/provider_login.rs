@@ -552,14 +552,11 @@ fn identity(
         }
     };
     let name = format!("{}{claimed}", entry.username_prefix);
-    let valid = name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    let valid = name.len() <= 64 && name.bytes().all(crate::config::is_user_name_byte);
     if !valid {
         return Err(fail(
             "invalid_claims",
-            format!("the user name {name:?} is not 1-64 characters of A-Z a-z 0-9 . _ @ -"),
+            format!("the user name {name:?} is not 1-64 characters of A-Z a-z 0-9 . _ @ - :"),
         ));
     }
     let groups = match claims.get(&entry.groups_claim) {
@@ -608,4 +605,77 @@ fn count(ctx: &Ctx<'_>, entry: &IdentityProviderEntry, result: &str) {
         .idp_logins
         .with_label_values(&[entry.name.as_str(), result])
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(extra: &str) -> IdentityProviderEntry {
+        let src = format!(
+            "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [oauth]\nsigning_keys = [\"s\"]\n[[identity_providers]]\nname = \"corp\"\n\
+             issuer = \"https://sso.example.com\"\nclient_id = \"g\"\nclient_auth = \"none\"\n{extra}\n"
+        );
+        let config =
+            crate::config::Config::parse(&src, std::path::Path::new("g.toml"), &|_| None).unwrap();
+        config.identity_providers[0].clone()
+    }
+
+    fn claims(value: serde_json::Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn names_and_groups_come_from_the_configured_claims() {
+        let plain = entry("");
+        let who = identity(
+            &plain,
+            &claims(json!({"sub": "u-1", "preferred_username": "jane", "groups": ["a", "b", "a"]})),
+        )
+        .unwrap_or_else(|f| panic!("{}", f.reason));
+        assert_eq!((who.name.as_str(), who.subject.as_str()), ("jane", "u-1"));
+        assert_eq!(who.groups, ["a", "b"], "duplicates dropped");
+        // No preferred_username: the subject; no groups claim: none.
+        let who = identity(&plain, &claims(json!({"sub": "u-1"})))
+            .unwrap_or_else(|f| panic!("{}", f.reason));
+        assert_eq!(who.name, "u-1");
+        assert!(who.groups.is_empty());
+        // A configured claim with a prefix; that claim is then required.
+        let mail = entry(
+            "username_claim = \"email\"\nusername_prefix = \"corp:\"\ngroups_claim = \"roles\"",
+        );
+        let who = identity(
+            &mail,
+            &claims(json!({"sub": "u-1", "email": "jane@example.com", "roles": ["x"]})),
+        )
+        .unwrap_or_else(|f| panic!("{}", f.reason));
+        assert_eq!(who.name, "corp:jane@example.com");
+        assert_eq!(who.groups, ["x"]);
+        let refused = [
+            (&mail, json!({"sub": "u-1"})),
+            (
+                &plain,
+                json!({"sub": "u-1", "preferred_username": "Jane Doe"}),
+            ),
+            (
+                &plain,
+                json!({"sub": "u-1", "preferred_username": "a".repeat(65)}),
+            ),
+            (&plain, json!({"sub": "u-1", "preferred_username": 7})),
+            (&plain, json!({"sub": "u-1", "groups": "admins"})),
+            (&plain, json!({"sub": "u-1", "groups": ["ok", 3]})),
+            (&plain, json!({"sub": "u-1", "groups": [""]})),
+        ];
+        for (e, c) in refused {
+            let Err(f) = identity(e, &claims(c.clone())) else {
+                panic!("accepted {c}");
+            };
+            assert_eq!(f.result, "invalid_claims", "{c}: {}", f.reason);
+        }
+    }
 }
