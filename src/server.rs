@@ -137,10 +137,11 @@ impl App {
         let live = Snapshot::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
-        let store = crate::store::Store::open(
+        let store = crate::store::Store::open_with_ca(
             config.store.url.expose(),
             &config.base_dir(),
             config.store.max_connections,
+            config.store.tls_ca.as_deref(),
         )
         .await?;
         let clock = crate::clock::Clock::system();

@@ -114,15 +114,27 @@ impl Store {
         base_dir: &Path,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        Self::open_with_ca(url, base_dir, max_connections, None).await
+    }
+
+    /// [`Store::open`] with `store.tls_ca` (SPEC §7.5): for PostgreSQL, the PEM file of the
+    /// CA(s) the server's certificate must chain to (`None`: the system's roots). A TLS
+    /// failure is `Unavailable` with a message that names TLS.
+    pub async fn open_with_ca(
+        url: &str,
+        base_dir: &Path,
+        max_connections: u32,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let location = StoreLocation::parse(url, base_dir).map_err(StoreError::internal)?;
         let events = Events::new();
         let engine = match location {
             StoreLocation::Sqlite(path) => {
                 Engine::Sqlite(SqliteEngine::open(&path, max_connections, events.clone()).await?)
             }
-            StoreLocation::Postgres(url) => {
-                Engine::Postgres(PostgresEngine::open(&url, max_connections, events.clone()).await?)
-            }
+            StoreLocation::Postgres(url) => Engine::Postgres(
+                PostgresEngine::open(&url, tls_ca, max_connections, events.clone()).await?,
+            ),
         };
         Ok(Self {
             inner: Arc::new(Inner { engine, events }),

@@ -61,7 +61,7 @@ pub(super) fn decode(
     let t = section(&mut d, root, "log", &empty);
     let log = log::decode(&mut d, t);
     let t = section(&mut d, root, "store", &empty);
-    let store = store::decode(&mut d, t);
+    let store = store::decode(&mut d, t, &base);
     let t = section(&mut d, root, "oauth", &empty);
     let oauth = oauth::decode(&mut d, t, &base);
     let t = section(&mut d, root, "auth", &empty);

@@ -2,13 +2,15 @@
 //! events sent with `pg_notify` inside the changing transaction (so only on commit), and a
 //! background `PgListener` that re-broadcasts other replicas' events and announces when its
 //! connection drops ([`StoreEvent::NotificationsLost`]) and when it listens again
-//! ([`StoreEvent::NotificationsBack`]).
+//! ([`StoreEvent::NotificationsBack`]). TLS to the server (SPEC §7.5) follows libpq's
+//! `sslmode` (every value, `allow` included) and `store.tls_ca`.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 
 use super::error::SqlxResultExt as _;
 use super::events::{CHANNEL, Events};
@@ -26,26 +28,24 @@ pub(crate) struct PostgresEngine {
 }
 
 impl PostgresEngine {
-    /// Connects (failing with `Unavailable` when the server cannot be reached), migrates, and
-    /// starts the listener on its own connection, outside the main pool.
+    /// Connects (failing with `Unavailable` when the server cannot be reached, with a message
+    /// that names TLS when TLS is what failed), migrates, and starts the listener on its own
+    /// connection, outside the main pool. `tls_ca` is `store.tls_ca`.
     pub(crate) async fn open(
         url: &str,
+        tls_ca: Option<&Path>,
         max_connections: u32,
         events: Events,
     ) -> Result<Self, StoreError> {
-        // Never echo the URL: it may carry a password.
-        let options = PgConnectOptions::from_str(url).map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Internal,
-                "store.url is not a valid PostgreSQL URL",
-            )
-        })?;
+        let options = connect_options(url, tls_ca)?;
+        let options = settle_allow(options).await;
+        let mode = options.get_ssl_mode();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
-            .ctx("connect to PostgreSQL")?;
+            .map_err(|e| connect_error(e, mode))?;
         // Two: a listener given up on may still hold one connection for a moment.
         let listen_pool = PgPoolOptions::new()
             .max_connections(2)
@@ -111,6 +111,118 @@ impl Drop for PostgresEngine {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
+    }
+}
+
+/// `store.url`'s options with `store.tls_ca` applied. libpq's rule for a root certificate is
+/// kept: with one (`tls_ca`, or `sslrootcert` in the URL), `sslmode=require` verifies the
+/// chain as `verify-ca` does. The CA file is read here, once, so a missing or unreadable file
+/// fails the start with its name instead of every connection later.
+fn connect_options(url: &str, tls_ca: Option<&Path>) -> Result<PgConnectOptions, StoreError> {
+    // Never echo the URL: it may carry a password.
+    let mut options = PgConnectOptions::from_str(url).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Internal,
+            "store.url is not a valid PostgreSQL URL (or its sslmode is not one of disable, \
+             allow, prefer, require, verify-ca, verify-full)",
+        )
+    })?;
+    let mut has_root = url_names_root_cert(url);
+    if let Some(ca) = tls_ca {
+        let pem = std::fs::read(ca).map_err(|e| {
+            StoreError::internal(format!(
+                "store.tls_ca: cannot read {} for TLS to PostgreSQL: {e}",
+                ca.display()
+            ))
+        })?;
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        if !certs.is_ok_and(|c| !c.is_empty()) {
+            return Err(StoreError::internal(format!(
+                "store.tls_ca: {} holds no PEM certificate for TLS to PostgreSQL",
+                ca.display()
+            )));
+        }
+        options = options.ssl_root_cert_from_pem(pem);
+        has_root = true;
+    }
+    if has_root && matches!(options.get_ssl_mode(), PgSslMode::Require) {
+        options = options.ssl_mode(PgSslMode::VerifyCa);
+    }
+    Ok(options)
+}
+
+/// Whether `url`'s query names a root certificate (`sslrootcert`, or sqlx's spellings).
+fn url_names_root_cert(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(k, _)| matches!(&*k, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+    })
+}
+
+/// `sslmode=allow` as libpq means it: plain text first, TLS (unverified) when the server
+/// refuses plain text. sqlx treats `allow` as `disable`, so the choice is made here, once, by
+/// one plain-text attempt; the pool then connects every time the way that worked.
+async fn settle_allow(options: PgConnectOptions) -> PgConnectOptions {
+    if !matches!(options.get_ssl_mode(), PgSslMode::Allow) {
+        return options;
+    }
+    let plain = options.clone().ssl_mode(PgSslMode::Disable);
+    match PgConnection::connect_with(&plain).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            plain
+        }
+        Err(e) if refused_without_tls(&e) => options.ssl_mode(PgSslMode::Require),
+        // Anything else is the pool's to report.
+        Err(_) => plain,
+    }
+}
+
+/// A server whose pg_hba.conf admits this client only over TLS (`hostssl`) rejects a
+/// plain-text connection with 28000 and "no encryption" ("SSL off" before PostgreSQL 12).
+fn refused_without_tls(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code().as_deref() == Some("28000")
+        && (db.message().contains("no encryption") || db.message().contains("SSL off"))
+}
+
+/// The first connection's failure, saying so when TLS is what failed: a handshake or
+/// certificate error (sqlx reports the latter as I/O), a server without TLS under `require`,
+/// or a server that wants TLS under `disable`.
+fn connect_error(e: sqlx::Error, mode: PgSslMode) -> StoreError {
+    let is_tls = match &e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    };
+    let mode = ssl_mode_name(mode);
+    let context = if is_tls {
+        format!("the TLS connection to PostgreSQL (sslmode={mode})")
+    } else if refused_without_tls(&e) {
+        format!(
+            "connect to PostgreSQL: the server accepts this client only over TLS, and \
+             sslmode={mode} does not use it (use sslmode=require or stronger)"
+        )
+    } else {
+        "connect to PostgreSQL".to_owned()
+    };
+    StoreError::from_sqlx(&context, e)
+}
+
+/// `sslmode`'s name as libpq spells it.
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 

@@ -6,3 +6,4 @@ mod events;
 mod flows;
 pub(crate) mod lifecycle;
 mod races;
+mod tls;
