@@ -5,6 +5,7 @@ mod architecture;
 mod cli;
 mod demo;
 mod deploy;
+mod env_overrides;
 mod limits;
 mod prometheus;
 mod reload;
