@@ -8,4 +8,5 @@ mod deploy;
 mod env_overrides;
 mod limits;
 mod prometheus;
+mod readiness;
 mod reload;

@@ -263,6 +263,53 @@ fn start() -> Result<Cluster, String> {
     start_with(None)
 }
 
+/// A cluster of the caller's own (not shared), for a test that stops or pauses it; stop it
+/// with [`Cluster::stop`] (the watchdog stops it otherwise when the process ends).
+pub fn private_cluster() -> Result<Cluster, String> {
+    start_with(None)
+}
+
+impl Cluster {
+    /// The postmaster and every process it started (backends, background workers).
+    pub fn processes(&self) -> Vec<u32> {
+        let pid_file = self.dir.join("data/postmaster.pid");
+        let Some(postmaster) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return Vec::new();
+        };
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        std::iter::once(postmaster)
+            .chain(children.lines().filter_map(|l| l.trim().parse().ok()))
+            .collect()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the postmaster and its children: STOP makes every
+    /// connection, old and new, hang as a server that stopped answering would.
+    pub fn signal_all(&self, signal: &str) {
+        for pid in self.processes() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Stops the cluster now (a paused one is woken first).
+    pub fn stop(&self) {
+        self.signal_all("CONT");
+        let mut ctl = pg_command(&self.bin, "pg_ctl");
+        ctl.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"]);
+        let _ = run(ctl, "pg_ctl stop");
+    }
+}
+
 /// Writes the server's certificate and key into the data folder, turns `ssl` on and lets TCP
 /// clients in only with `hostssl` (the Unix socket stays open to the tools).
 fn enable_ssl(data: &Path, pki: &ServerPki) -> Result<(), String> {
