@@ -163,6 +163,10 @@ impl App {
                 "server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network"
             );
         }
+        // With PostgreSQL the throttles are shared by the replicas (SPEC §3.2).
+        let oauth = crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace)
+            .sharing_throttle_through(&store);
+        let login = crate::auth::throttle::LoginGuard::sharing_through(&config, &store);
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
@@ -170,8 +174,8 @@ impl App {
             clock,
             keys,
             auth,
-            oauth: crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace),
-            login: crate::auth::throttle::LoginGuard::new(&config),
+            oauth,
+            login,
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,

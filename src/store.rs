@@ -166,6 +166,51 @@ impl Store {
         self.inner.events.subscribe()
     }
 
+    // --- shared throttles (SPEC §3.2) ---------------------------------------------------
+
+    /// Whether the throttles are shared through this store: with PostgreSQL (replicas), not
+    /// with SQLite (one process, whose throttles stay in memory).
+    pub fn shares_throttles(&self) -> bool {
+        matches!(self.inner.engine, Engine::Postgres(_))
+    }
+
+    /// The latest time until which one of `keys` (opaque, fixed-size throttle keys) is
+    /// blocked, if it is after `now`. Always `None` without [`Store::shares_throttles`].
+    pub async fn throttle_blocked_until(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(None),
+            Engine::Postgres(e) => e.throttle_blocked_until(keys, now).await,
+        }
+    }
+
+    /// Changes the rows of `keys` in one transaction, each under a row lock: `change` gets a
+    /// row as stored ([`ThrottleRow::default`] when there is none or it has expired) and
+    /// returns what to store. Expired rows are deleted now and then. Does nothing without
+    /// [`Store::shares_throttles`].
+    pub async fn throttle_update(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+        change: &(dyn Fn(ThrottleRow) -> ThrottleRow + Send + Sync),
+    ) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_update(keys, now, change).await,
+        }
+    }
+
+    /// Forgets `key`'s failures. Does nothing without [`Store::shares_throttles`].
+    pub async fn throttle_forget(&self, key: &[u8]) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_forget(key).await,
+        }
+    }
+
     /// For `/readyz`: one round trip to the database.
     pub async fn health(&self) -> Result<(), StoreError> {
         on_engine!(self, e => e.health().await)

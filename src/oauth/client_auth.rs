@@ -179,7 +179,7 @@ pub async fn authenticate_throttled(
     };
     let result = authenticate(ctx.store, presented, now).await;
     match &result {
-        Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed(),
+        Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed().await,
         // Right credentials, or not checked at all (the store failed).
         _ => attempt.forgive(),
     }

@@ -12,9 +12,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 
+use std::time::SystemTime;
+
+use super::codec::{from_micros, micros};
 use super::error::SqlxResultExt as _;
 use super::events::{CHANNEL, Events};
-use super::{StoreError, StoreErrorKind, StoreEvent};
+use super::{StoreError, StoreErrorKind, StoreEvent, ThrottleRow};
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serialises migrations of replicas that start at the same time.
@@ -25,6 +28,8 @@ pub(crate) struct PostgresEngine {
     pub(crate) events: Events,
     listen_pool: PgPool,
     listener: Option<tokio::task::AbortHandle>,
+    /// When this replica last deleted expired throttle rows (Unix microseconds).
+    throttle_swept: std::sync::atomic::AtomicI64,
 }
 
 impl PostgresEngine {
@@ -58,6 +63,7 @@ impl PostgresEngine {
             events: events.clone(),
             listen_pool: listen_pool.clone(),
             listener: None,
+            throttle_swept: std::sync::atomic::AtomicI64::new(0),
         };
         engine
             .migrate(super::migrate::POSTGRES, Some(MIGRATION_LOCK))
@@ -90,6 +96,119 @@ impl PostgresEngine {
                 .ctx("notify replicas")?;
         }
         Ok(())
+    }
+
+    /// The latest `blocked_until` of the rows of `keys` that is after `now`, if any.
+    pub(crate) async fn throttle_blocked_until(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(blocked_until) FROM throttle_failures \
+             WHERE key = ANY($1) AND blocked_until > $2 AND expires > $2",
+        )
+        .bind(keys)
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .ctx("read shared throttles")?;
+        Ok(until.map(from_micros))
+    }
+
+    /// Changes the rows of `keys` in one transaction, each under its row lock (taken in key
+    /// order, so two replicas never wait on each other in a cycle): `change` gets the row as
+    /// stored (all zero when there is none, or when it has expired) and returns it changed.
+    /// Expired rows are swept at most once a minute per replica.
+    pub(crate) async fn throttle_update(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+        change: &(dyn Fn(ThrottleRow) -> ThrottleRow + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let c = "record a throttled failure";
+        let mut sorted: Vec<&Vec<u8>> = keys.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut tx = self.begin_write(c).await?;
+        for key in sorted {
+            sqlx::query(
+                "INSERT INTO throttle_failures (key, failures, first_failure, blocked_until, expires) \
+                 VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .ctx(c)?;
+            let (failures, first, blocked, expires): (i32, i64, i64, i64) = sqlx::query_as(
+                "SELECT failures, first_failure, blocked_until, expires FROM throttle_failures \
+                 WHERE key = $1 FOR UPDATE",
+            )
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx(c)?;
+            let stored = if expires > micros(now) {
+                ThrottleRow {
+                    failures: u32::try_from(failures).unwrap_or(0),
+                    first_failure: from_micros(first),
+                    blocked_until: from_micros(blocked),
+                    expires: from_micros(expires),
+                }
+            } else {
+                ThrottleRow::default()
+            };
+            let row = change(stored);
+            sqlx::query(
+                "UPDATE throttle_failures SET failures = $2, first_failure = $3, \
+                 blocked_until = $4, expires = $5 WHERE key = $1",
+            )
+            .bind(key)
+            .bind(i32::try_from(row.failures).unwrap_or(i32::MAX))
+            .bind(micros(row.first_failure))
+            .bind(micros(row.blocked_until))
+            .bind(micros(row.expires))
+            .execute(&mut *tx)
+            .await
+            .ctx(c)?;
+        }
+        tx.commit().await.ctx(c)?;
+        self.sweep_throttles(now).await;
+        Ok(())
+    }
+
+    /// Deletes the row of `key` (a user name whose password was right).
+    pub(crate) async fn throttle_forget(&self, key: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM throttle_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .ctx("forget a throttled key")?;
+        Ok(())
+    }
+
+    /// Deletes the expired throttle rows, at most once a minute per replica; a failure only
+    /// leaves them for the next sweep.
+    async fn sweep_throttles(&self, now: SystemTime) {
+        use std::sync::atomic::Ordering;
+        const EVERY: i64 = 60_000_000;
+        let now = micros(now);
+        let last = self.throttle_swept.load(Ordering::Relaxed);
+        if now - last < EVERY
+            || self
+                .throttle_swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let swept = sqlx::query("DELETE FROM throttle_failures WHERE expires <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "could not delete expired throttle rows");
+        }
     }
 
     pub(crate) async fn close(&self) {
