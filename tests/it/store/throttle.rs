@@ -33,10 +33,10 @@ async fn postgresql_shares_throttle_rows_and_sweeps_the_expired_ones() {
     let a = b"a-key".to_vec();
     let b = b"b-key".to_vec();
     let change = blocked_for(0, Duration::from_secs(10), Duration::from_secs(20));
-    one.throttle_update(&[a.clone()], at(0), &change)
+    one.throttle_update(std::slice::from_ref(&a), at(0), &change)
         .await
         .unwrap();
-    one.throttle_update(&[a.clone()], at(1), &change)
+    one.throttle_update(std::slice::from_ref(&a), at(1), &change)
         .await
         .unwrap();
     assert_eq!(
@@ -47,7 +47,7 @@ async fn postgresql_shares_throttle_rows_and_sweeps_the_expired_ones() {
         "the other handle sees it"
     );
     assert_eq!(
-        two.throttle_blocked_until(&[a.clone()], at(15))
+        two.throttle_blocked_until(std::slice::from_ref(&a), at(15))
             .await
             .unwrap(),
         None
@@ -58,14 +58,14 @@ async fn postgresql_shares_throttle_rows_and_sweeps_the_expired_ones() {
         *seen.lock().unwrap() = Some(row.failures);
         row
     };
-    two.throttle_update(&[a.clone()], at(25), &record)
+    two.throttle_update(std::slice::from_ref(&a), at(25), &record)
         .await
         .unwrap();
     assert_eq!(*seen.lock().unwrap(), Some(0));
 
     // A handle sweeps expired rows at most once a minute.
     let later = blocked_for(100, Duration::from_secs(10), Duration::from_secs(20));
-    one.throttle_update(&[b.clone()], at(100), &later)
+    one.throttle_update(std::slice::from_ref(&b), at(100), &later)
         .await
         .unwrap();
     let rows = count_rows(&db).await;
