@@ -86,6 +86,29 @@ fn the_environment_completes_and_wins_over_the_file() {
     ];
     let (code, out) = check_config(&path, &env);
     assert_eq!(code, Some(0), "{out}");
+    // `token create` reads the config the same way.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\nmax_scope = \"READ\"\n",
+            std::fs::read_to_string(&path).unwrap(),
+            gatehouse::auth::password::hash_password("pw").unwrap()
+        ),
+    )
+    .unwrap();
+    let created = Command::new(binary())
+        .args([
+            "token", "create", "--user", "alice", "--scope", "READ", "--config",
+        ])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
 
     let gw = GatewayProcess::start_with_env(&path, &env);
     let metadata: serde_json::Value = tokio::runtime::Builder::new_current_thread()
