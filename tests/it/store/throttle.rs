@@ -103,3 +103,36 @@ async fn sqlite_keeps_throttles_in_memory() {
         None
     );
 }
+
+/// What sharing the throttles adds to every login and client authentication on PostgreSQL:
+/// the mean time of the read that judges an attempt against the replicas' bans, beside the
+/// mean time of one `SELECT 1` round trip (the store's health check) in the same run.
+/// `cargo test --test it shared_throttle_read_cost -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn shared_throttle_read_cost() {
+    const ROUNDS: u32 = 2_000;
+    let Some(db) = TestDb::postgres("shared throttle read cost").await else {
+        return;
+    };
+    let store = db.open().await;
+    let keys = vec![b"u-measure".to_vec(), b"a-measure".to_vec()];
+    for _ in 0..100 {
+        store.health().await.unwrap();
+        store.throttle_blocked_until(&keys, at(0)).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        store.health().await.unwrap();
+    }
+    let round_trip = started.elapsed() / ROUNDS;
+    let started = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        store.throttle_blocked_until(&keys, at(0)).await.unwrap();
+    }
+    let read = started.elapsed() / ROUNDS;
+    println!(
+        "shared throttle read: {read:?} per attempt; SELECT 1 round trip: {round_trip:?} \
+         ({ROUNDS} each, one connection at a time, loopback PostgreSQL)"
+    );
+}
