@@ -222,3 +222,17 @@ fn every_key_of_a_table_section_has_a_variable_of_its_own() {
     }
     assert!(seen.contains_key("GATEHOUSE_SERVER_TLS_CERT"));
 }
+
+#[test]
+fn a_secret_from_the_environment_is_never_echoed() {
+    for url in [
+        "mysql://gh:very-secret-password@db/gh",
+        "postgres://gh:very-secret-password@db/gh?sslmode=sometimes",
+    ] {
+        let e = parse_with(MINIMAL, &[("GATEHOUSE_STORE_URL", url)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("GATEHOUSE_STORE_URL: store.url: "), "{e}");
+        assert!(!e.contains("very-secret-password"), "{e}");
+    }
+}
