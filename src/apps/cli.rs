@@ -44,10 +44,11 @@ pub async fn token_create(
     now: SystemTime,
 ) -> Result<(Secret, PersonalToken), CliError> {
     let directory = Directory::from_config(config).map_err(CliError::Usage)?;
-    let store = Store::open(
+    let store = Store::open_with_ca(
         config.store.url.expose(),
         &config.base_dir(),
         config.store.max_connections.min(2),
+        config.store.tls_ca.as_deref(),
     )
     .await
     .map_err(|e| CliError::Failed(format!("store: {e}")))?;

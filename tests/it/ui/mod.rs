@@ -4,3 +4,4 @@
 pub(crate) mod browser;
 mod consent;
 mod login;
+mod throttle_replicas;

@@ -1,5 +1,5 @@
--- gatehouse store schema 2 (PostgreSQL): people who signed in through an OpenID Connect provider
--- (SPEC §7.1). Paired with migrations/sqlite/0002_federated_users.sql.
+-- gatehouse store schema 3 (PostgreSQL): people who signed in through an OpenID Connect provider
+-- (SPEC §7.1). Paired with migrations/sqlite/0003_federated_users.sql.
 
 -- One row per federated user name: the provider and subject it belongs to (a name never
 -- moves to another identity), and the scope and groups of the latest login, which every
