@@ -192,7 +192,14 @@ fn key_and_key_file_from_the_environment_replace_the_files_and_not_both() {
 /// own: a key added to a section's decoder gets its variable without more code.
 #[test]
 fn every_key_of_a_table_section_has_a_variable_of_its_own() {
-    let arrays = ["scopes", "users", "apps", "routes"];
+    let arrays = [
+        "scopes",
+        "users",
+        "apps",
+        "routes",
+        "issuers",
+        "identity_providers",
+    ];
     let mut seen = std::collections::BTreeMap::new();
     for (section, keys) in KNOWN_KEYS {
         if arrays.contains(section) {
