@@ -11,6 +11,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod forward_auth;
 mod log;
 mod login;
 mod oauth;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
+pub use forward_auth::ForwardAuthConfig;
 pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
@@ -112,6 +114,8 @@ pub struct Config {
     pub apps: Vec<AppEntry>,
     /// `[[routes]]`: what is proxied where. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[forward_auth]`: the ingress hosts behind `/auth/verify`. Every key has a default.
+    pub forward_auth: ForwardAuthConfig,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

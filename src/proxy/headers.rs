@@ -179,7 +179,9 @@ impl HeaderPolicy {
         }
     }
 
-    fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
+    /// Sets the identity headers of `id` (with the configured names) in `headers`: a proxied
+    /// request's, or a forward-auth answer's for the ingress to copy.
+    pub fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
         headers.insert(self.user_header.clone(), id.user.clone());
         headers.insert(self.scopes_header.clone(), id.scopes.clone());
         if let Some(client) = id.client_id {
