@@ -255,7 +255,7 @@ async fn a_browser_is_sent_to_sign_in_and_back_to_the_original_url_on_the_app_ho
     let csrf = login_support::hidden(&html, "csrf_token");
     assert_eq!(
         login_support::hidden(&html, "return_to"),
-        original.replace('&', "&amp;")
+        original.replace('&', "&#38;")
     );
     let r = browser
         .post(format!("https://{GW_HOST}:{}/login", gw.public.port()))
@@ -278,8 +278,10 @@ async fn a_browser_is_sent_to_sign_in_and_back_to_the_original_url_on_the_app_ho
         "{cookies:?}"
     );
     // The ingress forwards the browser's cookie with its check: allowed, as alice.
-    let session = login_support::cookie_value(&cookies, "gatehouse_session")
-        .filter(|v| !v.is_empty())
+    let session = cookies
+        .iter()
+        .filter_map(|c| c.split(';').next()?.strip_prefix("gatehouse_session="))
+        .find(|v| !v.is_empty())
         .unwrap();
     let r = browser
         .get(verify_url(&gw))

@@ -23,6 +23,14 @@ enum Kind {
     Caddy,
 }
 
+/// Whether the upstream got no value for `name`: no such header, or (Caddy 2.6's
+/// `copy_headers` sets every header it names, empty when gatehouse did not send it) one empty
+/// value; never a value a client made up.
+fn no_value(headers: &http::HeaderMap, name: &str) -> bool {
+    let values: Vec<_> = headers.get_all(name).iter().collect();
+    values.is_empty() || values == [""]
+}
+
 async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Upstream) {
     let log = || ingress.log();
     let client = support::browser(gw, ingress.addr, None);
@@ -52,7 +60,7 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     assert_eq!(users, ["alice"], "{kind:?}");
     assert_eq!(seen.headers["x-auth-scopes"], "READ", "{kind:?}");
     assert_eq!(seen.headers["x-auth-client-id"], "reports", "{kind:?}");
-    assert!(seen.headers.get("x-auth-groups").is_none(), "{kind:?}");
+    assert!(no_value(&seen.headers, "x-auth-groups"), "{kind:?}: {:?}", seen.headers);
 
     // A PAT has no client id: one a client sends does not reach the upstream.
     let (pat, _) = tokens::pat(&gw.gateway, "root", "ADMIN").await;
@@ -69,7 +77,7 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.headers["x-auth-user"], "root", "{kind:?}");
     assert_eq!(seen.headers["x-auth-scopes"], "READ WRITE ADMIN", "{kind:?}");
-    assert!(seen.headers.get("x-auth-client-id").is_none(), "{kind:?}");
+    assert!(no_value(&seen.headers, "x-auth-client-id"), "{kind:?}");
     let before = upstream.count();
 
     // No token: 401 with the RFC 6750 challenge, through the ingress.
@@ -147,7 +155,7 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     assert_eq!(seen.uri, "/app/page?x=1");
     assert_eq!(seen.headers["x-auth-user"], "alice", "{kind:?}");
     assert_eq!(seen.headers["x-auth-scopes"], "READ WRITE", "{kind:?}");
-    assert!(seen.headers.get("x-auth-client-id").is_none(), "{kind:?}");
+    assert!(no_value(&seen.headers, "x-auth-client-id"), "{kind:?}");
 }
 
 #[tokio::test]
