@@ -32,7 +32,11 @@ pub(super) const KEYS: &[&str] = &["allowed_hosts", "cookie_domain"];
 
 /// `[forward_auth]` (the table `t`), with its defaults; `public_url` is `server.public_url`,
 /// which `cookie_domain` must cover.
-pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike, public_url: &str) -> ForwardAuthConfig {
+pub(super) fn decode(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    public_url: &str,
+) -> ForwardAuthConfig {
     let s = "forward_auth";
     d.reject_unknown(t, s, KEYS);
     let what = "a host name such as \"app.example.com\"";
@@ -92,7 +96,9 @@ fn cookie_domain(d: &mut Decoder<'_>, text: &str, span: Span, public_url: &str) 
     if !is_dns_name(&domain) || domain.parse::<std::net::IpAddr>().is_ok() {
         d.error(
             span,
-            format!("forward_auth.cookie_domain: '{text}' is not a domain name such as \".example.com\""),
+            format!(
+                "forward_auth.cookie_domain: '{text}' is not a domain name such as \".example.com\""
+            ),
         );
         return String::new();
     }
@@ -124,7 +130,9 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -192,7 +200,9 @@ signing_keys = ["s.pem"]
             ),
         ];
         for (extra, want) in cases {
-            let errors = parse(extra).err().unwrap_or_else(|| panic!("{extra} was accepted"));
+            let errors = parse(extra)
+                .err()
+                .unwrap_or_else(|| panic!("{extra} was accepted"));
             let got = errors.to_string();
             assert!(got.starts_with(want), "{extra}\n want {want}\n got  {got}");
         }
@@ -201,7 +211,10 @@ signing_keys = ["s.pem"]
     #[test]
     fn allowed_hosts_are_names_with_an_optional_port() {
         assert_eq!(allowed_host("App.Example.com").unwrap(), "app.example.com");
-        assert_eq!(allowed_host("app.example.com:443").unwrap(), "app.example.com");
+        assert_eq!(
+            allowed_host("app.example.com:443").unwrap(),
+            "app.example.com"
+        );
         assert_eq!(
             allowed_host("app.example.com:8443").unwrap(),
             "app.example.com:8443"

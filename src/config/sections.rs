@@ -8,13 +8,22 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, forward_auth, log, login, oauth, routes, scopes, server,
-    store, users,
+    Config, admin, apps, auth, base_dir_of, forward_auth, log, login, oauth, routes, scopes,
+    server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
-    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
+    "server",
+    "admin",
+    "log",
+    "store",
+    "oauth",
+    "auth",
+    "login",
+    "scopes",
+    "users",
+    "apps",
     "routes",
     "forward_auth",
 ];

@@ -376,6 +376,8 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 
@@ -395,17 +397,38 @@ mod tests {
             route("http://127.0.0.1:1/other", None),
         ];
         let first = Forwarder::new(&routes, None).unwrap();
-        assert!(Arc::ptr_eq(&first.pools[0].as_ref().unwrap(), first.pools[2].as_ref().unwrap()), "shared");
+        assert!(
+            Arc::ptr_eq(
+                &first.pools[0].as_ref().unwrap(),
+                first.pools[2].as_ref().unwrap()
+            ),
+            "shared"
+        );
         let same = Forwarder::new(&routes, Some(&first)).unwrap();
         for i in 0..3 {
-            assert!(Arc::ptr_eq(first.pools[i].as_ref().unwrap(), same.pools[i].as_ref().unwrap()), "route {i}");
+            assert!(
+                Arc::ptr_eq(
+                    first.pools[i].as_ref().unwrap(),
+                    same.pools[i].as_ref().unwrap()
+                ),
+                "route {i}"
+            );
         }
         // A replaced CA file (same path) must not keep connections its old roots verified.
         write_ca(&ca);
         let renewed = Forwarder::new(&routes, Some(&same)).unwrap();
-        assert!(Arc::ptr_eq(same.pools[0].as_ref().unwrap(), renewed.pools[0].as_ref().unwrap()));
-        assert!(!Arc::ptr_eq(same.pools[1].as_ref().unwrap(), renewed.pools[1].as_ref().unwrap()));
+        assert!(Arc::ptr_eq(
+            same.pools[0].as_ref().unwrap(),
+            renewed.pools[0].as_ref().unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            same.pools[1].as_ref().unwrap(),
+            renewed.pools[1].as_ref().unwrap()
+        ));
         let moved = Forwarder::new(&[route("http://127.0.0.1:3", None)], Some(&renewed)).unwrap();
-        assert!(!Arc::ptr_eq(renewed.pools[0].as_ref().unwrap(), moved.pools[0].as_ref().unwrap()));
+        assert!(!Arc::ptr_eq(
+            renewed.pools[0].as_ref().unwrap(),
+            moved.pools[0].as_ref().unwrap()
+        ));
     }
 }

@@ -155,6 +155,8 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 
@@ -174,7 +176,14 @@ mod tests {
 
     fn upstream(t: &RouteTable, host: Option<&str>, path: &str) -> String {
         let route = t.find(host, path).unwrap();
-        route.config.upstream.as_ref().unwrap().authority().unwrap().to_string()
+        route
+            .config
+            .upstream
+            .as_ref()
+            .unwrap()
+            .authority()
+            .unwrap()
+            .to_string()
     }
 
     #[test]

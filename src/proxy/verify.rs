@@ -62,7 +62,10 @@ impl Original {
 
     /// The URL the browser asked for, where the login sends it back to.
     fn url(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.authority, self.path_and_query)
+        format!(
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_and_query
+        )
     }
 }
 
@@ -104,7 +107,9 @@ pub async fn handle(
             if route.config.assertion && id.assertion.is_none() {
                 return Routed::early(Err(GatewayError::Internal), None);
             }
-            state.headers.set_identity(response.headers_mut(), &id);
+            state
+                .headers
+                .set_identity_answer(response.headers_mut(), &id);
             let mut routed = Routed::early(Ok(response), None);
             routed.principal = Some(principal.clone());
             routed
@@ -143,10 +148,7 @@ fn login(ctx: &Ctx<'_>, original: &Original, redirect: bool) -> Response<Body> {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     } else {
-        guard::refuse(
-            Refusal::Credential(AuthFailure::Missing),
-            ctx.request_id(),
-        )
+        guard::refuse(Refusal::Credential(AuthFailure::Missing), ctx.request_id())
     };
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -209,7 +211,9 @@ fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>,
 /// The method in `name` (`X-Original-Method`, `X-Forwarded-Method`), else the check's own.
 fn method(req: &Request<Incoming>, name: &HeaderName) -> Result<Method, &'static str> {
     match one(req.headers(), name)? {
-        Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| "the original method is not a method"),
+        Some(m) => {
+            Method::from_bytes(m.as_bytes()).map_err(|_| "the original method is not a method")
+        }
         None => Ok(req.method().clone()),
     }
 }
@@ -251,8 +255,8 @@ fn forwarded_style(req: &Request<Incoming>, uri: &str) -> Result<Original, &'sta
 fn envoy_style(req: &Request<Incoming>) -> Result<Original, &'static str> {
     let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     let suffix = target.get(PATH.len()..).unwrap_or("/");
-    let host = super::routes::request_host(req.uri(), req.headers())
-        .ok_or("the check has no Host")?;
+    let host =
+        super::routes::request_host(req.uri(), req.headers()).ok_or("the check has no Host")?;
     let authority = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req
@@ -319,7 +323,10 @@ mod tests {
 
     #[test]
     fn hosts_and_targets_are_checked() {
-        assert_eq!(authority_of("App.Example.com:8443").unwrap(), "app.example.com:8443");
+        assert_eq!(
+            authority_of("App.Example.com:8443").unwrap(),
+            "app.example.com:8443"
+        );
         assert!(authority_of("user@app.example.com").is_err());
         assert!(authority_of("a b").is_err());
         assert!(path_and_query_of("/x?y=1").is_ok());

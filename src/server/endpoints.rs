@@ -101,7 +101,9 @@ pub async fn handle(
         Endpoint::Ui => crate::ui::handle(&ctx, req).await,
         Endpoint::Verify => {
             let routed = crate::proxy::verify::handle(&ctx, &live.proxy, conn, req).await;
-            routed.response.unwrap_or_else(|e| e.into_response(ctx.request_id()))
+            routed
+                .response
+                .unwrap_or_else(|e| e.into_response(ctx.request_id()))
         }
     }
 }
@@ -126,7 +128,10 @@ mod tests {
         assert_eq!(classify("/login", true), Some(Endpoint::Ui));
         assert_eq!(classify("/loginx", true), None);
         assert_eq!(classify("/auth/verify", true), Some(Endpoint::Verify));
-        assert_eq!(classify("/auth/verify/rest/api", true), Some(Endpoint::Verify));
+        assert_eq!(
+            classify("/auth/verify/rest/api", true),
+            Some(Endpoint::Verify)
+        );
         assert_eq!(classify("/auth/verifyx", true), None);
         assert_eq!(classify("/rest/api", true), None);
         assert_eq!(

@@ -39,9 +39,7 @@ async fn only_a_trusted_proxy_may_speak_for_an_original_request() {
         ],
         vec![],
     ] {
-        let mut request = outsider
-            .get(verify_url(&gw))
-            .bearer_auth(&pat);
+        let mut request = outsider.get(verify_url(&gw)).bearer_auth(&pat);
         for (k, v) in &headers {
             request = request.header(*k, *v);
         }
@@ -92,7 +90,12 @@ async fn the_original_request_comes_from_one_style_or_agreeing_ones() {
         }
         request.send()
     };
-    let url = || ("x-original-url", format!("https://{APP_HOST}:8443/app/page?x=1"));
+    let url = || {
+        (
+            "x-original-url",
+            format!("https://{APP_HOST}:8443/app/page?x=1"),
+        )
+    };
     let fwd = |uri: &str, host: &str| {
         vec![
             ("x-forwarded-uri", uri.to_string()),
@@ -123,7 +126,9 @@ async fn the_original_request_comes_from_one_style_or_agreeing_ones() {
             .unwrap()
             .contains("insufficient_scope")
     );
-    let r = ask(vec![], reqwest::Method::POST, "/app/page").await.unwrap();
+    let r = ask(vec![], reqwest::Method::POST, "/app/page")
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "Envoy's check carries the original method");
     // Two styles that agree are one request; two that differ are 400.
     let mut both = fwd("/app/page?x=1", "app.localhost:8443");
@@ -233,7 +238,10 @@ async fn a_browser_is_sent_to_sign_in_and_back_to_the_original_url_on_the_app_ho
     let r = check(false).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(login_support::location(&r), login);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"gatehouse\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"gatehouse\""
+    );
     let r = check(true).await.unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(login_support::location(&r), login);
@@ -293,6 +301,12 @@ async fn a_browser_is_sent_to_sign_in_and_back_to_the_original_url_on_the_app_ho
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-user"], "alice");
     assert_eq!(r.headers()["x-auth-scopes"], "READ WRITE");
+    assert_eq!(r.headers()["x-auth-groups"], "staff wiki-editors");
+    assert_eq!(
+        r.headers()["x-auth-client-id"],
+        "",
+        "present, empty: nothing to copy"
+    );
 
     // return_to on a host that is not allowed (or not https) lands on `/` of the gateway.
     for elsewhere in [
@@ -373,21 +387,37 @@ async fn path_tricks_decide_the_same_on_verify_and_on_a_proxied_route() {
     };
     let mut failures = Vec::new();
     for (path, none, with_read, with_admin) in table {
-        for (token, want) in [(None, none), (Some(&read), with_read), (Some(&full), with_admin)] {
+        for (token, want) in [
+            (None, none),
+            (Some(&read), with_read),
+            (Some(&full), with_admin),
+        ] {
             let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
             let ways = [
-                ("proxied", format!(
-                    "GET {path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n"
-                )),
-                ("X-Original-URL", format!(
-                    "GET /auth/verify HTTP/1.1\r\nhost: localhost\r\nx-original-url: https://localhost{path}\r\n{auth}connection: close\r\n\r\n"
-                )),
-                ("X-Forwarded-Uri", format!(
-                    "GET /auth/verify HTTP/1.1\r\nhost: localhost\r\nx-forwarded-uri: {path}\r\nx-forwarded-host: localhost\r\n{auth}connection: close\r\n\r\n"
-                )),
-                ("Envoy path", format!(
-                    "GET /auth/verify{path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n"
-                )),
+                (
+                    "proxied",
+                    format!(
+                        "GET {path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n"
+                    ),
+                ),
+                (
+                    "X-Original-URL",
+                    format!(
+                        "GET /auth/verify HTTP/1.1\r\nhost: localhost\r\nx-original-url: https://localhost{path}\r\n{auth}connection: close\r\n\r\n"
+                    ),
+                ),
+                (
+                    "X-Forwarded-Uri",
+                    format!(
+                        "GET /auth/verify HTTP/1.1\r\nhost: localhost\r\nx-forwarded-uri: {path}\r\nx-forwarded-host: localhost\r\n{auth}connection: close\r\n\r\n"
+                    ),
+                ),
+                (
+                    "Envoy path",
+                    format!(
+                        "GET /auth/verify{path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n"
+                    ),
+                ),
             ];
             for (way, request) in ways {
                 let answer = gw.raw(request.as_bytes(), 5 * SECOND).await;

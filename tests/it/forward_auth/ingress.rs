@@ -60,7 +60,8 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     assert_eq!(users, ["alice"], "{kind:?}");
     assert_eq!(seen.headers["x-auth-scopes"], "READ", "{kind:?}");
     assert_eq!(seen.headers["x-auth-client-id"], "reports", "{kind:?}");
-    assert!(no_value(&seen.headers, "x-auth-groups"), "{kind:?}: {:?}", seen.headers);
+    let groups: Vec<_> = seen.headers.get_all("x-auth-groups").iter().collect();
+    assert_eq!(groups, ["staff wiki-editors"], "{kind:?}");
 
     // A PAT has no client id: one a client sends does not reach the upstream.
     let (pat, _) = tokens::pat(&gw.gateway, "root", "ADMIN").await;
@@ -76,12 +77,20 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     let seen = upstream.last();
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.headers["x-auth-user"], "root", "{kind:?}");
-    assert_eq!(seen.headers["x-auth-scopes"], "READ WRITE ADMIN", "{kind:?}");
+    assert_eq!(
+        seen.headers["x-auth-scopes"], "READ WRITE ADMIN",
+        "{kind:?}"
+    );
     assert!(no_value(&seen.headers, "x-auth-client-id"), "{kind:?}");
+    assert!(no_value(&seen.headers, "x-auth-groups"), "{kind:?}");
     let before = upstream.count();
 
     // No token: 401 with the RFC 6750 challenge, through the ingress.
-    let r = client.get(ingress.url("/admin/users")).send().await.unwrap();
+    let r = client
+        .get(ingress.url("/admin/users"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "{kind:?}");
     assert_eq!(
         r.headers()["www-authenticate"],
@@ -104,7 +113,27 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "{kind:?}");
-    assert_eq!(upstream.count(), before, "{kind:?}: a refused request reached the upstream");
+    // A route for one group (SPEC §7.3): root (ADMIN, in no group) is refused, alice admitted.
+    let r = client
+        .get(ingress.url("/editors/x"))
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{kind:?}");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "{kind:?}: a refused request reached the upstream"
+    );
+    let r = client
+        .get(ingress.url("/editors/x"))
+        .bearer_auth(&minted.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{kind:?}");
+    let before = upstream.count();
 
     // A public route needs nothing.
     let r = client.get(ingress.url("/public/x")).send().await.unwrap();
@@ -155,6 +184,10 @@ async fn through(kind: Kind, gw: &TestGateway, ingress: &Ingress, upstream: &Ups
     assert_eq!(seen.uri, "/app/page?x=1");
     assert_eq!(seen.headers["x-auth-user"], "alice", "{kind:?}");
     assert_eq!(seen.headers["x-auth-scopes"], "READ WRITE", "{kind:?}");
+    assert_eq!(
+        seen.headers["x-auth-groups"], "staff wiki-editors",
+        "{kind:?}"
+    );
     assert!(no_value(&seen.headers, "x-auth-client-id"), "{kind:?}");
 }
 

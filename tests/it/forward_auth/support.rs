@@ -41,15 +41,28 @@ scope = "ADMIN"
 path = "/public"
 upstream = ""
 auth = "none"
+
+[[routes]]
+path = "/editors"
+upstream = ""
+auth = "bearer"
+scope = "READ"
+allow_groups = ["wiki-editors"]
 "#;
 
 /// The gateway as an ingress's auth service: listening on `gw_port` with `public_url`
 /// `https://gw.localhost:{gw_port}`, trusting 127.0.0.1 as a proxy, allowing `return_to` URLs
 /// on `app.localhost:{app_port}`, the session cookie's `Domain` `localhost`; the users of
-/// `login_support` (real password hashes) and `routes`.
+/// `login_support` (real password hashes; alice in the groups `staff` and `wiki-editors`) and
+/// `routes`.
 pub async fn gateway(gw_port: u16, app_port: u16, routes: &str) -> TestGateway {
     let dir = ConfigDir::new();
-    let users = login_support::users();
+    // alice is in two groups; root in none.
+    let users = login_support::users().replacen(
+        "max_scope = \"WRITE\"",
+        "max_scope = \"WRITE\"\ngroups = [\"staff\", \"wiki-editors\"]",
+        1,
+    );
     let text = format!(
         r#"
 [server]
@@ -289,11 +302,26 @@ pub fn caddy(binary: &Path, port: u16, gw: &TestGateway, upstream: &Upstream) ->
     )
     .unwrap();
     let config = text
-        .replace("# TEST-GLOBAL", &format!("admin off\n\tauto_https off\n\tstorage file_system {d}/data"))
-        .replace("https://app.example.com", &format!("https://{APP_HOST}:{port}"))
-        .replace("# TEST-SITE", &format!("bind 127.0.0.1\n\ttls {d}/cert.pem {d}/key.pem"))
-        .replace("gateway.example.com:443", &format!("127.0.0.1:{}", gw.public.port()))
-        .replace("tls_server_name gateway.example.com", "tls_server_name localhost")
+        .replace(
+            "# TEST-GLOBAL",
+            &format!("admin off\n\tauto_https off\n\tstorage file_system {d}/data"),
+        )
+        .replace(
+            "https://app.example.com",
+            &format!("https://{APP_HOST}:{port}"),
+        )
+        .replace(
+            "# TEST-SITE",
+            &format!("bind 127.0.0.1\n\ttls {d}/cert.pem {d}/key.pem"),
+        )
+        .replace(
+            "gateway.example.com:443",
+            &format!("127.0.0.1:{}", gw.public.port()),
+        )
+        .replace(
+            "tls_server_name gateway.example.com",
+            "tls_server_name localhost",
+        )
         .replace("/etc/caddy/gatehouse-ca.pem", &format!("{d}/ca.pem"))
         .replace("127.0.0.1:8090", &upstream.addr.to_string());
     std::fs::write(dir.path().join("Caddyfile"), config).unwrap();

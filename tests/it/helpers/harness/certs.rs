@@ -33,9 +33,13 @@ impl TestPki {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(SERVER_NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let params = CertificateParams::new(
+            SERVER_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let server_cert = params.signed_by(&server_key, &issuer).unwrap();
         Self {
             ca_pem: ca_cert.pem(),
