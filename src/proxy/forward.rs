@@ -399,7 +399,7 @@ mod tests {
         let first = Forwarder::new(&routes, None).unwrap();
         assert!(
             Arc::ptr_eq(
-                &first.pools[0].as_ref().unwrap(),
+                first.pools[0].as_ref().unwrap(),
                 first.pools[2].as_ref().unwrap()
             ),
             "shared"
