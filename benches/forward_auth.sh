@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Load benchmark of forward-auth (SPEC §7.4): one nginx in front of a static upstream, over TLS,
-# measured with wrk in one run in three configurations:
-#   nginx                  no authorization at all
-#   nginx + static 204     auth_request to a `return 204` location (the cheapest auth service)
-#   nginx + gatehouse      auth_request to gatehouse's /auth/verify over TLS (keep-alive), with
-#                          a PAT checked on a bearer route (a token-cache hit after the first)
+# measured with wrk in one run in these configurations:
+#   nginx                    no authorization at all
+#   nginx + static 204       auth_request to a `return 204` location (the cheapest auth service)
+#   nginx + TLS static       auth_request to another nginx answering 200 over TLS (keep-alive):
+#                            the cheapest auth service that is a server of its own
+#   nginx + gatehouse        auth_request to gatehouse's /auth/verify over TLS (keep-alive), a
+#                            PAT checked on a bearer route (a token-cache hit after the first);
+#                            measured twice: gatehouse on nginx's CPU (the auth service paid from
+#                            the proxy's CPU budget) and on the load CPU (beside the other servers)
 # Every request carries the same Authorization header. Prints requests/s, p50, p99 and each
 # row's ratio to "nginx + static 204" (target for gatehouse: >= 0.8), with the load average.
 # See benches/README.md.
@@ -26,13 +30,12 @@ CONNECTIONS=64
 THREADS=2
 PROXY_CPUS=1      # nginx, and gatehouse beside it: the auth service shares the proxy's CPU
 LOAD_CPUS=0       # wrk and the upstream
-GATEHOUSE_CPUS=""  # default: PROXY_CPUS
 GATEHOUSE_BIN="$REPO_ROOT/target/dist/gatehouse"
 BUILD=auto
 NGINX=${NGINX:-/usr/sbin/nginx}
 
 usage() {
-	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	cat <<'EOT'
 Options:
   --duration D        each measurement, wrk syntax (default 8s)
@@ -41,9 +44,7 @@ Options:
   --connections N     wrk connections (default 64)
   --threads N         wrk threads (default 2)
   --proxy-cpus LIST   nginx's CPUs (default 1)
-  --gatehouse-cpus L  gatehouse's CPUs (default: nginx's, so the auth service's cost is paid
-                      from the proxy's CPU budget as it would be on one host)
-  --load-cpus LIST    wrk's and the upstream's CPUs (default 0)
+  --load-cpus LIST    wrk's, the upstream's and the TLS static auth server's CPUs (default 0)
   --gatehouse PATH    binary (default target/dist/gatehouse; built with --profile dist if absent)
   --no-build          never build
 EOT
@@ -59,7 +60,6 @@ while [[ $# -gt 0 ]]; do
 	--connections) CONNECTIONS=$2; shift 2 ;;
 	--threads) THREADS=$2; shift 2 ;;
 	--proxy-cpus) PROXY_CPUS=$2; shift 2 ;;
-	--gatehouse-cpus) GATEHOUSE_CPUS=$2; shift 2 ;;
 	--load-cpus) LOAD_CPUS=$2; shift 2 ;;
 	--gatehouse) GATEHOUSE_BIN=$2; shift 2 ;;
 	--no-build) BUILD=never; shift ;;
@@ -67,7 +67,6 @@ while [[ $# -gt 0 ]]; do
 	*) die "unknown option $1 (see --help)" ;;
 	esac
 done
-GATEHOUSE_CPUS=${GATEHOUSE_CPUS:-$PROXY_CPUS}
 for tool in wrk openssl taskset python3 curl; do
 	command -v "$tool" >/dev/null || die "$tool is missing"
 done
@@ -92,7 +91,7 @@ make_keys "$WORK"
 cp "$WORK"/{cert,key,signing}.pem "$WORK/gatehouse/"
 
 UPSTREAM_HTTP_PORT=$(port) UPSTREAM_TLS_PORT=$(port) GW_TLS=$(port) GW_ADMIN=$(port)
-PLAIN_PORT=$(port) STATIC_PORT=$(port) GATEHOUSE_PORT=$(port)
+PLAIN_PORT=$(port) STATIC_PORT=$(port) GATEHOUSE_PORT=$(port) REMOTE_STATIC_PORT=$(port)
 
 # The upstream: a static 200, as in benches/load.sh.
 fill "$LOAD/upstream.nginx.conf.in" "PREFIX=$WORK/upstream" WORKERS=1 "USER_DIRECTIVE=$USER_DIRECTIVE" \
@@ -101,7 +100,8 @@ fill "$LOAD/upstream.nginx.conf.in" "PREFIX=$WORK/upstream" WORKERS=1 "USER_DIRE
 fill "$LOAD/forward_auth.nginx.conf.in" "PREFIX=$WORK/front" "USER_DIRECTIVE=$USER_DIRECTIVE" \
 	"CERT=$WORK/cert.pem" "KEY=$WORK/key.pem" "UPSTREAM_HTTP_PORT=$UPSTREAM_HTTP_PORT" \
 	"GATEHOUSE_TLS_PORT=$GW_TLS" "PLAIN_PORT=$PLAIN_PORT" "STATIC_PORT=$STATIC_PORT" \
-	"GATEHOUSE_PORT=$GATEHOUSE_PORT" >"$WORK/front/nginx.conf"
+	"GATEHOUSE_PORT=$GATEHOUSE_PORT" "REMOTE_STATIC_PORT=$REMOTE_STATIC_PORT" \
+	"UPSTREAM_TLS_PORT=$UPSTREAM_TLS_PORT" >"$WORK/front/nginx.conf"
 cat >"$WORK/gatehouse/gatehouse.toml" <<EOT
 [server]
 listen = "127.0.0.1:$GW_TLS"
@@ -137,8 +137,8 @@ start() { # NAME CPUS CMD...
 }
 start upstream "$LOAD_CPUS" "$NGINX" -e "$WORK/upstream/error.log" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;'
 start front "$PROXY_CPUS" "$NGINX" -e "$WORK/front/error.log" -p "$WORK/front" -c "$WORK/front/nginx.conf" -g 'daemon off;'
-TOKIO_WORKER_THREADS=$(taskset -c "$GATEHOUSE_CPUS" nproc) \
-	start gatehouse "$GATEHOUSE_CPUS" "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse/gatehouse.toml"
+TOKIO_WORKER_THREADS=1 start gatehouse "$PROXY_CPUS" "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse/gatehouse.toml"
+GATEHOUSE_PID=${PIDS[-1]}
 for _ in $(seq 100); do
 	curl -fs "http://127.0.0.1:$GW_ADMIN/readyz" >/dev/null 2>&1 && break
 	sleep 0.2
@@ -148,19 +148,27 @@ TOKEN=$("$GATEHOUSE_BIN" token create --config "$WORK/gatehouse/gatehouse.toml" 
 AUTH="Authorization: Bearer $TOKEN"
 
 # Each configuration must answer 200 before it is measured (a 401 is cheap and would flatter).
-for port in "$PLAIN_PORT" "$STATIC_PORT" "$GATEHOUSE_PORT"; do
+for port in "$PLAIN_PORT" "$STATIC_PORT" "$REMOTE_STATIC_PORT" "$GATEHOUSE_PORT"; do
 	code=$(curl -sk -o /dev/null -w '%{http_code}' -H "$AUTH" "https://127.0.0.1:$port/page")
 	[[ $code == 200 ]] || { cat "$WORK/front/error.log" "$WORK/gatehouse.log" >&2; die "port $port answered $code, not 200"; }
 done
+# nginx keeps an auth_request connection only when the answer has no body: gatehouse's 200
+# must say Content-Length: 0, or every check would pay a TLS handshake.
+head=$(curl -sk --http1.1 -D- -o /dev/null -H "$AUTH" -H "X-Original-URL: https://127.0.0.1/page" \
+	"https://127.0.0.1:$GW_TLS/auth/verify" | tr -d '\r')
+grep -qi '^content-length: 0$' <<<"$head" || die "gatehouse's 200 has a body or no Content-Length: $head"
 code=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$GATEHOUSE_PORT/page")
 [[ $code == 401 ]] || die "without a token nginx + gatehouse answered $code, not 401"
 
-NAMES=("nginx" "nginx + static 204" "nginx + gatehouse")
-PORTS=("$PLAIN_PORT" "$STATIC_PORT" "$GATEHOUSE_PORT")
+NAMES=("nginx" "nginx + static 204" "nginx + TLS static" "nginx + gatehouse (CPU $PROXY_CPUS)" "nginx + gatehouse (CPU $LOAD_CPUS)")
+PORTS=("$PLAIN_PORT" "$STATIC_PORT" "$REMOTE_STATIC_PORT" "$GATEHOUSE_PORT" "$GATEHOUSE_PORT")
+# Where gatehouse runs during each row (moved with taskset between rows; one tokio worker).
+GATEHOUSE_AT=("$PROXY_CPUS" "$PROXY_CPUS" "$PROXY_CPUS" "$PROXY_CPUS" "$LOAD_CPUS")
 declare -A RPS P50 P99
 measure() { # INDEX ROUND
 	local i=$1 r=$2 out="$WORK/wrk-$1-$2.txt"
 	local url="https://127.0.0.1:${PORTS[$i]}/page"
+	taskset -a -p -c "${GATEHOUSE_AT[$i]}" "$GATEHOUSE_PID" >/dev/null
 	if [[ $WARMUP != 0 ]]; then
 		taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "$AUTH" "$url" >/dev/null
 	fi
@@ -173,8 +181,8 @@ measure() { # INDEX ROUND
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before: $LOAD_BEFORE; $ROUNDS round(s) of ${DURATION} per configuration"
 for ((r = 0; r < ROUNDS; r++)); do
-	order=(0 1 2)
-	((r % 2)) && order=(2 1 0)
+	order=(0 1 2 3 4)
+	((r % 2)) && order=(4 3 2 1 0)
 	for i in "${order[@]}"; do
 		log "round $((r + 1)): ${NAMES[$i]}"
 		measure "$i" "$r"
@@ -184,19 +192,19 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 declare -A MED
-for i in 0 1 2; do
+for i in "${!NAMES[@]}"; do
 	vals=()
 	for ((r = 0; r < ROUNDS; r++)); do vals+=("${RPS[$i,$r]}"); done
 	MED[$i]=$(median "${vals[@]}")
 done
 echo
 echo "forward-auth over TLS: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $ROUNDS round(s);"
-echo "nginx on CPU $PROXY_CPUS, gatehouse on CPU $GATEHOUSE_CPUS, wrk + upstream on CPU $LOAD_CPUS ($(nproc) CPUs)"
+echo "nginx on CPU $PROXY_CPUS, wrk + upstream + TLS static on CPU $LOAD_CPUS ($(nproc) CPUs); gatehouse: one tokio worker"
 echo "load average before $LOAD_BEFORE, after $LOAD_AFTER (1, 5, 15 min)"
-printf '%-22s %12s %10s %10s %22s   %s\n' configuration "req/s" "p50" "p99" "ratio to static 204" "each round (req/s)"
-for i in 0 1 2; do
+printf '%-30s %12s %10s %10s %22s   %s\n' configuration "req/s" "p50" "p99" "ratio to static 204" "each round (req/s)"
+for i in "${!NAMES[@]}"; do
 	rounds=""
 	for ((r = 0; r < ROUNDS; r++)); do rounds+="${RPS[$i,$r]} "; done
 	ratio=$(awk -v a="${MED[$i]}" -v b="${MED[1]}" 'BEGIN {printf "%.2f", a / b}')
-	printf '%-22s %12.0f %10s %10s %22s   %s\n' "${NAMES[$i]}" "${MED[$i]}" "${P50[$i,0]}" "${P99[$i,0]}" "$ratio" "$rounds"
+	printf '%-30s %12.0f %10s %10s %22s   %s\n' "${NAMES[$i]}" "${MED[$i]}" "${P50[$i,0]}" "${P99[$i,0]}" "$ratio" "$rounds"
 done
