@@ -165,6 +165,18 @@ PORTS=("$PLAIN_PORT" "$STATIC_PORT" "$REMOTE_STATIC_PORT" "$GATEHOUSE_PORT" "$GA
 # Where gatehouse runs during each row (moved with taskset between rows; one tokio worker).
 GATEHOUSE_AT=("$PROXY_CPUS" "$PROXY_CPUS" "$PROXY_CPUS" "$PROXY_CPUS" "$LOAD_CPUS")
 declare -A RPS P50 P99
+# CPU time (clock ticks) used so far by PID and its children (nginx's worker), all threads.
+ticks() {
+	local pid total=0 f
+	for pid in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		f=$(cut -d' ' -f14,15 "/proc/$pid/stat" 2>/dev/null) || continue
+		total=$((total + ${f% *} + ${f#* }))
+	done
+	echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+FRONT_PID=${PIDS[1]}
+declare -A NGINX_US GATEHOUSE_US
 measure() { # INDEX ROUND
 	local i=$1 r=$2 out="$WORK/wrk-$1-$2.txt"
 	local url="https://127.0.0.1:${PORTS[$i]}/page"
@@ -172,8 +184,15 @@ measure() { # INDEX ROUND
 	if [[ $WARMUP != 0 ]]; then
 		taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "$AUTH" "$url" >/dev/null
 	fi
+	local front0 gate0 front1 gate1 requests
+	front0=$(ticks "$FRONT_PID") gate0=$(ticks "$GATEHOUSE_PID")
 	taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$AUTH" "$url" >"$out"
+	front1=$(ticks "$FRONT_PID") gate1=$(ticks "$GATEHOUSE_PID")
 	grep -q "Non-2xx" "$out" && die "${NAMES[$i]}: non-2xx answers during the run: $(cat "$out")"
+	requests=$(awk '/requests in/ {print $1}' "$out")
+	# CPU µs per request: less sensitive than requests/s to what else the machine runs.
+	NGINX_US[$i,$r]=$(awk -v t=$((front1 - front0)) -v n="$requests" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+	GATEHOUSE_US[$i,$r]=$(awk -v t=$((gate1 - gate0)) -v n="$requests" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
 	RPS[$i,$r]=$(awk '/^Requests\/sec/ {print $2}' "$out")
 	P50[$i,$r]=$(awk '$1 == "50%" {print $2}' "$out")
 	P99[$i,$r]=$(awk '$1 == "99%" {print $2}' "$out")
@@ -191,20 +210,26 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-declare -A MED
+declare -A MED MED_NGINX MED_GATE
 for i in "${!NAMES[@]}"; do
-	vals=()
-	for ((r = 0; r < ROUNDS; r++)); do vals+=("${RPS[$i,$r]}"); done
-	MED[$i]=$(median "${vals[@]}")
+	vals=() nv=() gv=()
+	for ((r = 0; r < ROUNDS; r++)); do
+		vals+=("${RPS[$i,$r]}") nv+=("${NGINX_US[$i,$r]}") gv+=("${GATEHOUSE_US[$i,$r]}")
+	done
+	MED[$i]=$(median "${vals[@]}") MED_NGINX[$i]=$(median "${nv[@]}") MED_GATE[$i]=$(median "${gv[@]}")
 done
 echo
 echo "forward-auth over TLS: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $ROUNDS round(s);"
 echo "nginx on CPU $PROXY_CPUS, wrk + upstream + TLS static on CPU $LOAD_CPUS ($(nproc) CPUs); gatehouse: one tokio worker"
 echo "load average before $LOAD_BEFORE, after $LOAD_AFTER (1, 5, 15 min)"
-printf '%-30s %12s %10s %10s %22s   %s\n' configuration "req/s" "p50" "p99" "ratio to static 204" "each round (req/s)"
+echo "ratio: requests/s over nginx + static 204's; CPU ratio: nginx + static 204's CPU per request over"
+echo "this row's nginx + gatehouse CPU per request (what the ratio would be with the CPU to itself)"
+printf '%-30s %9s %9s %9s %7s %11s %11s %9s   %s\n' configuration "req/s" "p50" "p99" ratio "nginx µs/r" "gateh. µs/r" "CPU ratio" "each round (req/s)"
 for i in "${!NAMES[@]}"; do
 	rounds=""
 	for ((r = 0; r < ROUNDS; r++)); do rounds+="${RPS[$i,$r]} "; done
 	ratio=$(awk -v a="${MED[$i]}" -v b="${MED[1]}" 'BEGIN {printf "%.2f", a / b}')
-	printf '%-30s %12.0f %10s %10s %22s   %s\n' "${NAMES[$i]}" "${MED[$i]}" "${P50[$i,0]}" "${P99[$i,0]}" "$ratio" "$rounds"
+	cpu_ratio=$(awk -v base="${MED_NGINX[1]}" -v n="${MED_NGINX[$i]}" -v g="${MED_GATE[$i]}" 'BEGIN {printf "%.2f", base / (n + g)}')
+	printf '%-30s %9.0f %9s %9s %7s %11s %11s %9s   %s\n' "${NAMES[$i]}" "${MED[$i]}" "${P50[$i,0]}" "${P99[$i,0]}" "$ratio" \
+		"${MED_NGINX[$i]}" "${MED_GATE[$i]}" "$cpu_ratio" "$rounds"
 done
