@@ -172,6 +172,40 @@ signing_keys = ["s.pem"]
     }
 
     #[test]
+    fn environment_overrides_reach_forward_auth() {
+        let vars = [(
+            "GATEHOUSE_FORWARD_AUTH_COOKIE_DOMAIN".to_string(),
+            ".example.com".to_string(),
+        )];
+        let c = Config::parse_with_overrides(
+            BASE,
+            std::path::Path::new("/etc/g.toml"),
+            &|_| None,
+            &vars,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.forward_auth.cookie_domain, "example.com");
+        let vars = [(
+            "GATEHOUSE_FORWARD_AUTH_COOKIE_DOMAIN".to_string(),
+            "other.com".to_string(),
+        )];
+        let errors = Config::parse_with_overrides(
+            BASE,
+            std::path::Path::new("/etc/g.toml"),
+            &|_| None,
+            &vars,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            errors.contains("GATEHOUSE_FORWARD_AUTH_COOKIE_DOMAIN"),
+            "{errors}"
+        );
+        assert!(errors.contains("does not cover"), "{errors}");
+    }
+
+    #[test]
     fn forward_auth_problems_are_located() {
         let cases = [
             (
