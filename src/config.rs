@@ -12,6 +12,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod forward_auth;
 mod identity_providers;
 mod issuers;
 mod log;
@@ -30,6 +31,7 @@ pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, ENV_PREFIX, MAX_DURATION, env_name};
+pub use forward_auth::ForwardAuthConfig;
 pub use identity_providers::{
     ClientAuth, IdentityProviderEntry, is_provider_name, is_user_name_byte,
 };
@@ -124,6 +126,8 @@ pub struct Config {
     /// `[[issuers]]`: other issuers whose access tokens routes may accept (SPEC §7.2).
     /// Default none.
     pub issuers: Vec<IssuerConfig>,
+    /// `[forward_auth]`: the ingress hosts behind `/auth/verify`. Every key has a default.
+    pub forward_auth: ForwardAuthConfig,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

@@ -8,8 +8,8 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, identity_providers, issuers, log, login, oauth, routes,
-    scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, forward_auth, identity_providers, issuers, log, login,
+    oauth, routes, scopes, server, store, users,
 };
 
 /// The top-level keys: one per section.
@@ -27,6 +27,7 @@ const TOP: &[&str] = &[
     "routes",
     "issuers",
     "identity_providers",
+    "forward_auth",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -46,6 +47,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("routes", routes::KEYS),
     ("issuers", issuers::KEYS),
     ("identity_providers", identity_providers::KEYS),
+    ("forward_auth", forward_auth::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -96,6 +98,8 @@ pub(super) fn decode(
         .collect();
     let routes = routes::decode(&mut d, root, &scope_names, &base, &issuer_names);
     let identity_providers = identity_providers::decode(&mut d, root, &scope_names, &base);
+    let t = section(&mut d, root, "forward_auth", &empty);
+    let forward_auth = forward_auth::decode(&mut d, t, &server.public_url);
     d.reject_unused_overrides();
 
     if d.has_errors() {
@@ -117,6 +121,7 @@ pub(super) fn decode(
         routes,
         identity_providers,
         issuers,
+        forward_auth,
     })
 }
 
