@@ -1,5 +1,5 @@
 //! The files the config names: the TLS certificate and key (RFC 8446 via rustls), the Ed25519
-//! signing keys (RFC 8410) and each route's `upstream_ca`. `check-config`, `serve` and a
+//! signing keys (RFC 8410), each route's `upstream_ca` and each issuer's `ca`. `check-config`, `serve` and a
 //! reload load them through this one function, and every problem is a config problem located
 //! at the key that names the file (SPEC §1: exit 2), e.g.
 //! `gatehouse.toml:7:8: server.tls.cert: cannot read /etc/gatehouse/cert.pem: No such file…`.
@@ -45,6 +45,16 @@ pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
             if let Err(e) = client {
                 let key = format!("identity_providers[{i}].ca");
                 errors.push(config.error_at(&key, e));
+            }
+        }
+    }
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        if let Some(path) = &issuer.ca {
+            let checked = crate::federation::Trust::from_ca_path(path).and_then(|trust| {
+                crate::federation::Outbound::new(&trust, crate::federation::client::DEFAULT_TIMEOUT)
+            });
+            if let Err(e) = checked {
+                errors.push(config.error_at(&format!("issuers[{i}].ca"), e));
             }
         }
     }

@@ -3,6 +3,7 @@
 //! through an OpenID Connect provider (§7.1, `login`), with the test's own hostile provider
 //! for the attacks a real one never makes (`hostile`).
 
+mod config;
 mod hostile;
 mod keys;
 mod login;

@@ -135,9 +135,10 @@ impl Setup {
         self.idp.stats().await["jwks_requests"].as_u64().unwrap()
     }
 
-    /// Waits for the key set's first background fetch, so that counts start from it.
+    /// Waits for the key set's first background fetch, so that counts start from it (generous:
+    /// on a loaded machine the first fetch may time out and be retried).
     async fn keys_loaded(&self) {
-        poll_until(Duration::from_secs(10), || async {
+        poll_until(Duration::from_secs(30), || async {
             self.metric(r#"gatehouse_jwks_refreshes_total{issuer="corp",result="ok"}"#)
                 .await
                 >= 1.0
