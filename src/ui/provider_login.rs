@@ -77,7 +77,7 @@ fn start(
     query: Option<&str>,
 ) -> Response<Body> {
     let params = Params::parse(query.unwrap_or_default()).unwrap_or_default();
-    let to = return_to::sanitize(params.get("return_to"));
+    let to = return_to::sanitize_for(params.get("return_to"), &ctx.config.forward_auth);
     let provider = ctx.providers.get(&entry.name);
     let Some(ready) = provider.and_then(|p| p.ready()) else {
         if let Some(p) = provider {
