@@ -37,7 +37,12 @@ fn main() -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["seed", url, base, codes, file] => rt.block_on(seed(url, base, codes.parse()?, file)),
         ["run", url, ca, file, clients, warmup, duration, rest @ ..] => {
             let pid = rest.first().map(|p| p.parse()).transpose()?;
@@ -91,9 +96,7 @@ async fn seed(url: &str, base: &str, count: usize, file: &str) -> Result<(), Box
     store.create_app(&app).await?;
     store.close().await;
     let codes: Vec<String> = (0..count)
-        .map(|_| {
-            gatehouse::auth::secret::new_authorization_code().map(|c| c.expose().to_owned())
-        })
+        .map(|_| gatehouse::auth::secret::new_authorization_code().map(|c| c.expose().to_owned()))
         .collect::<Result<_, _>>()
         .map_err(|_| "random source")?;
     let challenge = s256_challenge(VERIFIER);
@@ -197,27 +200,30 @@ impl Run {
             .collect::<Result<_, _>>()?;
         // Phase 1: code exchanges.
         let tallies = this
-            .phase("exchange", &clients, |_i, client, deadline, measure_from| {
-                let (this, codes, next) = (this.clone(), codes.clone(), next.clone());
-                async move {
-                    let mut tally = Tally::default();
-                    while Instant::now() < deadline {
-                        let Some(code) = codes.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            break;
-                        };
-                        let body = format!(
-                            "grant_type=authorization_code&code={code}&redirect_uri=\
+            .phase(
+                "exchange",
+                &clients,
+                |_i, client, deadline, measure_from| {
+                    let (this, codes, next) = (this.clone(), codes.clone(), next.clone());
+                    async move {
+                        let mut tally = Tally::default();
+                        while Instant::now() < deadline {
+                            let Some(code) = codes.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                                break;
+                            };
+                            let body = format!(
+                                "grant_type=authorization_code&code={code}&redirect_uri=\
                              https%3A%2F%2Fbench.example%2Fcb&code_verifier={VERIFIER}"
-                        );
-                        this.post(&client, body, measure_from, &mut tally).await;
+                            );
+                            this.post(&client, body, measure_from, &mut tally).await;
+                        }
+                        tally
                     }
-                    tally
-                }
-            })
+                },
+            )
             .await?;
         // Phase 2: refreshes of the chains each client got in phase 1.
-        let tokens: Vec<VecDeque<String>> =
-            tallies.into_iter().map(|t| t.refresh_tokens).collect();
+        let tokens: Vec<VecDeque<String>> = tallies.into_iter().map(|t| t.refresh_tokens).collect();
         let tokens = Arc::new(std::sync::Mutex::new(tokens));
         this.phase("refresh", &clients, |i, client, deadline, measure_from| {
             let (this, tokens) = (this.clone(), tokens.clone());
@@ -283,7 +289,9 @@ impl Run {
                 .map_or(0.0, |us| f64::from(*us) / 1000.0)
         };
         let cpu_us = match (cpu_before, cpu_after) {
-            (Some(b), Some(a)) if ok > 0 => format!("{:.0}", (a - b).as_micros() as f64 / ok as f64),
+            (Some(b), Some(a)) if ok > 0 => {
+                format!("{:.0}", (a - b).as_micros() as f64 / ok as f64)
+            }
             _ => "-".into(),
         };
         println!(
@@ -316,7 +324,10 @@ impl Run {
             .send()
             .await;
         let result = match answer {
-            Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.map_err(|e| e.to_string()),
+            Ok(r) if r.status() == 200 => r
+                .json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string()),
             Ok(r) => {
                 let status = r.status();
                 Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
@@ -330,7 +341,9 @@ impl Run {
                 if measured {
                     tally.ok += 1;
                     let us = started.elapsed().as_micros();
-                    tally.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(us).unwrap_or(u32::MAX));
                 }
             }
             Ok(None) | Err(_) if !measured => {}

@@ -367,6 +367,12 @@ impl Store {
         self.inner.grants.submit(write, outcome).await
     }
 
+    /// How many group-commit batches of grants this handle has run (each one transaction,
+    /// whatever the number of grants in it): for tests and diagnostics.
+    pub fn grant_batches(&self) -> u64 {
+        self.inner.grants.batches()
+    }
+
     /// A refresh token and its grant, read in one round trip.
     pub async fn get_refresh_token_and_grant(
         &self,

@@ -14,6 +14,7 @@
 //! again one transaction each, so one failing item never fails the others.
 
 use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +73,8 @@ impl GrantWrite {
 /// The queue into a store's grant writer.
 pub(crate) struct GroupCommit {
     queue: mpsc::Sender<GrantWrite>,
+    /// Batches the writer has run (committed or not).
+    batches: AtomicU64,
 }
 
 impl GroupCommit {
@@ -79,7 +82,14 @@ impl GroupCommit {
     pub(crate) fn start(inner: Weak<Inner>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(inner, rx));
-        Self { queue }
+        Self {
+            queue,
+            batches: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Queues `write` and waits for its committed outcome.
@@ -101,6 +111,7 @@ async fn writer(inner: Weak<Inner>, mut rx: mpsc::Receiver<GrantWrite>) {
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(inner) = inner.upgrade() else { return };
         let writes = std::mem::take(&mut batch);
+        inner.grants.batches.fetch_add(1, Ordering::Relaxed);
         match &inner.engine {
             Engine::Sqlite(e) => e.write_grants(writes).await,
             Engine::Postgres(e) => e.write_grants(writes).await,
