@@ -12,9 +12,11 @@
 #     --rounds N                  interleaved rounds, each build once per round (default 1)
 #     --server-cpus LIST          taskset list for the gateway (default 1)
 #     --client-cpus LIST          taskset list for the load client and PostgreSQL (default 0)
+#     --callgrind                 run each build under callgrind and add the user-space
+#                                 instructions per grant (deterministic where grants/s is not)
 #     --keep-tmp                  keep the temp folder (logs, configs)
 # Needs openssl, taskset, curl and (for postgres) initdb/pg_ctl; builds the load client
-# (examples/token_load.rs, release profile) if missing.
+# (examples/token_load.rs, release profile) if missing; TOKEN_LOAD=PATH uses another build of it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +29,7 @@ ROUNDS=1
 SERVER_CPUS=1
 CLIENT_CPUS=0
 KEEP=0
+CALLGRIND=0
 BUILDS=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -39,7 +42,8 @@ while [[ $# -gt 0 ]]; do
 	--server-cpus) SERVER_CPUS=$2; shift 2 ;;
 	--client-cpus) CLIENT_CPUS=$2; shift 2 ;;
 	--keep-tmp) KEEP=1; shift ;;
-	-h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+	--callgrind) CALLGRIND=1; shift ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
 	*=*) BUILDS+=("$1"); shift ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
@@ -51,8 +55,8 @@ for tool in openssl taskset curl; do
 	command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install -y $tool)" >&2; exit 1; }
 done
 
-LOADER=$ROOT/target/release/examples/token_load
-if [[ ! -x $LOADER || $ROOT/examples/token_load.rs -nt $LOADER ]]; then
+LOADER=${TOKEN_LOAD:-$ROOT/target/release/examples/token_load}
+if [[ -z ${TOKEN_LOAD:-} && (! -x $LOADER || $ROOT/examples/token_load.rs -nt $LOADER) ]]; then
 	(cd "$ROOT" && cargo build --release --example token_load)
 fi
 
@@ -72,8 +76,15 @@ trap cleanup EXIT
 pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/key.pem" \
-	-out "$TMP/cert.pem" -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+# A throwaway CA and a server certificate for 127.0.0.1 (webpki refuses a self-signed CA
+# certificate as the server's own).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/ca.key" \
+	-out "$TMP/ca.pem" -days 2 -subj /CN=token-load-ca >/dev/null 2>&1
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/key.pem" \
+	-out "$TMP/server.csr" -subj /CN=127.0.0.1 >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$TMP/server.ext"
+openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+	-out "$TMP/cert.pem" -days 2 -extfile "$TMP/server.ext" >/dev/null 2>&1
 openssl genpkey -algorithm ed25519 -out "$TMP/signing.pem" >/dev/null 2>&1
 
 # A PostgreSQL cluster with the durability settings of a production server (fsync and
@@ -96,7 +107,7 @@ run_one() {
 	local engine=$1 name=$2 bin=$3 round=$4 dir url tls admin
 	dir=$TMP/$engine-$name-$round
 	mkdir -p "$dir"
-	cp "$TMP"/{cert,key,signing}.pem "$dir/"
+	cp "$TMP"/{cert,key,signing,ca}.pem "$dir/"
 	if [[ $engine == sqlite ]]; then
 		url="sqlite://gatehouse.db"
 	else
@@ -127,17 +138,38 @@ run_one() {
 		password_hash = "\$argon2id\$v=19\$m=19456,t=2,p=1\$c2FsdHNhbHQ\$aGFzaGhhc2hoYXNoaGFzaA"
 		max_scope = "WRITE"
 	EOF
-	TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPUS" "$bin" serve --config "$dir/gatehouse.toml" \
+	local wrap=() ready=100
+	unset TOKEN_LOAD_HOOK
+	if [[ $CALLGRIND -eq 1 ]]; then
+		# Counting each phase's measured window: the hook zeroes the counters when it opens and
+		# dumps them (the phase's totals into ir.txt) when it closes.
+		wrap=(valgrind --tool=callgrind "--callgrind-out-file=$dir/callgrind.%p")
+		ready=1200
+		cat >"$dir/hook.sh" <<-'EOF'
+			pid=$(cat "$(dirname "$0")/server.pid")
+			case $1 in
+			start) callgrind_control -z "$pid" >/dev/null ;;
+			stop)
+				callgrind_control -d "$2" "$pid" >/dev/null
+				dump=$(ls -t "$(dirname "$0")"/callgrind.*.* | head -1)
+				echo "$2 $(grep -h '^summary:\|^totals:' "$dump" | head -1 | awk '{print $2}')" >>"$(dirname "$0")/ir.txt"
+				;;
+			esac
+		EOF
+		export TOKEN_LOAD_HOOK="bash $dir/hook.sh"
+	fi
+	TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPUS" "${wrap[@]}" "$bin" serve --config "$dir/gatehouse.toml" \
 		>"$dir/gatehouse.log" 2>&1 &
 	SERVER_PID=$!
+	echo "$SERVER_PID" >"$dir/server.pid"
 	local i
-	for i in $(seq 100); do
+	for i in $(seq "$ready"); do
 		curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
 		sleep 0.1
 	done
 	local load1 out
 	load1=$(cut -d' ' -f1 /proc/loadavg)
-	out=$(taskset -c "$CLIENT_CPUS" "$LOADER" run "https://127.0.0.1:$tls" "$dir/cert.pem" \
+	out=$(taskset -c "$CLIENT_CPUS" "$LOADER" run "https://127.0.0.1:$tls" "$dir/ca.pem" \
 		"$dir/codes.txt" "$CLIENTS" "$WARMUP" "$DURATION" "$SERVER_PID" 2>"$dir/load.err") || {
 		echo "load client failed for $name on $engine: $(tail -3 "$dir/load.err")" >&2
 	}
@@ -145,7 +177,10 @@ run_one() {
 	SERVER_PID=""
 	while read -r line; do
 		[[ -z $line ]] && continue
-		echo "$engine $name $round load=$load1 $line" >>"$TMP/results.txt"
+		local phase=${line#phase=} ir=-
+		phase=${phase%% *}
+		[[ -f $dir/ir.txt ]] && ir=$(awk -v p="$phase" '$1 == p {print $2}' "$dir/ir.txt")
+		echo "$engine $name $round load=$load1 $line ir=${ir:--}" >>"$TMP/results.txt"
 	done <<<"$out"
 	[[ -s $dir/load.err ]] && sed 's/^/  /' "$dir/load.err" >&2
 	true
@@ -163,14 +198,16 @@ done
 
 echo
 echo "token endpoint, $CLIENTS keep-alive TLS clients, gateway on CPU $SERVER_CPUS, ${DURATION}s per phase after ${WARMUP}s warm-up ($(date -u +%FT%TZ), uptime: $(uptime | sed 's/.*load/load/'))"
-printf '%-8s %-8s %-10s %5s %8s %7s %7s %7s %6s %6s\n' engine grant build round target grants/s p50ms p99ms cpu_us errors
+printf '%-8s %-8s %-10s %5s %8s %8s %8s %8s %7s %6s %10s %s\n' engine grant build round target grants/s p50ms p99ms cpu_us errors instr/grant load
 while read -r engine name round load rest; do
 	declare -A f=()
 	for kv in $rest; do f[${kv%%=*}]=${kv#*=}; done
 	target=5000
 	[[ $engine == postgres ]] && target=2000
-	printf '%-8s %-8s %-10s %5s %8s %7s %7s %7s %6s %6s\n' "$engine" "${f[phase]}" "$name" "$round" "≥$target" \
-		"${f[rate]}" "${f[p50_ms]}" "${f[p99_ms]}" "${f[cpu_us]}" "${f[errors]}"
+	per=-
+	[[ ${f[ir]} != - && ${f[ok]} -gt 0 ]] && per=$((f[ir] / f[ok]))
+	printf '%-8s %-8s %-10s %5s %8s %8s %8s %8s %7s %6s %10s %s\n' "$engine" "${f[phase]}" "$name" "$round" "≥$target" \
+		"${f[rate]}" "${f[p50_ms]}" "${f[p99_ms]}" "${f[cpu_us]}" "${f[errors]}" "$per" "${load#load=}"
 done <"$TMP/results.txt"
 mkdir -p "$ROOT/target/token_load"
 cp "$TMP/results.txt" "$ROOT/target/token_load/results-$(date -u +%Y%m%dT%H%M%SZ).txt"

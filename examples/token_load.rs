@@ -12,7 +12,8 @@
 //! tokens those exchanges returned (each client rotating its own chains, so no two requests
 //! ever present one token) for as long. Each phase prints one line:
 //! `phase=exchange ok=N errors=N rate=R/s p50_ms=… p99_ms=… cpu_us=…` over the measured part
-//! (after the warm-up); `cpu_us` is the CPU time (user + system) of process PID per grant.
+//! (requests that finished after the warm-up); `cpu_us` is the CPU time (user + system) of
+//! process PID per grant. `TOKEN_LOAD_HOOK` (see [`hook`]) runs a command at the window's ends.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -172,6 +173,20 @@ struct Tally {
     first_error: Option<String>,
 }
 
+/// Runs `$TOKEN_LOAD_HOOK EVENT PHASE` (if set) when a phase's measured window opens
+/// (`start`) and closes (`stop`): `benches/token_instructions.sh` switches callgrind's counting
+/// with it.
+fn hook(event: &str, phase: &str) {
+    if let Ok(cmd) = std::env::var("TOKEN_LOAD_HOOK") {
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("{cmd} {event} {phase}")])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("hook {cmd} {event} {phase} failed");
+        }
+    }
+}
+
 /// User + system CPU time of a process, from /proc/PID/stat (clock ticks of 10 ms).
 fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -269,6 +284,7 @@ impl Run {
             .map(|(i, c)| tokio::spawn(work(i, c.clone(), deadline, measure_from)))
             .collect();
         tokio::time::sleep_until(measure_from.into()).await;
+        hook("start", name);
         let cpu_before = self.pid.and_then(cpu_time);
         let mut tallies = Vec::with_capacity(handles.len());
         for h in handles {
@@ -276,6 +292,7 @@ impl Run {
         }
         let cpu_after = self.pid.and_then(cpu_time);
         let measured = Instant::now().saturating_duration_since(measure_from);
+        hook("stop", name);
         let ok: usize = tallies.iter().map(|t| t.ok).sum();
         let errors: usize = tallies.iter().map(|t| t.errors).sum();
         let mut latencies: Vec<u32> = tallies
@@ -332,9 +349,12 @@ impl Run {
                 let status = r.status();
                 Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(format!("{e:?}")),
         };
-        let measured = started >= measure_from;
+        // Counted when it finishes in the measured window (which ends when the last request
+        // does): what the gateway did inside the window, give or take the requests it had
+        // half done when the window opened.
+        let measured = Instant::now() >= measure_from;
         match result.map(|v| v["refresh_token"].as_str().map(str::to_owned)) {
             Ok(Some(token)) => {
                 tally.refresh_tokens.push_back(token);
