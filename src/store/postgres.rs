@@ -104,6 +104,10 @@ impl PostgresEngine {
     }
 
     super::ops_apps::apps_ops!(Postgres);
+    /// See `ops_tokens::POSTGRES_REDEEM` and `ops_tokens::POSTGRES_ROTATE`.
+    const REDEEM_ONE: &str = super::ops_tokens::POSTGRES_REDEEM;
+    const ROTATE_ONE: &str = super::ops_tokens::POSTGRES_ROTATE;
+
     super::ops_tokens::tokens_ops!(Postgres);
     super::ops_users::user_ops!(Postgres);
     super::migrate::migrate_ops!(Postgres);

@@ -73,6 +73,10 @@ impl SqliteEngine {
     }
 
     super::ops_apps::apps_ops!(Sqlite);
+    /// See `ops_tokens::SQLITE_REDEEM` and `ops_tokens::SQLITE_ROTATE`.
+    const REDEEM_ONE: &str = super::ops_tokens::SQLITE_REDEEM;
+    const ROTATE_ONE: &str = super::ops_tokens::SQLITE_ROTATE;
+
     super::ops_tokens::tokens_ops!(Sqlite);
     super::ops_users::user_ops!(Sqlite);
     super::migrate::migrate_ops!(Sqlite);
