@@ -127,11 +127,15 @@ impl Store {
                 Engine::Postgres(PostgresEngine::open(&url, max_connections, events.clone()).await?)
             }
         };
+        let writers = match engine {
+            Engine::Sqlite(_) => group_commit::SQLITE_WRITERS,
+            Engine::Postgres(_) => group_commit::POSTGRES_WRITERS,
+        };
         Ok(Self {
             inner: Arc::new_cyclic(|weak| Inner {
                 engine,
                 events,
-                grants: group_commit::GroupCommit::start(weak.clone()),
+                grants: group_commit::GroupCommit::start(weak.clone(), writers),
             }),
         })
     }
@@ -371,6 +375,11 @@ impl Store {
     /// whatever the number of grants in it): for tests and diagnostics.
     pub fn grant_batches(&self) -> u64 {
         self.inner.grants.batches()
+    }
+
+    /// How many group-commit writers this handle runs (batches that may be in flight at once).
+    pub fn grant_writers(&self) -> usize {
+        self.inner.grants.writers()
     }
 
     /// A refresh token and its grant, read in one round trip.

@@ -1,6 +1,8 @@
 //! Group commit of the token grants (SPEC §3.1, §6): code redemptions and refresh rotations
-//! are queued to one writer task per store handle, which runs everything waiting as one
-//! transaction and sends each caller its outcome only after that transaction committed. With
+//! are queued to the writer tasks of the store handle (one for SQLite, which has one writer at
+//! a time anyway; a few for PostgreSQL, whose round trips would otherwise leave one connection
+//! waiting), and a writer runs everything waiting as one transaction and sends each caller its
+//! outcome only after that transaction committed. With
 //! a durable commit (SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`) concurrent
 //! grants then share one disk flush instead of queueing for one each, as a database's own WAL
 //! writer does.
@@ -13,11 +15,11 @@
 //! changes nothing. If a statement fails, the batch is rolled back and its items are run
 //! again one transaction each, so one failing item never fails the others.
 
-use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
     Engine, Inner, NewRefreshToken, RedeemOutcome, RotateOutcome, SecretHash, StoreError,
@@ -26,6 +28,11 @@ use super::{
 
 /// Most grants committed together; more wait for the next batch.
 const MAX_BATCH: usize = 256;
+/// Writers on SQLite (one writer at a time is SQLite's own rule) and on PostgreSQL (batches
+/// in flight at once; row locks keep their grants apart, and PostgreSQL flushes concurrent
+/// commits together).
+pub(crate) const SQLITE_WRITERS: usize = 1;
+pub(crate) const POSTGRES_WRITERS: usize = 4;
 /// Grants waiting for the writer before callers wait to queue (backpressure).
 const QUEUE: usize = 4096;
 
@@ -73,19 +80,30 @@ impl GrantWrite {
 /// The queue into a store's grant writer.
 pub(crate) struct GroupCommit {
     queue: mpsc::Sender<GrantWrite>,
+    writers: usize,
     /// Batches the writer has run (committed or not).
     batches: AtomicU64,
 }
 
 impl GroupCommit {
-    /// Starts the writer of the store behind `inner`. It ends when every handle is gone.
-    pub(crate) fn start(inner: Weak<Inner>) -> Self {
+    /// Starts `writers` writers of the store behind `inner`, taking turns at the queue. They
+    /// end when every handle is gone.
+    pub(crate) fn start(inner: Weak<Inner>, writers: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(inner, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        let writers = writers.max(1);
+        for _ in 0..writers {
+            tokio::spawn(writer(inner.clone(), rx.clone()));
+        }
         Self {
             queue,
+            writers,
             batches: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn writers(&self) -> usize {
+        self.writers
     }
 
     pub(crate) fn batches(&self) -> u64 {
@@ -105,10 +123,13 @@ impl GroupCommit {
 }
 
 /// Takes everything waiting (up to [`MAX_BATCH`]) and commits it as one transaction; the
-/// grants that arrive meanwhile form the next batch.
-async fn writer(inner: Weak<Inner>, mut rx: mpsc::Receiver<GrantWrite>) {
+/// grants that arrive meanwhile form the next batch (another writer's, if there are several).
+async fn writer(inner: Weak<Inner>, rx: Arc<Mutex<mpsc::Receiver<GrantWrite>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
         let Some(inner) = inner.upgrade() else { return };
         let writes = std::mem::take(&mut batch);
         inner.grants.batches.fetch_add(1, Ordering::Relaxed);

@@ -62,8 +62,9 @@ impl Held {
     }
 }
 
-/// Runs `writes` (queued in order) as one batch of the store's grant writer: a decoy write
-/// first occupies the writer, blocked on a held lock, while the others queue behind it.
+/// Runs `writes` (queued in order) as one batch of the store's grant writers: decoy writes
+/// first occupy every writer, blocked on a held lock, while the others queue behind them; once
+/// the lock goes, the first writer back takes the whole queue.
 async fn in_one_batch<T, Fut>(db: &TestDb, store: &Store, writes: Vec<Fut>) -> Vec<T>
 where
     T: Send + 'static,
@@ -71,30 +72,35 @@ where
 {
     let held = Held::take(db).await;
     let before = store.grant_batches();
-    let decoy = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let new = refresh("decoy-new", "decoy-jti", at(1));
-            store
+    let writers = store.grant_writers() as u64;
+    let mut decoys = Vec::new();
+    // One at a time, so that each goes to a writer of its own.
+    for i in 0..writers {
+        let decoy = store.clone();
+        decoys.push(tokio::spawn(async move {
+            let new = refresh(&format!("decoy-new-{i}"), "decoy-jti", at(1));
+            decoy
                 .rotate_refresh_token(&secret_hash("decoy"), "nobody", &new, at(1))
                 .await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while store.grant_batches() == before {
-        assert!(Instant::now() < deadline, "the writer never took the decoy");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.grant_batches() < before + i + 1 {
+            assert!(Instant::now() < deadline, "no writer took decoy {i}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     // join_all polls each write once in order, which queues it; then they all wait.
     let all = tokio::spawn(join_all(writes));
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.release().await;
-    assert_eq!(decoy.await.unwrap().unwrap(), RotateOutcome::Unknown);
+    for decoy in decoys {
+        assert_eq!(decoy.await.unwrap().unwrap(), RotateOutcome::Unknown);
+    }
     let results = all.await.unwrap();
     assert_eq!(
         store.grant_batches(),
-        before + 2,
-        "the writes shared one batch after the decoy's"
+        before + writers + 1,
+        "the writes shared one batch after the decoys'"
     );
     results
 }
