@@ -51,6 +51,9 @@ pub async fn find<'d, 'h>(
 pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
     let now = ctx.clock.now();
     let found = find(ctx.store, ctx.directory, headers, now).await?;
+    if let Some(f) = &found {
+        ctx.note_user(&f.session.user);
+    }
     Ok(found.map(|f| Current {
         user: f.session.user,
         secret: f.cookie.to_owned(),
@@ -64,6 +67,7 @@ pub async fn start(
     user: &str,
     previous: Option<&str>,
 ) -> Result<HeaderValue, StoreError> {
+    ctx.note_user(user);
     if let Some(old) = previous {
         ctx.store.delete_session(&secret_hash(old)).await?;
     }

@@ -39,8 +39,9 @@ pub(super) fn decode(
     src: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    overrides: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
-    let mut d = Decoder::new(src, path, env);
+    let mut d = Decoder::new(src, path, env).with_overrides(overrides);
     let doc = match Document::parse(src) {
         Ok(doc) => doc,
         Err(e) => {
@@ -61,7 +62,7 @@ pub(super) fn decode(
     let t = section(&mut d, root, "log", &empty);
     let log = log::decode(&mut d, t);
     let t = section(&mut d, root, "store", &empty);
-    let store = store::decode(&mut d, t);
+    let store = store::decode(&mut d, t, &base);
     let t = section(&mut d, root, "oauth", &empty);
     let oauth = oauth::decode(&mut d, t, &base);
     let t = section(&mut d, root, "auth", &empty);
@@ -74,6 +75,7 @@ pub(super) fn decode(
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
     let routes = routes::decode(&mut d, root, &scope_names, &base);
+    d.reject_unused_overrides();
 
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
@@ -212,7 +214,7 @@ mod tests {
                 };
                 let src = format!("{header}\n{key} = 1.5\n");
                 let no_env = |_: &str| None;
-                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env) else {
+                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env, &[]) else {
                     panic!("{name} = 1.5 was accepted");
                 };
                 let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();

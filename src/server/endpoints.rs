@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use super::Gateway;
 use super::conn::ConnInfo;
 use super::reload::Snapshot;
-use crate::auth::context::Ctx;
+use crate::auth::context::{Caller, Ctx};
 use crate::body::Body;
 use crate::oauth::endpoints::{canonical_oauth_path, is_oauth_path};
 
@@ -31,6 +31,7 @@ impl Gateway {
             directory: &live.directory,
             peer,
             request_id,
+            caller: std::sync::Mutex::default(),
         }
     }
 }
@@ -83,7 +84,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let ctx = gateway.ctx(live, conn.peer, request_id);
-    match endpoint {
+    let mut response = match endpoint {
         // The two authorization-server endpoints a browser sees are pages (ui); the rest
         // answer machines (oauth).
         Endpoint::OAuth => match canonical_oauth_path(req.uri().path()) {
@@ -93,7 +94,13 @@ pub async fn handle(
         },
         Endpoint::Apps => crate::apps::api::handle(&ctx, req).await,
         Endpoint::Ui => crate::ui::handle(&ctx, req).await,
+    };
+    // Who it was, for the access log (read back by `dispatch`).
+    let caller = ctx.take_caller();
+    if caller != Caller::default() {
+        response.extensions_mut().insert(caller);
     }
+    response
 }
 
 #[cfg(test)]

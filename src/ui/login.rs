@@ -150,10 +150,10 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             // Not a failure, and the name's earlier failures are forgotten. The address keeps
             // its count: one valid account must not reset the counter of someone guessing.
             attempt.forgive();
-            guard.throttle.forget(&user_key);
+            guard.throttle.forget(&user_key).await;
         }
         Ok(false) => {
-            attempt.failed();
+            attempt.failed().await;
             count(ctx, "failure");
             tracing::info!(request_id = ctx.request_id(), %addr, "login failed");
             return form(
