@@ -12,6 +12,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod forward_auth;
 mod log;
 mod login;
 mod oauth;
@@ -28,6 +29,7 @@ pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
 pub use decode::{ConfigError, ConfigErrors, ENV_PREFIX, MAX_DURATION, env_name};
+pub use forward_auth::ForwardAuthConfig;
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
@@ -113,6 +115,8 @@ pub struct Config {
     pub apps: Vec<AppEntry>,
     /// `[[routes]]`: what is proxied where. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[forward_auth]`: the ingress hosts behind `/auth/verify`. Every key has a default.
+    pub forward_auth: ForwardAuthConfig,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }

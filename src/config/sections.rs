@@ -8,13 +8,24 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, log, login, oauth, routes, scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, forward_auth, log, login, oauth, routes, scopes,
+    server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
-    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
+    "server",
+    "admin",
+    "log",
+    "store",
+    "oauth",
+    "auth",
+    "login",
+    "scopes",
+    "users",
+    "apps",
     "routes",
+    "forward_auth",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -32,6 +43,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("users", users::KEYS),
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
+    ("forward_auth", forward_auth::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -75,6 +87,8 @@ pub(super) fn decode(
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
     let routes = routes::decode(&mut d, root, &scope_names, &base);
+    let t = section(&mut d, root, "forward_auth", &empty);
+    let forward_auth = forward_auth::decode(&mut d, t, &server.public_url);
     d.reject_unused_overrides();
 
     if d.has_errors() {
@@ -94,6 +108,7 @@ pub(super) fn decode(
         users,
         apps,
         routes,
+        forward_auth,
     })
 }
 

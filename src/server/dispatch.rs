@@ -31,6 +31,14 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let mut caller: Option<Caller> = None;
     let routed = match (framing, own) {
         (Some(e), _) => Routed::early(Err(e), None),
+        (None, Some(endpoints::Endpoint::Verify)) => {
+            // Not through `endpoints::handle`: the access log wants the principal decided.
+            let ctx = gateway.ctx(&live, conn.peer, &request_id);
+            let mut routed =
+                Box::pin(crate::proxy::verify::handle(&ctx, &live.proxy, conn, req)).await;
+            routed.response = routed.response.map(|r| with_request_id(r, &request_id));
+            routed
+        }
         (None, Some(endpoint)) => {
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.

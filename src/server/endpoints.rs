@@ -45,6 +45,8 @@ pub enum Endpoint {
     Apps,
     /// `/login`, `/logout`.
     Ui,
+    /// `/auth/verify` and `/auth/verify/<original path>`: forward-auth (SPEC §7.4).
+    Verify,
 }
 
 impl Endpoint {
@@ -54,6 +56,7 @@ impl Endpoint {
             Self::OAuth => "gatehouse:oauth2",
             Self::Apps => "gatehouse:v1",
             Self::Ui => "gatehouse:login",
+            Self::Verify => "gatehouse:verify",
         }
     }
 }
@@ -68,6 +71,9 @@ pub fn classify(path: &str, confluence_paths: bool) -> Option<Endpoint> {
     }
     if path == "/login" || path == "/logout" {
         return Some(Endpoint::Ui);
+    }
+    if crate::proxy::verify::is_verify_path(path) {
+        return Some(Endpoint::Verify);
     }
     None
 }
@@ -94,6 +100,12 @@ pub async fn handle(
         },
         Endpoint::Apps => crate::apps::api::handle(&ctx, req).await,
         Endpoint::Ui => crate::ui::handle(&ctx, req).await,
+        Endpoint::Verify => {
+            let routed = crate::proxy::verify::handle(&ctx, &live.proxy, conn, req).await;
+            routed
+                .response
+                .unwrap_or_else(|e| e.into_response(ctx.request_id()))
+        }
     };
     // Who it was, for the access log (read back by `dispatch`).
     let caller = ctx.take_caller();
@@ -122,6 +134,12 @@ mod tests {
         assert_eq!(classify("/v1/oauthApps", true), Some(Endpoint::Apps));
         assert_eq!(classify("/login", true), Some(Endpoint::Ui));
         assert_eq!(classify("/loginx", true), None);
+        assert_eq!(classify("/auth/verify", true), Some(Endpoint::Verify));
+        assert_eq!(
+            classify("/auth/verify/rest/api", true),
+            Some(Endpoint::Verify)
+        );
+        assert_eq!(classify("/auth/verifyx", true), None);
         assert_eq!(classify("/rest/api", true), None);
         assert_eq!(
             canonical_oauth_path("/rest/oauth2/1.0/authorize"),
