@@ -11,6 +11,7 @@
 mod codec;
 mod error;
 mod events;
+mod group_commit;
 mod migrate;
 mod model;
 mod ops_apps;
@@ -79,6 +80,8 @@ enum Engine {
 struct Inner {
     engine: Engine,
     events: Events,
+    /// Code redemptions and refresh rotations, committed in groups.
+    grants: group_commit::GroupCommit,
 }
 
 /// The store handle. Cheap to clone; all clones share one pool and one event bus.
@@ -137,8 +140,16 @@ impl Store {
                 PostgresEngine::open(&url, tls_ca, max_connections, events.clone()).await?,
             ),
         };
+        let writers = match engine {
+            Engine::Sqlite(_) => group_commit::SQLITE_WRITERS,
+            Engine::Postgres(_) => group_commit::POSTGRES_WRITERS,
+        };
         Ok(Self {
-            inner: Arc::new(Inner { engine, events }),
+            inner: Arc::new_cyclic(|weak| Inner {
+                engine,
+                events,
+                grants: group_commit::GroupCommit::start(weak.clone(), writers),
+            }),
         })
     }
 
@@ -369,14 +380,23 @@ impl Store {
     }
 
     /// In one transaction: marks the code used, creates its grant and the grant's first
-    /// refresh token (`first`). Of concurrent redemptions exactly one gets `Redeemed`.
+    /// refresh token (`first`). Of concurrent redemptions exactly one gets `Redeemed`. The
+    /// answer comes once that transaction has committed, which it may share with other
+    /// grants' (group commit, `store/group_commit.rs`).
     pub async fn redeem_code(
         &self,
         hash: &SecretHash,
         first: &NewRefreshToken,
         now: SystemTime,
     ) -> Result<RedeemOutcome, StoreError> {
-        on_engine!(self, e => e.redeem_code(hash, first, now).await)
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let write = group_commit::GrantWrite::Redeem {
+            hash: *hash,
+            first: first.clone(),
+            now,
+            reply,
+        };
+        self.inner.grants.submit(write, outcome).await
     }
 
     pub async fn get_refresh_token(
@@ -389,7 +409,8 @@ impl Store {
     /// In one transaction: marks `old` rotated (recording its successor), inserts `new` as
     /// the next generation, revokes the access token issued with `old` (if its jti was
     /// recorded), and extends the grant. Of concurrent rotations exactly one gets `Rotated`;
-    /// the others get `AlreadyRotated` with the winner's `rotated_at`.
+    /// the others get `AlreadyRotated` with the winner's `rotated_at`. Committed as
+    /// [`Store::redeem_code`] is.
     pub async fn rotate_refresh_token(
         &self,
         old: &SecretHash,
@@ -397,7 +418,34 @@ impl Store {
         new: &NewRefreshToken,
         now: SystemTime,
     ) -> Result<RotateOutcome, StoreError> {
-        on_engine!(self, e => e.rotate_refresh_token(old, client_id, new, now).await)
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let write = group_commit::GrantWrite::Rotate {
+            old: *old,
+            client_id: client_id.to_owned(),
+            new: new.clone(),
+            now,
+            reply,
+        };
+        self.inner.grants.submit(write, outcome).await
+    }
+
+    /// How many group-commit batches of grants this handle has run (each one transaction,
+    /// whatever the number of grants in it): for tests and diagnostics.
+    pub fn grant_batches(&self) -> u64 {
+        self.inner.grants.batches()
+    }
+
+    /// How many group-commit writers this handle runs (batches that may be in flight at once).
+    pub fn grant_writers(&self) -> usize {
+        self.inner.grants.writers()
+    }
+
+    /// A refresh token and its grant, read in one round trip.
+    pub async fn get_refresh_token_and_grant(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+        on_engine!(self, e => e.get_refresh_token_and_grant(hash).await)
     }
 
     pub async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {

@@ -61,13 +61,8 @@ async fn rotate(
     now: SystemTime,
 ) -> Result<TokenResponse, OAuthError> {
     let store = &ctx.store;
-    let rt = store
-        .get_refresh_token(hash)
-        .await
-        .map_err(|e| store_failure(&e))?
-        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-    let grant = store
-        .get_grant(&rt.grant_id)
+    let (rt, grant) = store
+        .get_refresh_token_and_grant(hash)
         .await
         .map_err(|e| store_failure(&e))?
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;

@@ -82,19 +82,22 @@ impl PostgresEngine {
     }
 
     /// Queues the events as notifications of `tx`: PostgreSQL delivers them on commit only.
+    /// One round trip for all of them (a batch of rotations revokes one access token each).
     async fn notify(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         events: &[StoreEvent],
     ) -> Result<(), StoreError> {
-        for event in events {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(self.events.encode(event))
-                .execute(&mut **tx)
-                .await
-                .ctx("notify replicas")?;
+        if events.is_empty() {
+            return Ok(());
         }
+        let payloads: Vec<String> = events.iter().map(|e| self.events.encode(e)).collect();
+        sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(CHANNEL)
+            .bind(payloads)
+            .execute(&mut **tx)
+            .await
+            .ctx("notify replicas")?;
         Ok(())
     }
 
@@ -220,6 +223,10 @@ impl PostgresEngine {
     }
 
     super::ops_apps::apps_ops!(Postgres);
+    /// See `ops_tokens::POSTGRES_REDEEM` and `ops_tokens::POSTGRES_ROTATE`.
+    const REDEEM_ONE: &str = super::ops_tokens::POSTGRES_REDEEM;
+    const ROTATE_ONE: &str = super::ops_tokens::POSTGRES_ROTATE;
+
     super::ops_tokens::tokens_ops!(Postgres);
     super::ops_users::user_ops!(Postgres);
     super::ops_federation::federation_ops!(Postgres);

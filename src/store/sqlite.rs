@@ -1,5 +1,7 @@
 //! The SQLite engine, the embedded default: one file in WAL mode with a busy timeout,
-//! foreign keys on and `synchronous=NORMAL`. Every write transaction starts with
+//! foreign keys on and `synchronous=FULL`: a commit returns once the WAL is flushed to disk, so
+//! an answer sent after it survives a power cut, not only a crash of the process (`NORMAL`
+//! flushes only at checkpoints). The token grants share that flush (`store/group_commit.rs`). Every write transaction starts with
 //! `BEGIN IMMEDIATE`, so writers queue on the busy timeout instead of failing with
 //! `SQLITE_BUSY_SNAPSHOT`. Revocation events stay in this process.
 
@@ -41,7 +43,7 @@ impl SqliteEngine {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = connect_retrying_busy(options, max_connections)
@@ -71,6 +73,10 @@ impl SqliteEngine {
     }
 
     super::ops_apps::apps_ops!(Sqlite);
+    /// See `ops_tokens::SQLITE_REDEEM` and `ops_tokens::SQLITE_ROTATE`.
+    const REDEEM_ONE: &str = super::ops_tokens::SQLITE_REDEEM;
+    const ROTATE_ONE: &str = super::ops_tokens::SQLITE_ROTATE;
+
     super::ops_tokens::tokens_ops!(Sqlite);
     super::ops_users::user_ops!(Sqlite);
     super::ops_federation::federation_ops!(Sqlite);

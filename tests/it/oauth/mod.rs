@@ -3,6 +3,7 @@
 
 pub(crate) mod authorize;
 mod authorize_flow;
+mod crash;
 mod endpoints;
 mod interop;
 mod token;

@@ -1,6 +1,7 @@
 //! The store contract suite, run on SQLite and PostgreSQL; `lifecycle` also holds the fixtures
 //! the other modules (and the helpers) share.
 
+mod batch;
 mod crud;
 mod events;
 mod federated;
