@@ -41,6 +41,8 @@ WRITE_RESULTS=1
 KEEP_TMP=0
 WAIT_QUIET=0
 QUIET_PCT=25
+OPEN_LOOP=""
+OHA=${OHA:-oha}
 BODY="hello from the gatehouse load-bench upstream, 64 bytes of body.."
 
 usage() {
@@ -93,6 +95,16 @@ gatehouse:
   --log-level L       gatehouse [log] level (default warn)
   --ready-timeout S   seconds to wait for gatehouse's /readyz (default 30)
 
+Open loop (the tail at a fixed rate):
+  --open-loop LIST    after the closed-loop rows, for each fraction in LIST (e.g.
+                      0.5,0.8) of nginx/tls's measured requests/s, send that fixed
+                      rate over TLS to nginx and gatehouse (and direct) with oha
+                      (--latency-correction: latency from each request's scheduled
+                      time, so coordinated omission is corrected) for --duration,
+                      and print p50/p99 and the ratio gatehouse/nginx. Needs the
+                      tls transport, the nginx target and oha (OHA=PATH, default:
+                      oha on PATH; 'cargo install oha')
+
 Output:
   --out-dir DIR       raw wrk output, configs, results.csv, results.json
                       (default target/load; one sub-folder per run)
@@ -138,6 +150,7 @@ while [[ $# -gt 0 ]]; do
 	--out-dir) need_arg "$@"; OUT_DIR=$2; shift 2 ;;
 	--no-results) WRITE_RESULTS=0; shift ;;
 	--keep-tmp) KEEP_TMP=1; shift ;;
+	--open-loop) need_arg "$@"; OPEN_LOOP=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
@@ -159,6 +172,11 @@ is_wrk_duration "$WARMUP" || die "--warmup must look like 2s, 0 or 2"
 [[ $AUTH =~ ^[A-Za-z0-9_.-]+$ ]] || die "--auth must be a plain word"
 [[ -z $TOKEN || -z $TOKEN_CMD ]] || die "--token and --token-cmd exclude each other"
 [[ -f $GATEHOUSE_TEMPLATE ]] || die "no such template: $GATEHOUSE_TEMPLATE"
+if [[ -n $OPEN_LOOP ]]; then
+	[[ $OPEN_LOOP =~ ^0?\.[0-9]+(,0?\.[0-9]+)*$ ]] || die "--open-loop takes fractions such as 0.5,0.8"
+	command -v "$OHA" >/dev/null || die "--open-loop needs oha (cargo install oha; or OHA=PATH)"
+	[[ ,$TARGETS, == *,nginx,* && ,$TRANSPORTS, == *,tls,* ]] || die "--open-loop needs the nginx target and the tls transport"
+fi
 
 to_seconds() { # 10s, 2m, 1h, 10 -> seconds
 	local v=${1%[smh]}
@@ -773,6 +791,66 @@ if ((WRITE_RESULTS)); then
 		}' "$CSV" >"$RUN_DIR/results.json"
 	ln -sfn "$STAMP" "$OUT_DIR/latest"
 	log "raw wrk output, configs, results.csv and results.json in $RUN_DIR"
+fi
+
+# ------------------------------------------------------------ open loop ----
+# Fixed rates, a fraction of nginx/tls's closed-loop maximum from this run, over TLS. oha
+# schedules each request at its time whatever the answers do, and --latency-correction
+# measures from that time, so a stall shows in the tail instead of slowing the sender down
+# (coordinated omission).
+if [[ -n $OPEN_LOOP && -n ${MED_RPS_nginx_tls:-} ]]; then
+	OL_CSV="$RUN_DIR/open-loop.csv"
+	echo "fraction,rate,target,requests,rps,p50_ms,p99_ms,p999_ms,non2xx,errors" >"$OL_CSV"
+	declare -A OL_P99=() OL_P50=()
+	for frac in ${OPEN_LOOP//,/ }; do
+		rate=$(awk -v r="$MED_RPS_nginx_tls" -v f="$frac" 'BEGIN { printf "%d", r * f }')
+		order=("${ALL_TARGETS[@]}")
+		for target in "${order[@]}"; do
+			[[ -n ${SKIP[$target/tls]:-} ]] && continue
+			url=$(url_of "$target" tls)
+			raw="$RUN_DIR/oha-$target-$frac.json"
+			OHA_CMD=("$OHA" -z "$DURATION" -q "$rate" -c "$CONNECTIONS" --latency-correction --no-tui
+				--insecure --output-format json "${HEADER_ARGS[@]}" "$url")
+			((PIN)) && OHA_CMD=(taskset -c "$LOAD_CPUS" "${OHA_CMD[@]}")
+			# Warm-up at the same rate (connections, caches), then the measurement.
+			"${OHA_CMD[@]/#$DURATION/$WARMUP}" >/dev/null 2>&1 || true
+			"${OHA_CMD[@]}" >"$raw" 2>"$raw.err" || warn "oha exited with $? for $target at $rate/s"
+			row=$(python3 - "$raw" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s, p = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+non2xx = sum(v for k, v in codes.items() if not k.startswith("2"))
+errors = sum(d.get("errorDistribution", {}).values())
+total = sum(codes.values())
+ms = lambda v: (v or 0) * 1000
+print(f'{total},{s["requestsPerSec"]:.0f},{ms(p["p50"]):.3f},{ms(p["p99"]):.3f},{ms(p.get("p99.9")):.3f},{non2xx},{errors}')
+PY
+) || { warn "no oha result for $target at $rate/s (see $raw.err)"; continue; }
+			echo "$frac,$rate,$target,$row" >>"$OL_CSV"
+			IFS=, read -r n rps p50 p99 p999 non2xx errs <<<"$row"
+			OL_P50[$target/$frac]=$p50
+			OL_P99[$target/$frac]=$p99
+			printf '    open loop %-9s %6s req/s (%s of nginx/tls)  achieved %6s  p50 %7s ms  p99 %7s ms  p99.9 %7s ms%s\n' \
+				"$target" "$rate" "$frac" "$rps" "$p50" "$p99" "$p999" \
+				"$( ((non2xx + errs > 0)) && echo "  ERRORS: $errs socket, $non2xx non-2xx")" >&2
+		done
+	done
+	{
+		echo
+		echo "open loop over TLS (oha -c $CONNECTIONS -z $DURATION -q RATE --latency-correction), RATE a fraction of nginx/tls's ${MED_RPS_nginx_tls%.*} req/s above"
+		printf '%-9s %9s %-10s %10s %10s\n' fraction rate target "p50 ms" "p99 ms"
+		for frac in ${OPEN_LOOP//,/ }; do
+			rate=$(awk -v r="$MED_RPS_nginx_tls" -v f="$frac" 'BEGIN { printf "%d", r * f }')
+			for target in "${ALL_TARGETS[@]}"; do
+				[[ -n ${OL_P99[$target/$frac]:-} ]] || continue
+				printf '%-9s %9s %-10s %10s %10s\n' "$frac" "$rate" "$target" "${OL_P50[$target/$frac]}" "${OL_P99[$target/$frac]}"
+			done
+			if [[ -n ${OL_P99[gatehouse/$frac]:-} && -n ${OL_P99[nginx/$frac]:-} ]]; then
+				echo "p99 gatehouse/nginx at $frac of nginx's maximum (tls, open loop): $(ratio "${OL_P99[gatehouse/$frac]}" "${OL_P99[nginx/$frac]}")   (target <= 1.00)"
+			fi
+		done
+	} | tee -a "$RUN_DIR/summary.txt"
 fi
 
 # Exit 1 when something that was meant to run did not (a --no-build skip is fine).

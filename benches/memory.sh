@@ -3,6 +3,7 @@
 # TLS 1.3 keep-alive connection, per cached token, and with both together. See benches/README.md.
 #
 #   bash benches/memory.sh [--connections N] [--tokens N] [--workers N] [--gatehouse BIN] [--no-build]
+#                          [--gatehouse-env 'NAME=VALUE ...']   (e.g. LD_PRELOAD=... to try an allocator)
 #
 # nginx (terminating TLS, proxying to the bench upstream, no auth) and gatehouse (a bearer
 # route) are measured one after the other on the same machine with the same certificate:
@@ -21,6 +22,7 @@ CONNS=10000
 TOKENS=100000
 WORKERS=1
 BUILD=1
+GATEHOUSE_ENV=()
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GATEHOUSE=$ROOT/target/dist/gatehouse
 while (($#)); do
@@ -30,7 +32,8 @@ while (($#)); do
 	--workers) WORKERS=$2; shift 2 ;;
 	--gatehouse) GATEHOUSE=$2; BUILD=0; shift 2 ;;
 	--no-build) BUILD=0; shift ;;
-	*) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	--gatehouse-env) read -ra GATEHOUSE_ENV <<<"$2"; shift 2 ;;
+	*) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 for tool in nginx python3 openssl curl; do
@@ -138,7 +141,7 @@ GP=$(port) GA=$(port)
 cp "$W"/*.pem "$W/gatehouse/"
 fill "$MEM/gatehouse.toml.in" "TLS_PORT=$GP" "ADMIN_PORT=$GA" "UPSTREAM_PORT=$UP" "EXTRA=" \
 	>"$W/gatehouse/gatehouse.toml"
-(cd "$W/gatehouse" && TOKIO_WORKER_THREADS=$WORKERS exec "$GATEHOUSE" serve --config gatehouse.toml \
+(cd "$W/gatehouse" && TOKIO_WORKER_THREADS=$WORKERS exec env "${GATEHOUSE_ENV[@]}" "$GATEHOUSE" serve --config gatehouse.toml \
 	>"$W/gatehouse/log" 2>&1) &
 G_PID=$!
 PIDS+=("$G_PID")
@@ -184,4 +187,4 @@ BEGIN {
 	printf "\nconnections still open at the end: gatehouse %s of %d, nginx %s of %d; token cache entries: %s\n", g_alive, g_held, n_alive, n_held, entries
 }'
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(uptime | sed 's/^ *//')"
-echo "gatehouse: $GATEHOUSE ($(date -u -r "$GATEHOUSE" +%Y-%m-%dT%H:%MZ)); $(nginx -v 2>&1)"
+echo "gatehouse: $GATEHOUSE ($(date -u -r "$GATEHOUSE" +%Y-%m-%dT%H:%MZ))${GATEHOUSE_ENV[*]:+ with ${GATEHOUSE_ENV[*]}}; $(nginx -v 2>&1)"
