@@ -798,12 +798,15 @@ fi
 # schedules each request at its time whatever the answers do, and --latency-correction
 # measures from that time, so a stall shows in the tail instead of slowing the sender down
 # (coordinated omission).
-if [[ -n $OPEN_LOOP && -n ${MED_RPS_nginx_tls:-} ]]; then
+# (the report above ran in a pipeline's subshell: its medians are not visible here)
+# shellcheck disable=SC2086 # word splitting of the per-round list is intended
+NGINX_TLS_MAX=$(median ${R_RPS[nginx/tls]:-})
+if [[ -n $OPEN_LOOP && -n $NGINX_TLS_MAX ]]; then
 	OL_CSV="$RUN_DIR/open-loop.csv"
 	echo "fraction,rate,target,requests,rps,p50_ms,p99_ms,p999_ms,non2xx,errors" >"$OL_CSV"
 	declare -A OL_P99=() OL_P50=()
 	for frac in ${OPEN_LOOP//,/ }; do
-		rate=$(awk -v r="$MED_RPS_nginx_tls" -v f="$frac" 'BEGIN { printf "%d", r * f }')
+		rate=$(awk -v r="$NGINX_TLS_MAX" -v f="$frac" 'BEGIN { printf "%d", r * f }')
 		order=("${ALL_TARGETS[@]}")
 		for target in "${order[@]}"; do
 			[[ -n ${SKIP[$target/tls]:-} ]] && continue
@@ -838,10 +841,10 @@ PY
 	done
 	{
 		echo
-		echo "open loop over TLS (oha -c $CONNECTIONS -z $DURATION -q RATE --latency-correction), RATE a fraction of nginx/tls's ${MED_RPS_nginx_tls%.*} req/s above"
+		echo "open loop over TLS (oha -c $CONNECTIONS -z $DURATION -q RATE --latency-correction), RATE a fraction of nginx/tls's ${NGINX_TLS_MAX%.*} req/s above"
 		printf '%-9s %9s %-10s %10s %10s\n' fraction rate target "p50 ms" "p99 ms"
 		for frac in ${OPEN_LOOP//,/ }; do
-			rate=$(awk -v r="$MED_RPS_nginx_tls" -v f="$frac" 'BEGIN { printf "%d", r * f }')
+			rate=$(awk -v r="$NGINX_TLS_MAX" -v f="$frac" 'BEGIN { printf "%d", r * f }')
 			for target in "${ALL_TARGETS[@]}"; do
 				[[ -n ${OL_P99[$target/$frac]:-} ]] || continue
 				printf '%-9s %9s %-10s %10s %10s\n' "$frac" "$rate" "$target" "${OL_P50[$target/$frac]}" "${OL_P99[$target/$frac]}"
