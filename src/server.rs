@@ -212,7 +212,7 @@ impl App {
         let tracker = TaskTracker::new();
         let server = &gateway.config.server;
         let limit = Arc::new(Semaphore::new(server.max_connections));
-        let builder = Arc::new(conn::builder(server));
+        let builder = Arc::new(conn::builders(server));
         let public = Kind::Public { tls: true };
         tracker.spawn(accept_loop(
             listeners.public,
@@ -313,7 +313,7 @@ async fn accept_loop(
     kind: Kind,
     gateway: Arc<Gateway>,
     limit: Arc<Semaphore>,
-    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    builder: Arc<conn::Builders>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -387,14 +387,12 @@ struct Place {
     tracker: TaskTracker,
 }
 
-type AutoBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
-
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
     gateway: Arc<Gateway>,
-    builder: Arc<AutoBuilder>,
+    builder: Arc<conn::Builders>,
     place: Place,
 ) {
     let server = &gateway.config.server;
@@ -415,17 +413,30 @@ async fn handle_connection(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            // ALPN has chosen the protocol (none chosen: HTTP/1.1, RFC 7301 §3.2).
+            let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 activity.set_multiplexed();
-            }
+                conn::Protocol::Http2
+            } else {
+                conn::Protocol::Http1
+            };
             let info = ConnInfo::new(peer, "https", tunnels(&gateway, place));
             let service = public_service(gateway, info, activity.clone());
-            conn::serve(stream, builder, service, activity, limits, stop).await;
+            conn::serve(stream, protocol, &builder, service, activity, limits, stop).await;
         }
         Kind::Public { tls: false } => {
             let info = ConnInfo::new(peer, "http", tunnels(&gateway, place));
             let service = public_service(gateway, info, activity.clone());
-            conn::serve(io, builder, service, activity, limits, stop).await;
+            conn::serve(
+                io,
+                conn::Protocol::Sniff,
+                &builder,
+                service,
+                activity,
+                limits,
+                stop,
+            )
+            .await;
         }
         Kind::Redirect => {
             let counted = activity.clone();
@@ -434,7 +445,16 @@ async fn handle_connection(
                 let guard = counted.begin();
                 async move { Ok::<_, Infallible>(response.map(|b| TrackedBody::new(b, guard))) }
             });
-            conn::serve(io, builder, service, activity, limits, stop).await;
+            conn::serve(
+                io,
+                conn::Protocol::Sniff,
+                &builder,
+                service,
+                activity,
+                limits,
+                stop,
+            )
+            .await;
         }
         Kind::Admin => {
             let counted = activity.clone();
@@ -449,7 +469,16 @@ async fn handle_connection(
                     )
                 }
             });
-            conn::serve(io, builder, service, activity, limits, stop).await;
+            conn::serve(
+                io,
+                conn::Protocol::Sniff,
+                &builder,
+                service,
+                activity,
+                limits,
+                stop,
+            )
+            .await;
         }
     }
 }

@@ -1,10 +1,11 @@
-//! One client connection: HTTP/1.1 or HTTP/2 (hyper-util's auto builder, RFC 9112 / RFC 9113)
+//! One client connection: HTTP/1.1 or HTTP/2 (RFC 9112 / RFC 9113; hyper's own connection
+//! when TLS's ALPN has said which, hyper-util's auto builder when the first bytes must tell)
 //! with header limits; the waits a client may make (its first request and each request head
 //! within `header_read_timeout`, the pause between requests within `idle_timeout`); a graceful
 //! close when the gateway drains; and a lingering close (RFC 9112 §9.6) so that an early answer
 //! reaches a client still sending.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -201,33 +203,72 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder with the configured limits. hyper's own
-/// header-read timer is off: it starts only once a first byte has come, and it also cuts
-/// keep-alive connections waiting between requests; [`serve`] keeps both bounds instead.
-pub fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// The connection builders with the configured limits: one that tells HTTP/1.1 from HTTP/2 by
+/// the first bytes (plain listeners), and hyper's own for a protocol TLS's ALPN has chosen.
+/// The auto builder first reads the bytes that tell the protocol apart and hands them back
+/// ahead of the stream, which made hyper's 8 KiB read buffer grow to 16 KiB on every
+/// connection (a short first read, then a reservation of a full buffer more): 8 KiB more per
+/// idle connection, so TLS connections skip it (docs/performance-notes.md).
+///
+/// hyper's own header-read timer is off: it starts only once a first byte has come, and it
+/// also cuts keep-alive connections waiting between requests; [`serve`] keeps both bounds
+/// instead.
+pub struct Builders {
+    pub auto: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// Which protocol a connection speaks, when it is known before its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Not known: the first bytes tell (HTTP/2's preface or an HTTP/1 request line).
+    Sniff,
+    Http1,
+    Http2,
+}
+
+pub fn builders(server: &ServerConfig) -> Builders {
+    let max_buf = server.max_header_bytes.max(8192);
+    let max_header_list = u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_buf_size(server.max_header_bytes.max(8192))
+        .max_buf_size(max_buf)
         .max_headers(server.max_headers)
         .keep_alive(true);
-    builder
-        .http2()
+    auto.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(max_header_list)
         .max_concurrent_streams(250)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    builder
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(max_buf)
+        .max_headers(server.max_headers)
+        .keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(max_header_list)
+        .max_concurrent_streams(250)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    Builders {
+        auto,
+        http1: h1,
+        http2: h2,
+    }
 }
 
 /// Serves one connection until the client leaves, a wait runs out, or the gateway drains.
 /// `activity` is the one the connection's [`ClientIo`] reports to.
 pub async fn serve<I, S>(
     io: I,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocol: Protocol,
+    builders: &Builders,
     service: S,
     activity: Arc<Activity>,
     limits: Limits,
@@ -242,7 +283,51 @@ pub async fn serve<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let conn = builders.http1.serve_connection(io, service).with_upgrades();
+            watch_over(conn, |c| c.graceful_shutdown(), activity, limits, shutdown).await
+        }
+        // Boxed, like the sniffing connection: the HTTP/2 and auto connections' state is
+        // kilobytes larger than HTTP/1's, and every connection's task would carry the largest.
+        Protocol::Http2 => {
+            let conn = builders.http2.serve_connection(io, service);
+            Box::pin(watch_over(
+                conn,
+                |c| c.graceful_shutdown(),
+                activity,
+                limits,
+                shutdown,
+            ))
+            .await
+        }
+        Protocol::Sniff => {
+            let conn = builders.auto.serve_connection_with_upgrades(io, service);
+            Box::pin(watch_over(
+                conn,
+                |c| c.graceful_shutdown(),
+                activity,
+                limits,
+                shutdown,
+            ))
+            .await
+        }
+    }
+}
+
+/// Drives `conn` and closes it (gracefully with `graceful`, or at once) when a wait runs out or
+/// the gateway drains.
+async fn watch_over<C, E>(
+    conn: C,
+    graceful: impl Fn(Pin<&mut C>),
+    activity: Arc<Activity>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     // One timer and one drain waiter for the connection's whole life, polled only when the
     // alarm rang (the timer fired, the drain began or a head started), not on every wake-up of
@@ -271,7 +356,7 @@ pub async fn serve<I, S>(
                 Verdict::Close if closing => return Poll::Pending,
                 Verdict::Close => {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful(conn.as_mut());
                 }
             }
         }
