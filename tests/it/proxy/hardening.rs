@@ -531,3 +531,49 @@ async fn keep_alive_waits_follow_idle_timeout_not_header_read_timeout() {
         "closed after {waited:?}"
     );
 }
+
+/// On the TLS listener ALPN alone decides the protocol (RFC 7301; RFC 9113 §3.2): a client
+/// that offers nothing speaks HTTP/1.1, one that offers h2 speaks HTTP/2, and HTTP/1.1 by ALPN
+/// is not taken for HTTP/2 whatever its first bytes.
+#[tokio::test]
+async fn alpn_decides_the_protocol_on_the_tls_listener() {
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let up = Upstream::start().await;
+    let gw = TestGateway::start("", &open_route("/", up.addr, "")).await;
+    let name = || ServerName::try_from("localhost").unwrap();
+    let tcp = || tokio::net::TcpStream::connect(gw.public);
+
+    let none = TlsConnector::from(gw.dir.pki.client_config(&[]));
+    let mut s = none.connect(name(), tcp().await.unwrap()).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), None);
+    s.write_all(get("/plain", "").as_bytes()).await.unwrap();
+    let answer = read_until_close(&mut s, 5 * SECOND).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let h2 = TlsConnector::from(gw.dir.pki.client_config(&[b"h2"]));
+    let s = h2.connect(name(), tcp().await.unwrap()).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("https://localhost/two")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(up.last().uri, "/two");
+
+    let mut s = gw.dir.pki.tls_connect(gw.public).await;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_close(&mut s, 5 * SECOND).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 "),
+        "an HTTP/1.1 connection answered {answer:?}"
+    );
+}
