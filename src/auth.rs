@@ -3,6 +3,7 @@
 //! RFC 8725), and the primitives it builds on: the scope model (SPEC §2, RFC 6749 §3.3),
 //! password hashing (RFC 9106 argon2id) and random secrets.
 
+pub mod accounts;
 pub mod authenticator;
 pub mod context;
 pub mod cookies;
@@ -12,6 +13,7 @@ pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod principal;
+pub mod providers;
 mod revoked;
 pub mod rules;
 pub mod scope;

@@ -130,8 +130,13 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// Prints every problem of the config at `path` and gives exit code 2.
 fn config_problems(path: &std::path::Path, errors: &ConfigErrors) -> ExitCode {
     eprintln!("{errors}");
+    let environment = if errors.0.iter().any(|e| e.variable.is_some()) {
+        " and the environment"
+    } else {
+        ""
+    };
     eprintln!(
-        "gatehouse: {} problem(s) in {}",
+        "gatehouse: {} problem(s) in {}{environment}",
         errors.0.len(),
         path.display()
     );
@@ -298,6 +303,15 @@ async fn reload_on_sighup(gateway: std::sync::Arc<gatehouse::server::Gateway>, p
                 .await
                 {
                     tracing::error!(error = %e, "config reloaded, but its [[apps]] could not be synced into the store");
+                }
+                if let Err(e) = gatehouse::auth::accounts::retire_clashing_federated_users(
+                    &gateway.store,
+                    &live.config,
+                    now,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "config reloaded, but federated users that clash with its [[users]] could not be ended");
                 }
                 tracing::info!(config = %path.display(), "config reloaded");
             }

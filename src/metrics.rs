@@ -32,6 +32,8 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     /// RFC 7662 introspection calls to foreign issuers by issuer name and result.
     pub introspections: IntCounterVec,
+    /// Sign-ins through an OpenID Connect provider (SPEC §7.1) by provider and result.
+    pub idp_logins: IntCounterVec,
 }
 
 impl Metrics {
@@ -122,6 +124,11 @@ impl Metrics {
                 "gatehouse_introspections_total",
                 "Token introspection calls to other issuers, by result.",
                 &["issuer", "result"],
+            )?,
+            idp_logins: counter(
+                "gatehouse_idp_logins_total",
+                "Sign-ins through an OpenID Connect provider, by provider and result.",
+                &["provider", "result"],
             )?,
             registry,
         };
@@ -256,6 +263,7 @@ mod tests {
         m.introspections
             .with_label_values(&["corp", "active"])
             .inc();
+        m.idp_logins.with_label_values(&["corp", "success"]).inc();
         let text = String::from_utf8(m.render()).unwrap();
         for name in [
             "gatehouse_http_requests_total",
@@ -271,6 +279,7 @@ mod tests {
             "gatehouse_connections_active",
             "gatehouse_jwks_refreshes_total",
             "gatehouse_introspections_total",
+            "gatehouse_idp_logins_total",
             "gatehouse_build_info",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

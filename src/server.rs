@@ -137,16 +137,19 @@ impl App {
         let live = Snapshot::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
-        let store = crate::store::Store::open(
+        let store = crate::store::Store::open_with_ca(
             config.store.url.expose(),
             &config.base_dir(),
             config.store.max_connections,
+            config.store.tls_ca.as_deref(),
         )
         .await?;
         let clock = crate::clock::Clock::system();
         crate::apps::config_sync::sync_live(&store, &live.config, &live.directory, clock.now())
             .await
             .map_err(StartupError::Apps)?;
+        crate::auth::accounts::retire_clashing_federated_users(&store, &live.config, clock.now())
+            .await?;
         let listeners = Listeners {
             public: bind("server.listen", config.server.listen).await?,
             plain: bind_optional("server.plain_listen", config.server.plain_listen).await?,
@@ -162,6 +165,10 @@ impl App {
                 "server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network"
             );
         }
+        // With PostgreSQL the throttles are shared by the replicas (SPEC §3.2).
+        let oauth = crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace)
+            .sharing_throttle_through(&store);
+        let login = crate::auth::throttle::LoginGuard::sharing_through(&config, &store);
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
@@ -169,8 +176,8 @@ impl App {
             clock,
             keys,
             auth,
-            oauth: crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace),
-            login: crate::auth::throttle::LoginGuard::new(&config),
+            oauth,
+            login,
             tls: ArcSwap::new(tls),
             listening: AtomicBool::new(false),
             config,

@@ -14,6 +14,7 @@ mod events;
 mod migrate;
 mod model;
 mod ops_apps;
+mod ops_federation;
 mod ops_tokens;
 mod ops_users;
 mod postgres;
@@ -114,15 +115,27 @@ impl Store {
         base_dir: &Path,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        Self::open_with_ca(url, base_dir, max_connections, None).await
+    }
+
+    /// [`Store::open`] with `store.tls_ca` (SPEC §7.5): for PostgreSQL, the PEM file of the
+    /// CA(s) the server's certificate must chain to (`None`: the system's roots). A TLS
+    /// failure is `Unavailable` with a message that names TLS.
+    pub async fn open_with_ca(
+        url: &str,
+        base_dir: &Path,
+        max_connections: u32,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let location = StoreLocation::parse(url, base_dir).map_err(StoreError::internal)?;
         let events = Events::new();
         let engine = match location {
             StoreLocation::Sqlite(path) => {
                 Engine::Sqlite(SqliteEngine::open(&path, max_connections, events.clone()).await?)
             }
-            StoreLocation::Postgres(url) => {
-                Engine::Postgres(PostgresEngine::open(&url, max_connections, events.clone()).await?)
-            }
+            StoreLocation::Postgres(url) => Engine::Postgres(
+                PostgresEngine::open(&url, tls_ca, max_connections, events.clone()).await?,
+            ),
         };
         Ok(Self {
             inner: Arc::new(Inner { engine, events }),
@@ -152,6 +165,51 @@ impl Store {
     /// with PostgreSQL, other replicas'. On `RecvError::Lagged`, flush everything.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
+    }
+
+    // --- shared throttles (SPEC §3.2) ---------------------------------------------------
+
+    /// Whether the throttles are shared through this store: with PostgreSQL (replicas), not
+    /// with SQLite (one process, whose throttles stay in memory).
+    pub fn shares_throttles(&self) -> bool {
+        matches!(self.inner.engine, Engine::Postgres(_))
+    }
+
+    /// The latest time until which one of `keys` (opaque, fixed-size throttle keys) is
+    /// blocked, if it is after `now`. Always `None` without [`Store::shares_throttles`].
+    pub async fn throttle_blocked_until(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(None),
+            Engine::Postgres(e) => e.throttle_blocked_until(keys, now).await,
+        }
+    }
+
+    /// Changes the rows of `keys` in one transaction, each under a row lock: `change` gets a
+    /// row as stored ([`ThrottleRow::default`] when there is none or it has expired) and
+    /// returns what to store. Expired rows are deleted now and then. Does nothing without
+    /// [`Store::shares_throttles`].
+    pub async fn throttle_update(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+        change: &(dyn Fn(ThrottleRow) -> ThrottleRow + Send + Sync),
+    ) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_update(keys, now, change).await,
+        }
+    }
+
+    /// Forgets `key`'s failures. Does nothing without [`Store::shares_throttles`].
+    pub async fn throttle_forget(&self, key: &[u8]) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_forget(key).await,
+        }
     }
 
     /// For `/readyz`: one round trip to the database.
@@ -394,6 +452,50 @@ impl Store {
         grant_id: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
         on_engine!(self, e => e.live_access_token_app_scopes(jti, grant_id).await)
+    }
+
+    // --- federated users (SPEC §7.1) -------------------------------------------------------
+
+    /// The federated user of this name, if one ever signed in.
+    pub async fn get_federated_user(
+        &self,
+        name: &str,
+    ) -> Result<Option<FederatedUser>, StoreError> {
+        on_engine!(self, e => e.get_federated_user(name).await)
+    }
+
+    /// Records a login through a provider in one transaction: a new name is created; a name
+    /// of the same provider and subject takes this login's scope, groups and time; a name of
+    /// another identity is left alone (`NameTaken`), since identities never merge.
+    pub async fn record_federated_login(
+        &self,
+        user: &FederatedUser,
+    ) -> Result<FederatedLogin, StoreError> {
+        on_engine!(self, e => e.record_federated_login(user).await)
+    }
+
+    /// Ends a federated user whose name has become a `[[users]]` entry (identities never
+    /// merge): in one transaction the record goes, with every session, pending consent and
+    /// unused code of that name, and every grant (with its refresh and access tokens) and PAT
+    /// is revoked, announced as [`StoreEvent::GrantRevoked`] and [`StoreEvent::PatRevoked`].
+    /// False (and nothing changed) when no federated user has that name.
+    pub async fn retire_federated_user(
+        &self,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        on_engine!(self, e => e.retire_federated_user(name, now).await)
+    }
+
+    /// Marks a provider callback's `state` used until `expire_time`: true the first time,
+    /// false for a replay.
+    pub async fn use_login_state(
+        &self,
+        state_hash: &SecretHash,
+        expire_time: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        on_engine!(self, e => e.use_login_state(state_hash, expire_time, now).await)
     }
 
     // --- housekeeping ---------------------------------------------------------------------

@@ -9,6 +9,8 @@ pub mod csrf;
 pub mod login;
 pub mod logout;
 pub mod page;
+pub mod provider_flow;
+pub mod provider_login;
 pub mod return_to;
 
 use http::{Request, Response};
@@ -21,6 +23,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/login" => login::handle(ctx, req).await,
         "/logout" => logout::handle(ctx, req).await,
-        _ => page::not_found(ctx.request_id()),
+        path => match path.strip_prefix("/login/") {
+            Some(rest) => {
+                let rest = rest.to_owned();
+                provider_login::handle(ctx, &rest, req).await
+            }
+            None => page::not_found(ctx.request_id()),
+        },
     }
 }

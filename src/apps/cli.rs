@@ -44,20 +44,31 @@ pub async fn token_create(
     now: SystemTime,
 ) -> Result<(Secret, PersonalToken), CliError> {
     let directory = Directory::from_config(config).map_err(CliError::Usage)?;
-    let user = directory.user(&args.user).ok_or_else(|| {
-        CliError::Usage(format!(
-            "--user: no user '{}' in {}",
-            args.user,
-            config.path.display()
-        ))
-    })?;
-    let store = Store::open(
+    let store = Store::open_with_ca(
         config.store.url.expose(),
         &config.base_dir(),
         config.store.max_connections.min(2),
+        config.store.tls_ca.as_deref(),
     )
     .await
     .map_err(|e| CliError::Failed(format!("store: {e}")))?;
+    // A config user, or someone who signed in through a configured provider.
+    let user = match crate::auth::accounts::resolve(&directory, &store, &args.user).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            store.close().await;
+            return Err(CliError::Usage(format!(
+                "--user: no user '{}' in {} (nor a user who signed in through one of its \
+                 identity providers)",
+                args.user,
+                config.path.display()
+            )));
+        }
+        Err(e) => {
+            store.close().await;
+            return Err(CliError::Failed(format!("store: {e}")));
+        }
+    };
     let request = MintRequest {
         user: &user.name,
         display_name: args.name.as_deref().unwrap_or("cli"),

@@ -20,6 +20,7 @@ use http::HeaderValue;
 use moka::sync::Cache;
 use prometheus::IntCounter;
 
+use super::accounts;
 use super::directory::Directory;
 use super::foreign::{Accept, Shape};
 use super::jwt::TokenError;
@@ -369,7 +370,10 @@ impl Authenticator {
             .await
             .map_err(unavailable)?
             .ok_or(AuthFailure::Revoked)?;
-        let user = directory.user(&claims.sub).ok_or(AuthFailure::Revoked)?;
+        let user = accounts::resolve(directory, store, &claims.sub)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthFailure::Revoked)?;
         let granted = directory
             .scopes
             .parse(&claims.scope)
@@ -414,7 +418,10 @@ impl Authenticator {
         if pat.expire_time <= now {
             return Err(AuthFailure::Expired);
         }
-        let user = directory.user(&pat.user).ok_or(AuthFailure::Revoked)?;
+        let user = accounts::resolve(directory, store, &pat.user)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthFailure::Revoked)?;
         let granted = directory
             .scopes
             .parse(&pat.scope)

@@ -9,10 +9,20 @@ use http::{HeaderMap, HeaderValue, header};
 pub const SESSION_COOKIE: &str = "gatehouse_session";
 /// The login form's CSRF secret (signed double-submit), sent only to `/login`.
 pub const LOGIN_COOKIE: &str = "gatehouse_login";
+/// A login through an OpenID Connect provider under way (SPEC §7.1): its `state`, `nonce`,
+/// PKCE verifier and `return_to`, signed by the gateway, sent only to that provider's
+/// callback path.
+pub const PROVIDER_FLOW_COOKIE: &str = "gatehouse_idp";
 
 /// The value of cookie `name`, if the request carries exactly one non-empty such cookie
 /// made of characters the gateway itself uses (base64url).
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    get_sized(headers, name, 256)
+}
+
+/// [`get`] for a cookie whose value may be up to `max_len` characters (the login-flow cookie,
+/// which carries its own signed payload).
+pub fn get_sized<'a>(headers: &'a HeaderMap, name: &str, max_len: usize) -> Option<&'a str> {
     let mut found = headers
         .get_all(header::COOKIE)
         .iter()
@@ -23,7 +33,7 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v);
     let value = found.next()?;
     let ok = !value.is_empty()
-        && value.len() <= 256
+        && value.len() <= max_len
         && value.bytes().all(crate::auth::secret::is_base64url_byte);
     // Two cookies of one name (e.g. one tossed in by a sibling domain): trust neither.
     (ok && found.next().is_none()).then_some(value)
@@ -31,8 +41,26 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `Set-Cookie` for `name=value`, with `Max-Age` when the cookie should outlive the browser.
 pub fn set(name: &str, value: &str, path: &str, same_site: &str, max_age: Duration) -> HeaderValue {
+    set_for_domain(name, value, path, same_site, max_age, "")
+}
+
+/// [`set`] with a `Domain` (RFC 6265 §5.2.3) unless `domain` is empty: the cookie then goes to
+/// that domain and every host below it, not only to the host that set it.
+pub fn set_for_domain(
+    name: &str,
+    value: &str,
+    path: &str,
+    same_site: &str,
+    max_age: Duration,
+    domain: &str,
+) -> HeaderValue {
+    let domain = if domain.is_empty() {
+        String::new()
+    } else {
+        format!("; Domain={domain}")
+    };
     let text = format!(
-        "{name}={value}; Path={path}; Max-Age={}; Secure; HttpOnly; SameSite={same_site}",
+        "{name}={value}; Path={path}{domain}; Max-Age={}; Secure; HttpOnly; SameSite={same_site}",
         max_age.as_secs()
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
@@ -71,6 +99,18 @@ mod tests {
         assert_eq!(
             c,
             "gatehouse_session=v; Path=/; Max-Age=60; Secure; HttpOnly; SameSite=Lax"
+        );
+        let c = set_for_domain(
+            SESSION_COOKIE,
+            "v",
+            "/",
+            "Lax",
+            Duration::from_secs(60),
+            "example.com",
+        );
+        assert_eq!(
+            c,
+            "gatehouse_session=v; Path=/; Domain=example.com; Max-Age=60; Secure; HttpOnly; SameSite=Lax"
         );
     }
 }

@@ -20,11 +20,42 @@ pub struct User {
     pub groups: super::principal::Groups,
 }
 
+/// How one `[[identity_providers]]` entry maps its users' groups to scopes and who it lets
+/// in (SPEC §7.1), resolved against the scope set: applied at each login and again whenever
+/// a federated user's credential is checked, so a reload changes them for the next request.
+#[derive(Clone, Debug)]
+pub struct ProviderRules {
+    /// `default_scope`, expanded (empty for `""`).
+    pub default_scope: Scopes,
+    /// `group_scopes`, each expanded.
+    pub group_scopes: HashMap<String, Scopes>,
+    /// `allowed_groups`; empty lets in anyone the provider signs in.
+    pub allowed_groups: Vec<String>,
+}
+
+impl ProviderRules {
+    /// The most a member of `groups` may hold: `default_scope` and every scope their groups
+    /// map to (the highest of them, in a chain of implied scopes).
+    pub fn max_scope(&self, groups: &[String]) -> Scopes {
+        groups
+            .iter()
+            .filter_map(|g| self.group_scopes.get(g))
+            .fold(self.default_scope, |acc, s| acc.union(*s))
+    }
+
+    /// Whether a member of `groups` may sign in.
+    pub fn allows(&self, groups: &[String]) -> bool {
+        self.allowed_groups.is_empty() || groups.iter().any(|g| self.allowed_groups.contains(g))
+    }
+}
+
 /// Users and the scope set of one config.
 #[derive(Clone, Debug)]
 pub struct Directory {
     pub scopes: ScopeSet,
     users: HashMap<String, User>,
+    /// The rules of each `[[identity_providers]]` entry, by name.
+    providers: HashMap<String, ProviderRules>,
     /// How bearer tokens are validated under this config (`auth.*`, the issuer and audience).
     pub tokens: TokenRules,
     /// `[[issuers]]` with their keys (SPEC §7.2); empty until the server attaches them.
@@ -96,9 +127,32 @@ impl Directory {
             };
             users.insert(u.name.clone(), user);
         }
+        let mut providers = HashMap::with_capacity(config.identity_providers.len());
+        for p in &config.identity_providers {
+            let resolve = |name: &str| {
+                if name.is_empty() {
+                    return Ok(Scopes::EMPTY);
+                }
+                scopes
+                    .lookup(name)
+                    .map(|s| scopes.expand(s))
+                    .ok_or_else(|| format!("identity_providers.{}: unknown scope {name}", p.name))
+            };
+            let mut group_scopes = HashMap::with_capacity(p.group_scopes.len());
+            for (group, scope) in &p.group_scopes {
+                group_scopes.insert(group.clone(), resolve(scope)?);
+            }
+            let rules = ProviderRules {
+                default_scope: resolve(&p.default_scope)?,
+                group_scopes,
+                allowed_groups: p.allowed_groups.clone(),
+            };
+            providers.insert(p.name.clone(), rules);
+        }
         Ok(Self {
             scopes,
             users,
+            providers,
             tokens: TokenRules::from_config(config),
             issuers: Arc::default(),
         })
@@ -111,7 +165,13 @@ impl Directory {
         self
     }
 
+    /// The `[[users]]` entry of this name.
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.get(name)
+    }
+
+    /// The rules of the `[[identity_providers]]` entry of this name.
+    pub fn provider(&self, name: &str) -> Option<&ProviderRules> {
+        self.providers.get(name)
     }
 }

@@ -158,6 +158,24 @@ impl SigningKeys {
         &self.jwks_json
     }
 
+    /// Secret keys for MACs the gateway makes and checks itself (the login-flow cookie of
+    /// SPEC §7.1), one per signing key in order, each HMAC-SHA-256 (RFC 2104) of `purpose`
+    /// keyed by that key's private seed: replicas that share signing keys share these, the
+    /// first makes new MACs and all verify, and no two purposes share a key.
+    pub fn mac_keys(&self, purpose: &str) -> Vec<zeroize::Zeroizing<[u8; 32]>> {
+        use hmac::Mac as _;
+        self.keys
+            .iter()
+            .filter_map(|k| {
+                let seed = zeroize::Zeroizing::new(k.signing.to_bytes());
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(seed.as_slice()).ok()?;
+                mac.update(b"gatehouse derived MAC key: ");
+                mac.update(purpose.as_bytes());
+                Some(zeroize::Zeroizing::new(mac.finalize().into_bytes().into()))
+            })
+            .collect()
+    }
+
     pub(crate) fn signer(&self) -> &KeyEntry {
         // `from_named_pems` refuses an empty set, so index 0 exists.
         &self.keys[0]

@@ -8,14 +8,26 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, issuers, log, login, oauth, routes, scopes, server,
-    store, users,
+    Config, admin, apps, auth, base_dir_of, forward_auth, identity_providers, issuers, log, login,
+    oauth, routes, scopes, server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
-    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
-    "routes", "issuers",
+    "server",
+    "admin",
+    "log",
+    "store",
+    "oauth",
+    "auth",
+    "login",
+    "scopes",
+    "users",
+    "apps",
+    "routes",
+    "issuers",
+    "identity_providers",
+    "forward_auth",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -34,6 +46,8 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
     ("issuers", issuers::KEYS),
+    ("identity_providers", identity_providers::KEYS),
+    ("forward_auth", forward_auth::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -41,8 +55,9 @@ pub(super) fn decode(
     src: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    overrides: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
-    let mut d = Decoder::new(src, path, env);
+    let mut d = Decoder::new(src, path, env).with_overrides(overrides);
     let doc = match Document::parse(src) {
         Ok(doc) => doc,
         Err(e) => {
@@ -63,7 +78,7 @@ pub(super) fn decode(
     let t = section(&mut d, root, "log", &empty);
     let log = log::decode(&mut d, t);
     let t = section(&mut d, root, "store", &empty);
-    let store = store::decode(&mut d, t);
+    let store = store::decode(&mut d, t, &base);
     let t = section(&mut d, root, "oauth", &empty);
     let oauth = oauth::decode(&mut d, t, &base);
     let t = section(&mut d, root, "auth", &empty);
@@ -82,6 +97,10 @@ pub(super) fn decode(
         .filter(|n| n != super::SELF_ISSUER)
         .collect();
     let routes = routes::decode(&mut d, root, &scope_names, &base, &issuer_names);
+    let identity_providers = identity_providers::decode(&mut d, root, &scope_names, &base);
+    let t = section(&mut d, root, "forward_auth", &empty);
+    let forward_auth = forward_auth::decode(&mut d, t, &server.public_url);
+    d.reject_unused_overrides();
 
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
@@ -100,7 +119,9 @@ pub(super) fn decode(
         users,
         apps,
         routes,
+        identity_providers,
         issuers,
+        forward_auth,
     })
 }
 
@@ -211,7 +232,14 @@ mod tests {
     /// which shows that the decoder reads it.
     #[test]
     fn every_known_key_is_read_by_its_decoder() {
-        let arrays = ["scopes", "users", "apps", "routes", "issuers"];
+        let arrays = [
+            "scopes",
+            "users",
+            "apps",
+            "routes",
+            "issuers",
+            "identity_providers",
+        ];
         for (section, keys) in KNOWN_KEYS {
             for key in *keys {
                 let (header, name) = if arrays.contains(section) {
@@ -221,7 +249,7 @@ mod tests {
                 };
                 let src = format!("{header}\n{key} = 1.5\n");
                 let no_env = |_: &str| None;
-                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env) else {
+                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env, &[]) else {
                     panic!("{name} = 1.5 was accepted");
                 };
                 let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();

@@ -148,9 +148,9 @@ pub async fn exchange_code(
     if code.expire_time <= now {
         return Err(invalid_grant("the code has expired"));
     }
-    let user = ctx
-        .directory
-        .user(&code.user)
+    let user = crate::auth::accounts::resolve(ctx.directory, ctx.store, &code.user)
+        .await
+        .map_err(|e| store_failure(&e))?
         .ok_or_else(|| invalid_grant("the user no longer exists"))?;
     let requested = ctx
         .directory

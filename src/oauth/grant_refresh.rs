@@ -77,9 +77,9 @@ async fn rotate(
     if rt.rotated_at.is_some() {
         return Err(rotated_before(ctx, &rt, now).await);
     }
-    let user = ctx
-        .directory
-        .user(&grant.user)
+    let user = crate::auth::accounts::resolve(ctx.directory, ctx.store, &grant.user)
+        .await
+        .map_err(|e| store_failure(&e))?
         .ok_or_else(|| invalid_grant("the user no longer exists"))?;
     let scopes = &ctx.directory.scopes;
     let original = scopes

@@ -132,7 +132,10 @@ pub async fn describe(ctx: &Ctx<'_>, token: &str, now: SystemTime) -> Result<Val
     if exp <= unix_seconds(now) {
         return Ok(inactive());
     }
-    let Some(u) = ctx.directory.user(&user) else {
+    let Some(u) = crate::auth::accounts::resolve(ctx.directory, store, &user)
+        .await
+        .map_err(fail)?
+    else {
         return Ok(inactive());
     };
     let scopes = &ctx.directory.scopes;

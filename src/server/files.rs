@@ -36,6 +36,18 @@ pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
             errors.push(config.error_at(&format!("routes[{i}].upstream_ca"), ca_problem(e)));
         }
     }
+    // An identity provider's `ca` must be a PEM of certificates its client can trust.
+    for (i, provider) in config.identity_providers.iter().enumerate() {
+        if let Some(path) = &provider.ca {
+            let client = crate::federation::Trust::from_ca_path(path).and_then(|trust| {
+                crate::federation::Outbound::new(&trust, crate::federation::client::DEFAULT_TIMEOUT)
+            });
+            if let Err(e) = client {
+                let key = format!("identity_providers[{i}].ca");
+                errors.push(config.error_at(&key, e));
+            }
+        }
+    }
     for (i, issuer) in config.issuers.iter().enumerate() {
         if let Some(path) = &issuer.ca {
             let checked = crate::federation::Trust::from_ca_path(path).and_then(|trust| {
@@ -172,5 +184,29 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("the same key as"), "{message}");
+    }
+
+    /// An identity provider's `ca` that cannot be read or holds no certificate is a config
+    /// problem at that key, as `check-config` reports it.
+    #[test]
+    fn an_identity_providers_ca_must_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = crate::auth::keys::generate_pem().unwrap();
+        std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
+        let src = |ca: &str| {
+            format!(
+                "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[oauth]\nsigning_keys = [\"k.pem\"]\n[[identity_providers]]\nname = \"corp\"\nissuer = \"https://sso.example.com\"\nclient_id = \"g\"\nclient_auth = \"none\"\nca = \"{ca}\"\n"
+            )
+        };
+        for ca in ["gone.pem", "junk.pem"] {
+            let path = dir.path().join("gatehouse.toml");
+            let config = Config::parse(&src(ca), &path, &|_| None).unwrap();
+            let message = load(&config).err().unwrap().to_string();
+            assert!(
+                message.contains(":13:6: identity_providers[0].ca: "),
+                "{ca}: {message}"
+            );
+        }
     }
 }

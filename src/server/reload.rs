@@ -15,6 +15,8 @@ use crate::metrics::Metrics;
 pub struct Snapshot {
     pub config: Config,
     pub directory: crate::auth::directory::Directory,
+    /// The identity providers of the config; a reload keeps each unchanged one's discovery.
+    pub providers: crate::auth::providers::Providers,
     pub proxy: crate::proxy::pipeline::State,
 }
 
@@ -41,9 +43,15 @@ impl Snapshot {
             metrics,
             previous.map(|p| &p.proxy),
         )?;
+        let providers = crate::auth::providers::Providers::build(
+            &config,
+            metrics,
+            previous.map(|p| &p.providers),
+        );
         Ok(Self {
             config,
             directory,
+            providers,
             proxy,
         })
     }

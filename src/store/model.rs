@@ -136,6 +136,33 @@ pub struct PersonalToken {
     pub last_used_time: Option<SystemTime>,
 }
 
+/// A person who signed in through an OpenID Connect provider (SPEC §7.1), as of their latest
+/// login: every session, grant and PAT of theirs carries this scope and these groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FederatedUser {
+    /// The gatehouse user name (`username_prefix` + the claim).
+    pub name: String,
+    /// The `[[identity_providers]]` name.
+    pub provider: String,
+    /// The provider's `sub`: the one identity this name belongs to.
+    pub subject: String,
+    /// The highest scope the latest login mapped to; `""` for none.
+    pub max_scope: String,
+    pub groups: Vec<String>,
+    pub create_time: SystemTime,
+    pub last_login_time: SystemTime,
+}
+
+/// What recording a federated login did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FederatedLogin {
+    /// The user is recorded (new, or updated with this login's scope and groups).
+    Recorded,
+    /// The name belongs to another identity (another provider, or another `sub`): nothing was
+    /// changed. Holds that identity's provider.
+    NameTaken { provider: String },
+}
+
 /// A login session, found by the hash of its cookie value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -335,5 +362,30 @@ impl CleanupReport {
             + self.refresh_tokens
             + self.token_revocations
             + self.grants
+    }
+}
+
+/// One throttle key's failures as replicas share them (SPEC §3.2): what the throttle counts,
+/// stored by the store without interpretation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleRow {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// When the window's first failure was.
+    pub first_failure: SystemTime,
+    /// Attempts are refused until then.
+    pub blocked_until: SystemTime,
+    /// After this the row counts nothing and may be deleted.
+    pub expires: SystemTime,
+}
+
+impl Default for ThrottleRow {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            first_failure: SystemTime::UNIX_EPOCH,
+            blocked_until: SystemTime::UNIX_EPOCH,
+            expires: SystemTime::UNIX_EPOCH,
+        }
     }
 }

@@ -73,6 +73,7 @@ impl SqliteEngine {
     super::ops_apps::apps_ops!(Sqlite);
     super::ops_tokens::tokens_ops!(Sqlite);
     super::ops_users::user_ops!(Sqlite);
+    super::ops_federation::federation_ops!(Sqlite);
     super::migrate::migrate_ops!(Sqlite);
 }
 

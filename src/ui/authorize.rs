@@ -68,11 +68,9 @@ pub async fn authenticate(
     }
     match session::current(ctx, headers).await {
         Ok(Some(s)) => {
-            let Some(user) = ctx.directory.user(&s.user) else {
-                return Ok(None);
-            };
+            let user = s.account;
             Ok(Some(Authenticated {
-                user: user.name.clone(),
+                user: user.name,
                 max_scope: user.max_scope,
                 binding: s.secret,
             }))

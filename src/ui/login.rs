@@ -33,13 +33,24 @@ struct LoginPage<'a> {
     return_to: &'a str,
     username: &'a str,
     error: Option<&'a str>,
+    /// The password form: when `[[users]]` exist, or nothing else is offered.
+    password: bool,
+    /// One "Sign in with …" button per `[[identity_providers]]` entry (SPEC §7.1).
+    providers: Vec<ProviderButton>,
+}
+
+/// A "Sign in with DISPLAY_NAME" button.
+struct ProviderButton {
+    label: String,
+    /// `/login/NAME?return_to=…`.
+    href: String,
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match *req.method() {
         Method::GET | Method::HEAD => {
             let params = Params::parse(req.uri().query().unwrap_or_default()).unwrap_or_default();
-            let to = return_to::sanitize(params.get("return_to"));
+            let to = return_to::sanitize_for(params.get("return_to"), &ctx.config.forward_auth);
             form(ctx, req.headers(), StatusCode::OK, to, "", None)
         }
         Method::POST => submit(ctx, req).await,
@@ -48,7 +59,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The form, with a login cookie if the browser has none yet.
-fn form(
+pub(super) fn form(
     ctx: &Ctx<'_>,
     headers: &HeaderMap,
     status: StatusCode,
@@ -72,11 +83,26 @@ fn form(
     let Some(token) = csrf::token(&secret, csrf::LOGIN) else {
         return page::internal("deriving a CSRF token failed", ctx.request_id());
     };
+    let providers: Vec<ProviderButton> = ctx
+        .config
+        .identity_providers
+        .iter()
+        .map(|p| ProviderButton {
+            label: format!("Sign in with {}", p.display_name),
+            href: format!(
+                "/login/{}?return_to={}",
+                p.name,
+                return_to::percent_encode(return_to)
+            ),
+        })
+        .collect();
     let view = LoginPage {
         csrf_token: &token,
         return_to,
         username,
         error,
+        password: !ctx.config.users.is_empty() || providers.is_empty(),
+        providers,
     };
     let mut response = page::render(status, &view, None, ctx.request_id());
     if let Some(c) = set_cookie {
@@ -100,7 +126,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let headers = &parts.headers;
-    let to = return_to::sanitize(params.get("return_to"));
+    let to = return_to::sanitize_for(params.get("return_to"), &ctx.config.forward_auth);
     let username = params.get("username").unwrap_or_default();
     let presented = params.get("csrf_token").unwrap_or_default();
     let csrf_ok = cookies::get(headers, LOGIN_COOKIE)
@@ -150,10 +176,10 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             // Not a failure, and the name's earlier failures are forgotten. The address keeps
             // its count: one valid account must not reset the counter of someone guessing.
             attempt.forgive();
-            guard.throttle.forget(&user_key);
+            guard.throttle.forget(&user_key).await;
         }
         Ok(false) => {
-            attempt.failed();
+            attempt.failed().await;
             count(ctx, "failure");
             tracing::info!(request_id = ctx.request_id(), %addr, "login failed");
             return form(
@@ -189,6 +215,9 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             count(ctx, "success");
             tracing::info!(request_id = ctx.request_id(), user = username, "login");
             let mut r = page::see_other(to);
+            if let Some(clear) = session::clear_host_only_cookie(ctx.config) {
+                r.headers_mut().append(header::SET_COOKIE, clear);
+            }
             r.headers_mut().append(header::SET_COOKIE, cookie);
             r
         }

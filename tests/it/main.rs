@@ -7,6 +7,7 @@ mod helpers;
 
 mod apps;
 mod federation;
+mod forward_auth;
 mod oauth;
 mod ops;
 mod proxy;

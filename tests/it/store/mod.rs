@@ -3,6 +3,9 @@
 
 mod crud;
 mod events;
+mod federated;
 mod flows;
 pub(crate) mod lifecycle;
 mod races;
+mod throttle;
+mod tls;

@@ -17,7 +17,7 @@ use crate::helpers::login_support::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|name| {
         std::env::split_paths(&path)
@@ -27,7 +27,7 @@ fn find_binary(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// chromedriver, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
@@ -41,7 +41,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start(binary: &Path) -> Driver {
+    pub(crate) async fn start(binary: &Path) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -94,26 +94,43 @@ impl Driver {
 }
 
 /// One browser session.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     driver: &'a Driver,
     session: String,
 }
 
 impl Browser<'_> {
-    async fn new<'d>(driver: &'d Driver, profile: &Path) -> Browser<'d> {
+    pub(crate) async fn new<'d>(driver: &'d Driver, profile: &Path) -> Browser<'d> {
+        Self::with_args(driver, profile, &[]).await
+    }
+
+    /// A session whose Chromium gets `extra` command-line arguments besides the usual ones.
+    pub(crate) async fn with_args<'d>(
+        driver: &'d Driver,
+        profile: &Path,
+        extra: &[String],
+    ) -> Browser<'d> {
         let binary = find_binary(&["chromium", "chromium-browser", "google-chrome"]).unwrap();
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--ignore-certificate-errors".to_owned(),
+            "--window-size=480,900".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().cloned());
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": binary,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--ignore-certificate-errors", "--window-size=480,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
+                "args": args,
             }
         }}});
         let v = driver
@@ -129,7 +146,7 @@ impl Browser<'_> {
         format!("/session/{}{rest}", self.session)
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.driver
             .call(
                 reqwest::Method::POST,
@@ -139,7 +156,7 @@ impl Browser<'_> {
             .await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         let v = self
             .driver
             .call(reqwest::Method::GET, &self.path("/url"), None)
@@ -147,7 +164,7 @@ impl Browser<'_> {
         v.as_str().unwrap().to_owned()
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         let v = self
             .driver
             .call(reqwest::Method::GET, &self.path("/source"), None)
@@ -155,7 +172,7 @@ impl Browser<'_> {
         v.as_str().unwrap().to_owned()
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let body = json!({"using": "css selector", "value": css});
         let v = self
             .driver
@@ -164,7 +181,7 @@ impl Browser<'_> {
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
         let path = self.path(&format!("/element/{id}/value"));
         self.driver
@@ -172,7 +189,7 @@ impl Browser<'_> {
             .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let id = self.element(css).await;
         let path = self.path(&format!("/element/{id}/click"));
         self.driver
@@ -180,7 +197,7 @@ impl Browser<'_> {
             .await;
     }
 
-    async fn screenshot(&self, file: &Path) {
+    pub(crate) async fn screenshot(&self, file: &Path) {
         let v = self
             .driver
             .call(reqwest::Method::GET, &self.path("/screenshot"), None)
@@ -194,7 +211,7 @@ impl Browser<'_> {
     }
 
     /// Polls until the page's URL satisfies `check` (navigation after a click is asynchronous).
-    async fn wait_for_url(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_for_url(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let url = self.url().await;
@@ -206,7 +223,7 @@ impl Browser<'_> {
         }
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let path = self.path("");
         self.driver.call(reqwest::Method::DELETE, &path, None).await;
     }

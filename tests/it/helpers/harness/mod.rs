@@ -110,11 +110,18 @@ impl TestGateway {
 
     /// Starts in a prepared config folder (e.g. one sharing another replica's keys).
     pub async fn start_in(dir: ConfigDir, server_extra: &str, extra: &str) -> Self {
+        dir.write(server_extra, extra);
+        Self::start_written(dir).await
+    }
+
+    /// Starts with the `gatehouse.toml` already written in `dir` (a test that needs a config
+    /// [`ConfigDir::write`] cannot make, such as a `public_url` naming the listener's port).
+    pub async fn start_written(dir: ConfigDir) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("gatehouse=debug")
             .try_init();
-        let path = dir.write(server_extra, extra);
+        let path = dir.dir.path().join("gatehouse.toml");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let app = App::build(config).await.unwrap();
         let (public, admin, plain, redirect) = (
