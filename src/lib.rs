@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod init;
 pub mod metrics;
 pub mod oauth;
 pub mod proxy;

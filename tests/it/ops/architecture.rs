@@ -9,7 +9,7 @@ use std::path::Path;
 /// The modules in import order. The leaves come first and use nothing but leaves before them.
 const ORDER: &[&str] = &[
     "config", "clock", "body", "error", "metrics", "outbound", // leaves
-    "store", "auth", "oauth", "apps", "ui", "proxy", "server", "demo",
+    "store", "auth", "oauth", "apps", "ui", "proxy", "server", "demo", "init",
 ];
 
 /// The top-level modules that `source` names through `crate::`, including inside

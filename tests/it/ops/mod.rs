@@ -5,6 +5,7 @@ mod architecture;
 mod cli;
 mod demo;
 mod deploy;
+mod first_run;
 mod limits;
 mod prometheus;
 mod reload;
