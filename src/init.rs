@@ -171,6 +171,7 @@ public_url = "https://localhost:8443"
 # from certbot or cert-manager: with watch = true a renewal is picked up within seconds.
 cert = "{CERT_FILE}"
 key = "{CERT_KEY_FILE}"
+watch = true
 # More certificates, chosen by the name the client asks for (SNI, wildcards included):
 # extra = [ {{ cert = "tls/other.pem", key = "tls/other.key" }} ]
 

@@ -2,6 +2,7 @@
 //! resource limits, the shipped Prometheus files, and the shape of the code.
 
 mod architecture;
+mod certs;
 mod cli;
 mod demo;
 mod deploy;
