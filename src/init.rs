@@ -229,6 +229,8 @@ scope = "ADMIN"
 pub fn next_steps(done: &Initialized, gatehouse: &str) -> String {
     let mut out = String::new();
     let dir = done.dir.display().to_string();
+    let absolute =
+        std::fs::canonicalize(&done.dir).map_or_else(|_| dir.clone(), |p| p.display().to_string());
     let _ = writeln!(
         out,
         "gatehouse init: wrote {} in {dir}",
@@ -256,7 +258,7 @@ pub fn next_steps(done: &Initialized, gatehouse: &str) -> String {
     let _ = writeln!(out, "{gatehouse} serve --config {CONFIG_FILE}");
     let _ = writeln!(
         out,
-        "\n# 3. In a second shell (the first one runs the gateway), in {dir}: a personal access token, and a request through the gateway"
+        "\n# 3. In a second shell (the first one runs the gateway), in {absolute}: a personal access token, and a request through the gateway"
     );
     let _ = writeln!(
         out,
@@ -331,7 +333,11 @@ mod tests {
         assert_eq!(mode(SIGNING_KEY_FILE), 0o600);
         assert_eq!(mode(CERT_KEY_FILE), 0o600);
         assert_eq!(mode(DATA_DIR), 0o700);
-        assert_eq!(mode(CONFIG_FILE) & 0o077, 0o044 & mode(CONFIG_FILE));
+        assert_eq!(
+            mode(CONFIG_FILE) & 0o022,
+            0,
+            "the config is not writable by others"
+        );
     }
 
     #[test]

@@ -191,6 +191,8 @@ fn read_key(key: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> 
 #[derive(Debug)]
 pub struct Certificates {
     default: Arc<CertifiedKey>,
+    /// No `extra`: every handshake gets the default, without looking at its name.
+    default_only: bool,
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by what follows `*.`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -211,6 +213,7 @@ impl Certificates {
         }
         Self {
             default: default.certified.clone(),
+            default_only: extra.is_empty(),
             exact,
             wildcard,
         }
@@ -218,7 +221,7 @@ impl Certificates {
 
     /// The certificate for a handshake whose SNI is `server_name`.
     pub fn for_name(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(name) = server_name else {
+        let Some(name) = server_name.filter(|_| !self.default_only) else {
             return &self.default;
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
