@@ -39,6 +39,8 @@ fn routes() -> RouteTable {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         })
         .collect();
     RouteTable::new(

@@ -306,7 +306,10 @@ impl Authenticator {
             grant_id,
             jti: claims.jti,
         };
-        principal(directory, credential, claims.sub, scopes, expires_at)
+        let groups = user.groups.clone();
+        principal(
+            directory, credential, claims.sub, scopes, expires_at, groups,
+        )
     }
 
     async fn validate_pat(
@@ -337,7 +340,15 @@ impl Authenticator {
             tracing::debug!(error = %e, "could not record the PAT's last use");
         }
         let credential = Credential::PersonalToken { id: pat.id };
-        principal(directory, credential, pat.user, scopes, pat.expire_time)
+        let groups = user.groups.clone();
+        principal(
+            directory,
+            credential,
+            pat.user,
+            scopes,
+            pat.expire_time,
+            groups,
+        )
     }
 
     /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.
@@ -406,10 +417,11 @@ fn principal(
     user: String,
     scopes: Scopes,
     expires_at: SystemTime,
+    groups: super::principal::Groups,
 ) -> Result<Arc<Principal>, AuthFailure> {
     let text = directory.scopes.to_names(scopes);
     Principal::new(credential, user, scopes, &text, expires_at)
-        .map(Arc::new)
+        .map(|p| Arc::new(p.with_groups(groups)))
         .ok_or(AuthFailure::Invalid("malformed"))
 }
 

@@ -2,6 +2,7 @@
 //! request looks a user up in a map and tests scopes as bitsets.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::jwt::VerifyPolicy;
 use super::scope::{ScopeDef, ScopeSet, Scopes};
@@ -15,6 +16,8 @@ pub struct User {
     pub password_hash: Secret,
     /// The most this user may hold, expanded.
     pub max_scope: Scopes,
+    /// `groups` of the user's config entry.
+    pub groups: super::principal::Groups,
 }
 
 /// Users and the scope set of one config.
@@ -87,6 +90,7 @@ impl Directory {
                 name: u.name.clone(),
                 password_hash: u.password_hash.clone(),
                 max_scope: scopes.expand(max),
+                groups: u.groups.iter().map(|g| Arc::from(g.as_str())).collect(),
             };
             users.insert(u.name.clone(), user);
         }

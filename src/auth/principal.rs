@@ -1,6 +1,7 @@
 //! Who is calling: the principal a bearer token, a PAT or a login session stands for, with the
 //! header values the upstream receives made once when the token is validated (SPEC §3.4).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
@@ -24,6 +25,10 @@ pub enum Credential {
     Session,
 }
 
+/// The groups a caller belongs to (SPEC §7.3): shared with the user's entry in the directory,
+/// so a principal holds a pointer, not a copy.
+pub type Groups = Arc<[Arc<str>]>;
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -37,6 +42,8 @@ pub struct Principal {
     pub user_value: HeaderValue,
     pub scopes_value: HeaderValue,
     pub client_id_value: Option<HeaderValue>,
+    /// The caller's groups (config users' `groups`, a provider's groups claim); empty for none.
+    pub groups: Groups,
 }
 
 impl Principal {
@@ -63,7 +70,22 @@ impl Principal {
             user_value,
             scopes_value,
             client_id_value,
+            groups: no_groups(),
         })
+    }
+
+    /// The same principal, member of `groups`.
+    #[must_use]
+    pub fn with_groups(mut self, groups: Groups) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Whether the caller belongs to at least one of `groups`.
+    pub fn in_any_group(&self, groups: &[String]) -> bool {
+        self.groups
+            .iter()
+            .any(|mine| groups.iter().any(|g| **mine == **g))
     }
 
     /// The app of an access token.
@@ -78,4 +100,9 @@ impl Principal {
     pub fn is_personal_token(&self) -> bool {
         matches!(self.credential, Credential::PersonalToken { .. })
     }
+}
+
+/// The empty group list.
+pub fn no_groups() -> Groups {
+    Arc::from(Vec::<Arc<str>>::new())
 }

@@ -32,6 +32,12 @@ pub struct AuthConfig {
     /// `client_id_header`: the header that tells the upstream the client's id. Default
     /// `"X-Auth-Client-Id"`.
     pub client_id_header: http::HeaderName,
+    /// `groups_header`: the header that tells the upstream the caller's groups,
+    /// space-separated (SPEC §7.3). Default `"X-Auth-Groups"`.
+    pub groups_header: http::HeaderName,
+    /// `forward_groups`: the only groups the upstream is told about; empty forwards every
+    /// group. Default `[]`.
+    pub forward_groups: Vec<String>,
 }
 
 /// The keys of `[auth]`, in the order of [`AuthConfig`].
@@ -44,6 +50,8 @@ pub(super) const KEYS: &[&str] = &[
     "user_header",
     "scopes_header",
     "client_id_header",
+    "groups_header",
+    "forward_groups",
 ];
 
 /// `[auth]` (the table `t`), with its defaults.
@@ -65,6 +73,8 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike) -> AuthConfig {
         user_header: header_name(d, t, "user_header", "X-Auth-User"),
         scopes_header: header_name(d, t, "scopes_header", "X-Auth-Scopes"),
         client_id_header: header_name(d, t, "client_id_header", "X-Auth-Client-Id"),
+        groups_header: header_name(d, t, "groups_header", "X-Auth-Groups"),
+        forward_groups: super::users::group_names(d, t, s, "forward_groups"),
     }
 }
 
@@ -94,6 +104,7 @@ fn lowercase_static(name: &'static str) -> &'static str {
     match name {
         "X-Auth-User" => "x-auth-user",
         "X-Auth-Scopes" => "x-auth-scopes",
+        "X-Auth-Groups" => "x-auth-groups",
         _ => "x-auth-client-id",
     }
 }

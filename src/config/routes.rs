@@ -39,6 +39,12 @@ pub struct RouteConfig {
     /// `upstream_ca`: a PEM file to trust for an https upstream, relative to the config
     /// file's folder. Default `""` (the system's roots).
     pub upstream_ca: Option<PathBuf>,
+    /// `allow_groups`: after the scope check, the caller must belong to one of these groups
+    /// (or be named in `allow_users`). Default `[]` (no group rule). SPEC §7.3.
+    pub allow_groups: Vec<String>,
+    /// `allow_users`: after the scope check, the caller must be one of these users (or belong
+    /// to one of `allow_groups`). Default `[]` (no user rule). SPEC §7.3.
+    pub allow_users: Vec<String>,
 }
 
 /// `routes.auth`: what a request on the route must carry.
@@ -77,6 +83,8 @@ pub(super) const KEYS: &[&str] = &[
     "forward_authorization",
     "assertion",
     "upstream_ca",
+    "allow_groups",
+    "allow_users",
 ];
 
 /// The methods `scopes` may name.
@@ -128,6 +136,18 @@ pub(super) fn decode(
             .opt_str(t, &sec, "upstream_ca")
             .filter(|(p, _)| !p.is_empty())
             .map(|(p, _)| resolve(base, &p));
+        let allow_groups = super::users::group_names(d, t, &sec, "allow_groups");
+        let allow_users = allowed_users(d, t, &sec);
+        if auth == AuthMode::None && !(allow_groups.is_empty() && allow_users.is_empty()) {
+            let s = t
+                .get("allow_groups")
+                .or_else(|| t.get("allow_users"))
+                .and_then(Item::span);
+            d.error(
+                s,
+                format!("{sec}: allow_groups and allow_users have no effect on a route with auth = \"none\""),
+            );
+        }
         out.push(RouteConfig {
             path,
             host,
@@ -138,7 +158,36 @@ pub(super) fn decode(
             forward_authorization: d.bool(t, &sec, "forward_authorization", false),
             assertion: d.bool(t, &sec, "assertion", false),
             upstream_ca,
+            allow_groups,
+            allow_users,
         });
+    }
+    out
+}
+
+/// `allow_users`: user names as a token's `sub` carries them. They need not be `[[users]]`
+/// entries: federated users and other issuers' subjects are named here too.
+fn allowed_users(d: &mut Decoder<'_>, t: &dyn TableLike, sec: &str) -> Vec<String> {
+    let what = "a user name such as \"alice\"";
+    let mut out: Vec<String> = Vec::new();
+    for (i, (user, span)) in d
+        .non_empty_str_array(t, sec, "allow_users", what)
+        .into_iter()
+        .enumerate()
+    {
+        if user.len() > 256 || user.chars().any(char::is_control) {
+            d.error(
+                span,
+                format!("{sec}.allow_users[{i}]: '{user}' is not a user name"),
+            );
+        } else if out.contains(&user) {
+            d.error(
+                span,
+                format!("{sec}.allow_users[{i}]: '{user}' is listed twice"),
+            );
+        } else {
+            out.push(user);
+        }
     }
     out
 }

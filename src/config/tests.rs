@@ -180,6 +180,41 @@ fn routes_are_validated() {
 }
 
 #[test]
+fn groups_and_allow_lists_are_validated() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    let src = format!(
+        "{MINIMAL}\n[auth]\nforward_groups = [\"a b\"]\n[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nmax_scope = \"READ\"\ngroups = [\"staff\", \"staff\", \"\"]\n[[routes]]\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\nallow_users = [\"bob\"]\n[[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nscope = \"READ\"\nallow_groups = [\"wiki editors\"]\n"
+    );
+    let errors = parse(&src).unwrap_err().0;
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for needle in [
+        "auth.forward_groups[0]: 'a b' must be 1-256 visible ASCII characters",
+        "users[0].groups[1]: 'staff' is listed twice",
+        "users[0].groups[2]",
+        "routes[0]: allow_groups and allow_users have no effect on a route with auth = \"none\"",
+        "routes[1].allow_groups[0]: 'wiki editors' must be 1-256 visible ASCII",
+    ] {
+        assert!(
+            text.iter().any(|m| m.contains(needle)),
+            "missing {needle}: {text:#?}"
+        );
+    }
+    assert!(
+        text.iter().all(|m| m.contains("gatehouse.toml:")),
+        "every message has its location: {text:#?}"
+    );
+    let ok = format!(
+        "{MINIMAL}\n[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nmax_scope = \"READ\"\ngroups = [\"staff\"]\n[[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nscope = \"READ\"\nallow_groups = [\"staff\"]\nallow_users = [\"sso:bob@example.com\"]\n"
+    );
+    let c = parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.users[0].groups, ["staff"]);
+    assert_eq!(c.routes[0].allow_groups, ["staff"]);
+    assert_eq!(c.routes[0].allow_users, ["sso:bob@example.com"]);
+    assert_eq!(c.auth.groups_header, "x-auth-groups");
+    assert!(c.auth.forward_groups.is_empty());
+}
+
+#[test]
 fn custom_scope_sets_replace_the_default() {
     let src = format!(
         "{MINIMAL}\n[[scopes]]\nname = \"view\"\n[[scopes]]\nname = \"edit\"\nimplies = [\"view\", \"ghost\"]\n[[users]]\nname = \"bob\"\npassword_hash = \"$argon2id$x\"\nmax_scope = \"WRITE\"\n"

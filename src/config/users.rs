@@ -20,10 +20,19 @@ pub struct UserEntry {
     /// `max_scope`: the widest scope the user may hold, such as `WRITE`; tokens are capped at
     /// it. Required.
     pub max_scope: String,
+    /// `groups`: the groups the user belongs to (SPEC §7.3), for routes' `allow_groups` and the
+    /// upstream's `X-Auth-Groups`. Default `[]`.
+    pub groups: Vec<String>,
 }
 
 /// The keys of a `[[users]]` entry, in the order of [`UserEntry`].
-pub(super) const KEYS: &[&str] = &["name", "password_hash", "password_hash_file", "max_scope"];
+pub(super) const KEYS: &[&str] = &[
+    "name",
+    "password_hash",
+    "password_hash_file",
+    "max_scope",
+    "groups",
+];
 
 /// Every `[[users]]` entry of `root`; `known` is the scope set.
 pub(super) fn decode(
@@ -75,11 +84,43 @@ pub(super) fn decode(
                 &format!("{sec}.max_scope"),
             );
         }
+        let groups = group_names(d, t, &sec, "groups");
         out.push(UserEntry {
             name,
             password_hash: Secret::new(hash),
             max_scope,
+            groups,
         });
+    }
+    out
+}
+
+/// A list of group names (`users[].groups`, `routes[].allow_groups`, `auth.forward_groups`):
+/// each 1-256 visible ASCII characters without spaces, so that the space-separated
+/// `X-Auth-Groups` header can carry it; duplicates are reported.
+pub(super) fn group_names(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    sec: &str,
+    key: &str,
+) -> Vec<String> {
+    let what = "a group name such as \"wiki-admins\"";
+    let mut out: Vec<String> = Vec::new();
+    for (i, (group, span)) in d
+        .non_empty_str_array(t, sec, key, what)
+        .into_iter()
+        .enumerate()
+    {
+        if group.len() > 256 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+            d.error(
+                span,
+                format!("{sec}.{key}[{i}]: '{group}' must be 1-256 visible ASCII characters without spaces"),
+            );
+        } else if out.contains(&group) {
+            d.error(span, format!("{sec}.{key}[{i}]: '{group}' is listed twice"));
+        } else {
+            out.push(group);
+        }
     }
     out
 }

@@ -369,6 +369,8 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 

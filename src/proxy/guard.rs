@@ -67,7 +67,30 @@ async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'sta
             Decision::Deny(refuse(Refusal::Scope(&rule.name), request_id)),
         );
     }
+    if !admitted(route, &principal) {
+        let response = if principal.credential == Credential::Session && wants_html(req) {
+            crate::ui::page::error(
+                StatusCode::FORBIDDEN,
+                "Access denied",
+                "Your account may not use this page. Ask the administrator for access.",
+                None,
+                request_id,
+            )
+        } else {
+            refuse(Refusal::NotListed, request_id)
+        };
+        return ("not_allowed", Decision::Deny(response));
+    }
     ("allowed", Decision::Allow(principal))
+}
+
+/// SPEC §7.3: a route with `allow_users` or `allow_groups` admits, after the scope check, only
+/// the users it names and the members of the groups it names (either list suffices).
+fn admitted(route: &Route, principal: &Principal) -> bool {
+    let (users, groups) = (&route.config.allow_users, &route.config.allow_groups);
+    (users.is_empty() && groups.is_empty())
+        || users.contains(&principal.user)
+        || principal.in_any_group(groups)
 }
 
 /// The user of a valid `gatehouse_session` cookie, holding the user's `max_scope`.
@@ -93,7 +116,7 @@ async fn session(
         &text,
         session.expire_time,
     );
-    Ok(principal.map(Arc::new))
+    Ok(principal.map(|p| Arc::new(p.with_groups(user.groups.clone()))))
 }
 
 fn wants_html(req: &Request<Incoming>) -> bool {
@@ -131,6 +154,8 @@ enum Refusal<'a> {
     Credential(AuthFailure),
     /// The credential lacks the named scope.
     Scope(&'a str),
+    /// The caller is neither in the route's `allow_users` nor in one of its `allow_groups`.
+    NotListed,
 }
 
 /// The one place a refusal on a proxied route becomes a response: SPEC §3.3's JSON (through
@@ -171,6 +196,18 @@ fn refuse(refusal: Refusal<'_>, request_id: &str) -> Response<Body> {
                 "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\""
             );
             (r, HeaderValue::from_str(&challenge).ok())
+        }
+        Refusal::NotListed => {
+            let r = json_error(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                "this route admits only the users and groups it names",
+                request_id,
+            );
+            let challenge = HeaderValue::from_static(
+                "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", error_description=\"user or group not allowed\"",
+            );
+            (r, Some(challenge))
         }
     };
     if let Some(v) = challenge {

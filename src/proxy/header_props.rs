@@ -115,7 +115,7 @@ proptest! {
             HeaderValue::from_static("READ"),
             HeaderValue::from_static("app"),
         );
-        let identity = Identity { user: &user, scopes: &scopes, client_id: Some(&client), assertion: None };
+        let identity = Identity { user: &user, scopes: &scopes, client_id: Some(&client), groups: &[], assertion: None };
         let (peer_value, request_id) = (HeaderValue::from_static("203.0.113.9"), HeaderValue::from_static("rid"));
         let facts = ClientFacts {
             peer: "203.0.113.9".parse().unwrap(),

@@ -56,6 +56,9 @@ pub struct HeaderPolicy {
     user_header: HeaderName,
     scopes_header: HeaderName,
     client_id_header: HeaderName,
+    groups_header: HeaderName,
+    /// `auth.forward_groups`: the groups the upstream may hear of; empty for every group.
+    forward_groups: Vec<String>,
 }
 
 /// Who the gateway vouches for, as the upstream receives it (SPEC §3.4).
@@ -63,6 +66,8 @@ pub struct Identity<'a> {
     pub user: &'a HeaderValue,
     pub scopes: &'a HeaderValue,
     pub client_id: Option<&'a HeaderValue>,
+    /// The caller's groups, for `X-Auth-Groups` (SPEC §7.3).
+    pub groups: &'a [std::sync::Arc<str>],
     /// The `X-Auth-Assertion` JWT, on routes with `assertion = true`.
     pub assertion: Option<HeaderValue>,
 }
@@ -81,20 +86,24 @@ pub struct ClientFacts<'a> {
 }
 
 impl HeaderPolicy {
-    /// `identity_headers` are the user, scopes and client-id header names, in that order.
+    /// `identity_headers` are the user, scopes, client-id and groups header names, in that
+    /// order.
     pub fn new(identity_headers: &[&HeaderName], trusted_proxies: Vec<IpNet>) -> Self {
         let name = |i: usize, default: &'static str| {
             identity_headers
                 .get(i)
                 .map_or_else(|| HeaderName::from_static(default), |h| (*h).clone())
         };
-        let (user_header, scopes_header, client_id_header) = (
+        let (user_header, scopes_header, client_id_header, groups_header) = (
             name(0, "x-auth-user"),
             name(1, "x-auth-scopes"),
             name(2, "x-auth-client-id"),
+            name(3, "x-auth-groups"),
         );
-        let mut identity: Vec<String> = identity_headers
-            .iter()
+        let mut identity: Vec<String> = [&user_header, &scopes_header, &client_id_header]
+            .into_iter()
+            .chain(identity_headers.iter().copied())
+            .chain([&groups_header])
             .map(|h| h.as_str().replace(['_', '.'], "-"))
             .collect();
         identity.push(X_AUTH_ASSERTION.as_str().to_string());
@@ -112,7 +121,16 @@ impl HeaderPolicy {
             user_header,
             scopes_header,
             client_id_header,
+            groups_header,
+            forward_groups: Vec::new(),
         }
+    }
+
+    /// Tells the upstream only of `groups` (`auth.forward_groups`; empty: every group).
+    #[must_use]
+    pub fn forwarding_groups(mut self, groups: Vec<String>) -> Self {
+        self.forward_groups = groups;
+        self
     }
 
     /// Whether `peer` is in `server.trusted_proxies`; an IPv4-mapped IPv6 address (a dual-stack
@@ -185,9 +203,36 @@ impl HeaderPolicy {
         if let Some(client) = id.client_id {
             headers.insert(self.client_id_header.clone(), client.clone());
         }
+        if let Some(groups) = self.groups_value(id.groups) {
+            headers.insert(self.groups_header.clone(), groups);
+        }
         if let Some(assertion) = &id.assertion {
             headers.insert(X_AUTH_ASSERTION.clone(), assertion.clone());
         }
+    }
+
+    /// The space-separated groups the upstream may hear of; `None` when there are none. A
+    /// group name that a header cannot carry as one word (a provider's `"Wiki Admins"`) is
+    /// left out rather than split into two groups the caller is not in.
+    fn groups_value(&self, groups: &[std::sync::Arc<str>]) -> Option<HeaderValue> {
+        if groups.is_empty() {
+            return None;
+        }
+        let mut text = String::new();
+        for group in groups {
+            let listed = self.forward_groups.is_empty()
+                || self.forward_groups.iter().any(|g| **g == **group);
+            if listed && !group.is_empty() && group.bytes().all(|b| b.is_ascii_graphic()) {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(group);
+            }
+        }
+        if text.is_empty() {
+            return None;
+        }
+        HeaderValue::from_str(&text).ok()
     }
 
     fn is_identity(&self, name: &str) -> bool {

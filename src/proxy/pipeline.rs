@@ -46,9 +46,11 @@ impl State {
                 &auth.user_header,
                 &auth.scopes_header,
                 &auth.client_id_header,
+                &auth.groups_header,
             ],
             config.server.trusted_proxies.clone(),
-        );
+        )
+        .forwarding_groups(auth.forward_groups.clone());
         let routes = RouteTable::new(&config.routes, &directory.scopes, metrics);
         Ok(Self {
             routes,
@@ -185,6 +187,7 @@ fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> Ident
         user: &principal.user_value,
         scopes: &principal.scopes_value,
         client_id: principal.client_id_value.as_ref(),
+        groups: &principal.groups,
         assertion,
     }
 }

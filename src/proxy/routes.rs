@@ -151,6 +151,8 @@ mod tests {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         }
     }
 

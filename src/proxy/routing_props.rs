@@ -28,6 +28,8 @@ fn table() -> RouteTable {
             forward_authorization: false,
             assertion: false,
             upstream_ca: None,
+            allow_groups: Vec::new(),
+            allow_users: Vec::new(),
         })
         .collect();
     RouteTable::new(

@@ -4,5 +4,6 @@
 mod auth;
 mod auth_replicas;
 mod forwarding;
+mod groups;
 mod hardening;
 mod upstream_pool;
