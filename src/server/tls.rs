@@ -70,6 +70,15 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A rustls server config for `cert` and `key` alone, offering h2 and http/1.1 (for tools such
+/// as `examples/hyper_floor.rs`). Fails with every problem found: either file cannot be read or
+/// parsed, or the key is not the certificate's.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsErrors> {
+    let pair = CertPair::load(cert, key)?;
+    let resolver = Arc::new(CertResolver::new(Certificates::new(&pair, &[])));
+    server_config_with(resolver).map_err(|e| TlsErrors(vec![e.into()]))
+}
+
 /// The listener's rustls config: h2 and http/1.1, certificates from `resolver`.
 pub fn server_config_with(
     resolver: Arc<CertResolver>,
