@@ -89,7 +89,7 @@ gatehouse:
   --token-cmd CMD     like --token, the token being CMD's stdout; CMD runs with
                       bash once gatehouse is ready, with GATEHOUSE_BIN,
                       GATEHOUSE_CONFIG, GATEHOUSE_URL (TLS), GATEHOUSE_PLAIN_URL
-                      and GATEHOUSE_ADMIN_URL in its environment
+                      and GATEHOUSE_METRICS_URL in its environment
   --log-level L       gatehouse [log] level (default warn)
   --ready-timeout S   seconds to wait for gatehouse's /readyz (default 30)
 
@@ -454,7 +454,7 @@ if [[ -n $TOKEN_CMD ]]; then
 	TOKEN=$(GATEHOUSE_BIN="$GATEHOUSE_BIN" GATEHOUSE_CONFIG="$WORK/gatehouse.toml" \
 		GATEHOUSE_URL="https://127.0.0.1:$GATEHOUSE_TLS_PORT" \
 		GATEHOUSE_PLAIN_URL="http://127.0.0.1:$GATEHOUSE_HTTP_PORT" \
-		GATEHOUSE_ADMIN_URL="http://127.0.0.1:$GATEHOUSE_ADMIN_PORT" \
+		GATEHOUSE_METRICS_URL="http://127.0.0.1:$GATEHOUSE_ADMIN_PORT" \
 		bash -c "$TOKEN_CMD") || die "--token-cmd failed"
 	TOKEN=${TOKEN%$'\n'}
 	[[ -n $TOKEN ]] || die "--token-cmd printed no token"

@@ -32,7 +32,7 @@ fn routes() -> RouteTable {
         .map(|p| RouteConfig {
             path: (*p).to_string(),
             host: String::new(),
-            upstream: "http://127.0.0.1:8090".parse().unwrap(),
+            upstream: Some("http://127.0.0.1:8090".parse().unwrap()),
             auth: AuthMode::None,
             scopes: BTreeMap::new(),
             timeout: Duration::from_secs(30),

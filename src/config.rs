@@ -1,6 +1,7 @@
-//! The TOML configuration (SPEC §5): a typed model where every key has a documented default,
-//! unknown keys are errors, durations read like "30s", `${ENV}` stands for secrets, and
-//! validation reports every problem at once with file:line:column.
+//! The TOML configuration (SPEC §5, §7.5): a typed model where every key has a documented
+//! default, unknown keys are errors, durations read like "30s", `${ENV}` stands for secrets,
+//! `GATEHOUSE_<SECTION>_<KEY>` variables override the file, and validation reports every
+//! problem at once with file:line:column (or the variable's name).
 
 mod decode;
 pub mod duration;
@@ -11,6 +12,7 @@ mod sections;
 mod admin;
 mod apps;
 mod auth;
+mod forward_auth;
 mod log;
 mod login;
 mod oauth;
@@ -26,7 +28,8 @@ use std::path::{Path, PathBuf};
 pub use admin::AdminConfig;
 pub use apps::{AppEntry, ClientType};
 pub use auth::AuthConfig;
-pub use decode::{ConfigError, ConfigErrors, MAX_DURATION};
+pub use decode::{ConfigError, ConfigErrors, ENV_PREFIX, MAX_DURATION, env_name};
+pub use forward_auth::ForwardAuthConfig;
 pub use log::{LogConfig, LogFormat};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
@@ -112,22 +115,45 @@ pub struct Config {
     pub apps: Vec<AppEntry>,
     /// `[[routes]]`: what is proxied where. Default none.
     pub routes: Vec<RouteConfig>,
+    /// `[forward_auth]`: the ingress hosts behind `/auth/verify`. Every key has a default.
+    pub forward_auth: ForwardAuthConfig,
     /// Where each value is in the file, for problems found after decoding (`error_at`).
     locations: decode::Locations,
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`, with the process's `GATEHOUSE_<SECTION>_<KEY>`
+    /// variables overriding its keys (SPEC §7.5): what every command that reads the config
+    /// uses.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let src = std::fs::read_to_string(path).map_err(|e| {
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                let name = name.into_string().ok()?;
+                name.starts_with(ENV_PREFIX)
+                    .then(|| (name, value.to_string_lossy().into_owned()))
+            })
+            .collect();
+        let src = Self::read(path)?;
+        Self::parse_with_overrides(&src, path, &|name| std::env::var(name).ok(), &vars)
+    }
+
+    /// [`Config::load`] without the environment's overrides (`${VARS}` still expand): for a
+    /// config the gateway wrote itself, such as the demo's.
+    pub fn load_without_overrides(path: &Path) -> Result<Config, ConfigErrors> {
+        let src = Self::read(path)?;
+        Self::parse(&src, path, &|name| std::env::var(name).ok())
+    }
+
+    fn read(path: &Path) -> Result<String, ConfigErrors> {
+        std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
                 line: 1,
                 column: 1,
                 message: format!("cannot read config: {e}"),
+                variable: None,
             }])
-        })?;
-        Self::parse(&src, path, &|name| std::env::var(name).ok())
+        })
     }
 
     /// Parses and validates `src` as if read from `path`; `env` looks up `${VARS}`.
@@ -136,7 +162,18 @@ impl Config {
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        sections::decode(src, path, env)
+        sections::decode(src, path, env, &[])
+    }
+
+    /// [`Config::parse`] with `overrides`, the `GATEHOUSE_*` variables as (name, value) pairs
+    /// (see [`Config::load`]).
+    pub fn parse_with_overrides(
+        src: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigErrors> {
+        sections::decode(src, path, env, overrides)
     }
 
     /// A problem with the value of `key` (dotted, with indexes: `server.tls.cert`,
@@ -144,13 +181,8 @@ impl Config {
     /// it names that does not parse: located where the file gives that value, and prefixed by
     /// the key as every config problem is.
     pub fn error_at(&self, key: &str, problem: impl fmt::Display) -> ConfigError {
-        let (line, column) = self.locations.of(key);
-        ConfigError {
-            file: self.path.clone(),
-            line,
-            column,
-            message: format!("{key}: {problem}"),
-        }
+        self.locations
+            .error(&self.path, key, format!("{key}: {problem}"))
     }
 
     /// The folder that relative paths are relative to.
@@ -175,5 +207,7 @@ pub(crate) fn base_dir_of(path: &Path) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod env_tests;
 #[cfg(test)]
 mod tests;

@@ -118,7 +118,8 @@ scope = "ADMIN"
     );
     let config_path = dir.path().join("gatehouse.toml");
     write(dir.path(), "gatehouse.toml", &config_text)?;
-    let config = Config::load(&config_path).map_err(|e| err("the demo config")(&e))?;
+    let config =
+        Config::load_without_overrides(&config_path).map_err(|e| err("the demo config")(&e))?;
     let app = App::build(config).await.map_err(|e| {
         DemoError(format!(
             "{e} (is another program on port {port} or {admin_port}? try `gatehouse demo --port 0`)"

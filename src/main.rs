@@ -146,8 +146,13 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// Prints every problem of the config at `path` and gives exit code 2.
 fn config_problems(path: &std::path::Path, errors: &ConfigErrors) -> ExitCode {
     eprintln!("{errors}");
+    let environment = if errors.0.iter().any(|e| e.variable.is_some()) {
+        " and the environment"
+    } else {
+        ""
+    };
     eprintln!(
-        "gatehouse: {} problem(s) in {}",
+        "gatehouse: {} problem(s) in {}{environment}",
         errors.0.len(),
         path.display()
     );

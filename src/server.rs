@@ -148,10 +148,11 @@ impl App {
         let live = Snapshot::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
-        let store = crate::store::Store::open(
+        let store = crate::store::Store::open_with_ca(
             config.store.url.expose(),
             &config.base_dir(),
             config.store.max_connections,
+            config.store.tls_ca.as_deref(),
         )
         .await?;
         let clock = crate::clock::Clock::system();
@@ -173,6 +174,10 @@ impl App {
                 "server.plain_listen serves plain HTTP: use it only behind a TLS-terminating proxy on a private network"
             );
         }
+        // With PostgreSQL the throttles are shared by the replicas (SPEC §3.2).
+        let oauth = crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace)
+            .sharing_throttle_through(&store);
+        let login = crate::auth::throttle::LoginGuard::sharing_through(&config, &store);
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
@@ -180,8 +185,8 @@ impl App {
             clock,
             keys,
             auth,
-            oauth: crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace),
-            login: crate::auth::throttle::LoginGuard::new(&config),
+            oauth,
+            login,
             tls,
             certs,
             listening: AtomicBool::new(false),

@@ -114,15 +114,27 @@ impl Store {
         base_dir: &Path,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        Self::open_with_ca(url, base_dir, max_connections, None).await
+    }
+
+    /// [`Store::open`] with `store.tls_ca` (SPEC §7.5): for PostgreSQL, the PEM file of the
+    /// CA(s) the server's certificate must chain to (`None`: the system's roots). A TLS
+    /// failure is `Unavailable` with a message that names TLS.
+    pub async fn open_with_ca(
+        url: &str,
+        base_dir: &Path,
+        max_connections: u32,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let location = StoreLocation::parse(url, base_dir).map_err(StoreError::internal)?;
         let events = Events::new();
         let engine = match location {
             StoreLocation::Sqlite(path) => {
                 Engine::Sqlite(SqliteEngine::open(&path, max_connections, events.clone()).await?)
             }
-            StoreLocation::Postgres(url) => {
-                Engine::Postgres(PostgresEngine::open(&url, max_connections, events.clone()).await?)
-            }
+            StoreLocation::Postgres(url) => Engine::Postgres(
+                PostgresEngine::open(&url, tls_ca, max_connections, events.clone()).await?,
+            ),
         };
         Ok(Self {
             inner: Arc::new(Inner { engine, events }),
@@ -152,6 +164,51 @@ impl Store {
     /// with PostgreSQL, other replicas'. On `RecvError::Lagged`, flush everything.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
+    }
+
+    // --- shared throttles (SPEC §3.2) ---------------------------------------------------
+
+    /// Whether the throttles are shared through this store: with PostgreSQL (replicas), not
+    /// with SQLite (one process, whose throttles stay in memory).
+    pub fn shares_throttles(&self) -> bool {
+        matches!(self.inner.engine, Engine::Postgres(_))
+    }
+
+    /// The latest time until which one of `keys` (opaque, fixed-size throttle keys) is
+    /// blocked, if it is after `now`. Always `None` without [`Store::shares_throttles`].
+    pub async fn throttle_blocked_until(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(None),
+            Engine::Postgres(e) => e.throttle_blocked_until(keys, now).await,
+        }
+    }
+
+    /// Changes the rows of `keys` in one transaction, each under a row lock: `change` gets a
+    /// row as stored ([`ThrottleRow::default`] when there is none or it has expired) and
+    /// returns what to store. Expired rows are deleted now and then. Does nothing without
+    /// [`Store::shares_throttles`].
+    pub async fn throttle_update(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+        change: &(dyn Fn(ThrottleRow) -> ThrottleRow + Send + Sync),
+    ) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_update(keys, now, change).await,
+        }
+    }
+
+    /// Forgets `key`'s failures. Does nothing without [`Store::shares_throttles`].
+    pub async fn throttle_forget(&self, key: &[u8]) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => e.throttle_forget(key).await,
+        }
     }
 
     /// For `/readyz`: one round trip to the database.

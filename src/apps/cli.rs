@@ -51,10 +51,11 @@ pub async fn token_create(
             config.path.display()
         ))
     })?;
-    let store = Store::open(
+    let store = Store::open_with_ca(
         config.store.url.expose(),
         &config.base_dir(),
         config.store.max_connections.min(2),
+        config.store.tls_ca.as_deref(),
     )
     .await
     .map_err(|e| CliError::Failed(format!("store: {e}")))?;

@@ -18,6 +18,17 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Who a request to one of the gateway's own endpoints turned out to come from, for the access
+/// log (SPEC §7.5): noted where the caller is established (a bearer token, a session, a login,
+/// a client authentication), never a credential itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The user (a token's or a session's subject, or who just logged in).
+    pub user: Option<String>,
+    /// The app: the client that authenticated at the token endpoint, or an app token's.
+    pub client_id: Option<String>,
+}
+
 /// One request's view of the gateway.
 pub struct Ctx<'a> {
     pub store: &'a Store,
@@ -36,6 +47,8 @@ pub struct Ctx<'a> {
     /// The TCP peer.
     pub peer: SocketAddr,
     pub request_id: &'a HeaderValue,
+    /// Who the request came from, as far as its handler found out (for the access log).
+    pub caller: std::sync::Mutex<Caller>,
 }
 
 impl Ctx<'_> {
@@ -44,12 +57,40 @@ impl Ctx<'_> {
         self.request_id.to_str().unwrap_or("-")
     }
 
-    /// The caller behind the request's `Authorization: Bearer` (an access token or a PAT).
+    /// The caller behind the request's `Authorization: Bearer` (an access token or a PAT),
+    /// noted for the access log.
     pub async fn bearer(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthFailure> {
         let now = self.clock.now();
-        self.auth
+        let principal = self
+            .auth
             .from_headers(headers, self.directory, self.keys, self.store, now)
-            .await
+            .await?;
+        self.note_user(&principal.user);
+        if let Some(client_id) = principal.client_id() {
+            self.note_client(client_id);
+        }
+        Ok(principal)
+    }
+
+    /// Notes the request's user for the access log.
+    pub fn note_user(&self, user: &str) {
+        self.caller_mut().user = Some(user.to_owned());
+    }
+
+    /// Notes the request's app (an authenticated client) for the access log.
+    pub fn note_client(&self, client_id: &str) {
+        self.caller_mut().client_id = Some(client_id.to_owned());
+    }
+
+    /// Who the request came from, as noted so far.
+    pub fn take_caller(&self) -> Caller {
+        std::mem::take(&mut *self.caller_mut())
+    }
+
+    fn caller_mut(&self) -> std::sync::MutexGuard<'_, Caller> {
+        self.caller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The client's address as `server.trusted_proxies` resolves it (SPEC §3.2): the peer,

@@ -31,8 +31,26 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `Set-Cookie` for `name=value`, with `Max-Age` when the cookie should outlive the browser.
 pub fn set(name: &str, value: &str, path: &str, same_site: &str, max_age: Duration) -> HeaderValue {
+    set_for_domain(name, value, path, same_site, max_age, "")
+}
+
+/// [`set`] with a `Domain` (RFC 6265 §5.2.3) unless `domain` is empty: the cookie then goes to
+/// that domain and every host below it, not only to the host that set it.
+pub fn set_for_domain(
+    name: &str,
+    value: &str,
+    path: &str,
+    same_site: &str,
+    max_age: Duration,
+    domain: &str,
+) -> HeaderValue {
+    let domain = if domain.is_empty() {
+        String::new()
+    } else {
+        format!("; Domain={domain}")
+    };
     let text = format!(
-        "{name}={value}; Path={path}; Max-Age={}; Secure; HttpOnly; SameSite={same_site}",
+        "{name}={value}; Path={path}{domain}; Max-Age={}; Secure; HttpOnly; SameSite={same_site}",
         max_age.as_secs()
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
@@ -71,6 +89,18 @@ mod tests {
         assert_eq!(
             c,
             "gatehouse_session=v; Path=/; Max-Age=60; Secure; HttpOnly; SameSite=Lax"
+        );
+        let c = set_for_domain(
+            SESSION_COOKIE,
+            "v",
+            "/",
+            "Lax",
+            Duration::from_secs(60),
+            "example.com",
+        );
+        assert_eq!(
+            c,
+            "gatehouse_session=v; Path=/; Domain=example.com; Max-Age=60; Secure; HttpOnly; SameSite=Lax"
         );
     }
 }

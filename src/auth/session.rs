@@ -51,6 +51,9 @@ pub async fn find<'d, 'h>(
 pub async fn current(ctx: &Ctx<'_>, headers: &HeaderMap) -> Result<Option<Current>, StoreError> {
     let now = ctx.clock.now();
     let found = find(ctx.store, ctx.directory, headers, now).await?;
+    if let Some(f) = &found {
+        ctx.note_user(&f.session.user);
+    }
     Ok(found.map(|f| Current {
         user: f.session.user,
         secret: f.cookie.to_owned(),
@@ -64,6 +67,7 @@ pub async fn start(
     user: &str,
     previous: Option<&str>,
 ) -> Result<HeaderValue, StoreError> {
+    ctx.note_user(user);
     if let Some(old) = previous {
         ctx.store.delete_session(&secret_hash(old)).await?;
     }
@@ -79,11 +83,35 @@ pub async fn start(
             expire_time: now + ttl,
         })
         .await?;
-    Ok(cookies::set(SESSION_COOKIE, &value, "/", "Lax", ttl))
+    Ok(session_cookie(ctx.config, &value, ttl))
+}
+
+/// `Set-Cookie` for the session cookie, with `forward_auth.cookie_domain` as its `Domain` when
+/// set (SPEC §7.4: one login for every host behind the ingress).
+pub fn session_cookie(
+    config: &crate::config::Config,
+    value: &str,
+    ttl: std::time::Duration,
+) -> HeaderValue {
+    let domain = &config.forward_auth.cookie_domain;
+    cookies::set_for_domain(SESSION_COOKIE, value, "/", "Lax", ttl, domain)
+}
+
+/// `Set-Cookie` that clears the session cookie (where [`session_cookie`] set it).
+pub fn clear_cookie(config: &crate::config::Config) -> HeaderValue {
+    session_cookie(config, "", std::time::Duration::ZERO)
+}
+
+/// With `forward_auth.cookie_domain` set, the `Set-Cookie` that clears a host-only session
+/// cookie left from before: a browser holding both would send two `gatehouse_session` cookies,
+/// and the gateway trusts neither.
+pub fn clear_host_only_cookie(config: &crate::config::Config) -> Option<HeaderValue> {
+    (!config.forward_auth.cookie_domain.is_empty())
+        .then(|| cookies::clear(SESSION_COOKIE, "/", "Lax"))
 }
 
 /// Ends the session with cookie value `secret`; returns the `Set-Cookie` that clears it.
 pub async fn end(ctx: &Ctx<'_>, secret: &str) -> Result<HeaderValue, StoreError> {
     ctx.store.delete_session(&secret_hash(secret)).await?;
-    Ok(cookies::clear(SESSION_COOKIE, "/", "Lax"))
+    Ok(clear_cookie(ctx.config))
 }

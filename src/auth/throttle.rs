@@ -12,8 +12,14 @@
 //! with the right credentials (a backend's concurrent token calls, colleagues behind one NAT)
 //! take turns instead of being refused. The client address is the one [`client_addr`]
 //! resolves through `server.trusted_proxies`. Names are kept as SHA-256 digests and the map
-//! holds at most [`MAX_KEYS`] keys, whatever is sent. The state is in memory (per replica);
-//! time is always the caller's `now`.
+//! holds at most [`MAX_KEYS`] keys, whatever is sent. Time is always the caller's `now`.
+//!
+//! With PostgreSQL the failures are shared by every replica (SPEC §3.2): each failure is
+//! written to the store (counted there as here, under a row lock) before the failed attempt
+//! is answered, and every attempt is also judged against the store's `blocked_until` of its
+//! keys, so failures on one replica ban on the others. What stays per replica: the attempts
+//! under way (a replica waits only for its own), and the bound on keys. With SQLite (one
+//! process) the state is in memory only.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +32,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::password::{HashParams, PasswordVerifier, VerifierLimits, hash_password_with};
 use crate::config::Config;
+use crate::store::{Store, ThrottleRow};
 
 /// The first back-off, after the second failure; it doubles with each further failure.
 const BASE_BACKOFF: Duration = Duration::from_secs(1);
@@ -99,6 +106,70 @@ impl Key {
     pub fn client(client_id: &str, addr: IpAddr) -> Self {
         Self(KeyKind::Client(digest(client_id), normalize(addr)))
     }
+
+    /// The key as the store keeps it: a kind byte, then the digest and/or the address's
+    /// octets (IPv4 as its 4 bytes, IPv6 as 16). Never the name itself.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn octets(addr: &IpAddr) -> Vec<u8> {
+            match addr {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            }
+        }
+        let mut out = Vec::with_capacity(49);
+        match &self.0 {
+            KeyKind::User(d) => {
+                out.push(b'u');
+                out.extend_from_slice(d);
+            }
+            KeyKind::Addr(a) => {
+                out.push(b'a');
+                out.extend(octets(a));
+            }
+            KeyKind::Client(d, a) => {
+                out.push(b'c');
+                out.extend_from_slice(d);
+                out.extend(octets(a));
+            }
+        }
+        out
+    }
+}
+
+/// One more failure at `at` against a key with `failures` counted since `first_failure` and
+/// blocked until `blocked_until`: the new (failures, first_failure, blocked_until). The one
+/// rule the in-memory counters and the store's shared ones both follow.
+fn count_failure(
+    policy: &ThrottlePolicy,
+    (failures, first_failure, blocked_until): (u32, SystemTime, SystemTime),
+    at: SystemTime,
+) -> (u32, SystemTime, SystemTime) {
+    let window_over = first_failure + policy.window <= at;
+    let ban_over = failures >= policy.max_failures && blocked_until <= at;
+    let (failures, first_failure) = if failures == 0 || window_over || ban_over {
+        (0, at)
+    } else {
+        (failures, first_failure)
+    };
+    let failures = failures.saturating_add(1);
+    let blocked_until = blocked_until.max(at + policy.wait_after(failures));
+    (failures, first_failure, blocked_until)
+}
+
+/// [`count_failure`] on a row of the store; it expires when both its window and its wait are
+/// over.
+fn count_shared_failure(policy: &ThrottlePolicy, row: ThrottleRow, at: SystemTime) -> ThrottleRow {
+    let (failures, first_failure, blocked_until) = count_failure(
+        policy,
+        (row.failures, row.first_failure, row.blocked_until),
+        at,
+    );
+    ThrottleRow {
+        failures,
+        first_failure,
+        blocked_until,
+        expires: blocked_until.max(first_failure + policy.window),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -157,13 +228,16 @@ fn judge(entry: &Entry, policy: &ThrottlePolicy, now: SystemTime) -> Verdict {
     }
 }
 
-/// Failure counters, shared by every connection of this process.
+/// Failure counters, shared by every connection of this process (and, through the store, by
+/// every replica when the store is PostgreSQL).
 #[derive(Debug)]
 pub struct Throttle {
     entries: Mutex<HashMap<Key, Entry>>,
     /// Told whenever an attempt is answered, for the attempts waiting on it.
     answered: tokio::sync::Notify,
     max_keys: usize,
+    /// The store the replicas share failures through; `None`: this process only.
+    shared: Option<Store>,
 }
 
 impl Default for Throttle {
@@ -172,6 +246,7 @@ impl Default for Throttle {
             entries: Mutex::default(),
             answered: tokio::sync::Notify::new(),
             max_keys: MAX_KEYS,
+            shared: None,
         }
     }
 }
@@ -209,8 +284,16 @@ pub struct Attempt<'a, const N: usize> {
 }
 
 impl<const N: usize> Attempt<'_, N> {
-    /// The credentials were wrong: a failure against every key.
-    pub fn failed(self) {}
+    /// The credentials were wrong: a failure against every key, here and (with PostgreSQL)
+    /// in the store, before this returns.
+    pub async fn failed(mut self) {
+        self.answered = true;
+        self.throttle
+            .answer(&self.policy, &self.keys, self.at, true);
+        self.throttle
+            .share_failure(&self.policy, &self.keys, self.at)
+            .await;
+    }
 
     /// The credentials were right, or never checked: not a failure.
     pub fn forgive(mut self) {
@@ -225,13 +308,67 @@ impl<const N: usize> Drop for Attempt<'_, N> {
         if !self.answered {
             self.throttle
                 .answer(&self.policy, &self.keys, self.at, true);
+            // Cannot wait here: the store hears of it a moment later.
+            if let (Some(store), Ok(runtime)) = (
+                self.throttle.shared.clone(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                let (policy, keys, at) = (self.policy, self.keys, self.at);
+                runtime.spawn(async move {
+                    write_shared_failure(&store, &policy, &keys, at).await;
+                });
+            }
         }
+    }
+}
+
+/// Counts a failure against `keys` in the store; a store that fails leaves the in-memory
+/// counters alone in charge (the request that follows needs the store anyway).
+async fn write_shared_failure(
+    store: &Store,
+    policy: &ThrottlePolicy,
+    keys: &[Key],
+    at: SystemTime,
+) {
+    let keys: Vec<Vec<u8>> = keys.iter().map(Key::to_bytes).collect();
+    let policy = *policy;
+    let change = move |row: ThrottleRow| count_shared_failure(&policy, row, at);
+    if let Err(e) = store.throttle_update(&keys, at, &change).await {
+        tracing::warn!(error = %e, "could not share a throttled failure with the other replicas");
     }
 }
 
 impl Throttle {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A throttle whose failures `store` shares with the other replicas, when it is one that
+    /// does ([`Store::shares_throttles`]: PostgreSQL); in memory only otherwise.
+    pub fn sharing_through(store: &Store) -> Self {
+        Self {
+            shared: store.shares_throttles().then(|| store.clone()),
+            ..Self::default()
+        }
+    }
+
+    async fn share_failure(&self, policy: &ThrottlePolicy, keys: &[Key], at: SystemTime) {
+        if let Some(store) = &self.shared {
+            write_shared_failure(store, policy, keys, at).await;
+        }
+    }
+
+    /// When the replicas' shared failures block one of `keys` past `now`.
+    async fn shared_block(&self, keys: &[Key], now: SystemTime) -> Option<Duration> {
+        let store = self.shared.as_ref()?;
+        let keys: Vec<Vec<u8>> = keys.iter().map(Key::to_bytes).collect();
+        match store.throttle_blocked_until(&keys, now).await {
+            Ok(until) => until.and_then(|u| u.duration_since(now).ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the replicas' shared throttles");
+                None
+            }
+        }
     }
 
     /// Registers an attempt against `keys` before its credentials are checked. Refused if a
@@ -256,12 +393,20 @@ impl Throttle {
             }
         })
         .await;
-        waited.unwrap_or_else(|_| {
+        let attempt = waited.unwrap_or_else(|_| {
             tracing::warn!("a throttled attempt waited too long for the attempts ahead of it");
             Err(Throttled {
                 retry_after: Duration::from_secs(1),
             })
-        })
+        })?;
+        // Registered here first, then judged against the other replicas' failures too.
+        if let Some(wait) = self.shared_block(&keys, now).await
+            && !wait.is_zero()
+        {
+            attempt.forgive();
+            return Err(Throttled { retry_after: wait });
+        }
+        Ok(attempt)
     }
 
     /// The judgement of [`Throttle::attempt`] under the lock; `None`: wait.
@@ -318,13 +463,12 @@ impl Throttle {
                     let entry = entries.entry(*key).or_insert_with(Entry::new);
                     entry.pending = entry.pending.saturating_sub(1);
                     entry.roll(policy, at);
-                    if entry.failures == 0 {
-                        entry.first_failure = at;
-                    }
-                    entry.failures = entry.failures.saturating_add(1);
+                    (entry.failures, entry.first_failure, entry.blocked_until) = count_failure(
+                        policy,
+                        (entry.failures, entry.first_failure, entry.blocked_until),
+                        at,
+                    );
                     entry.last_failure = entry.last_failure.max(at);
-                    let until = at + policy.wait_after(entry.failures);
-                    entry.blocked_until = entry.blocked_until.max(until);
                 } else if let Some(entry) = entries.get_mut(key) {
                     entry.pending = entry.pending.saturating_sub(1);
                     if entry.pending == 0 && entry.failures == 0 {
@@ -336,8 +480,18 @@ impl Throttle {
         self.answered.notify_waiters();
     }
 
-    /// Forgets the failures counted against `key` (a user name whose password was right).
-    pub fn forget(&self, key: &Key) {
+    /// Forgets the failures counted against `key` (a user name whose password was right),
+    /// here and in the store.
+    pub async fn forget(&self, key: &Key) {
+        self.forget_here(key);
+        if let Some(store) = &self.shared
+            && let Err(e) = store.throttle_forget(&key.to_bytes()).await
+        {
+            tracing::warn!(error = %e, "could not forget a key in the shared throttles");
+        }
+    }
+
+    fn forget_here(&self, key: &Key) {
         let mut entries = self.lock();
         if let Some(entry) = entries.get_mut(key) {
             if entry.pending == 0 {
@@ -485,6 +639,7 @@ pub struct LoginGuard {
 impl LoginGuard {
     /// A guard whose unknown-user work costs what the configured users' hashes cost: the
     /// dummy hash is made with the first user's argon2 parameters when they are not OWASP's.
+    /// Its throttle is in memory; see [`LoginGuard::sharing_through`].
     pub fn new(config: &Config) -> Self {
         let limits = VerifierLimits::default();
         let params = config
@@ -500,6 +655,14 @@ impl LoginGuard {
         Self {
             throttle: Throttle::new(),
             verifier,
+        }
+    }
+
+    /// [`LoginGuard::new`] whose throttle shares failures through `store` (PostgreSQL).
+    pub fn sharing_through(config: &Config, store: &Store) -> Self {
+        Self {
+            throttle: Throttle::sharing_through(store),
+            ..Self::new(config)
         }
     }
 }
@@ -538,7 +701,7 @@ mod tests {
     /// A failed login.
     async fn fail(t: &Throttle, policy: &ThrottlePolicy, user: &str, addr: &str, now: SystemTime) {
         let attempt = t.attempt(policy, keys(user, addr), now).await;
-        attempt.unwrap().failed();
+        attempt.unwrap().failed().await;
     }
 
     /// Whether a login may be tried now (an attempt that is then forgiven).
@@ -610,7 +773,7 @@ mod tests {
         let now = SystemTime::now();
         fail(&t, &POLICY, "alice", "10.0.0.1", now).await;
         fail(&t, &POLICY, "alice", "10.0.0.1", now).await;
-        t.forget(&Key::user("alice"));
+        t.forget(&Key::user("alice")).await;
         assert!(check(&t, "alice", "10.0.0.2", now).await.is_ok());
         assert!(check(&t, "alice", "10.0.0.1", now).await.is_err());
     }
@@ -627,7 +790,7 @@ mod tests {
         let mut sixth = std::pin::pin!(t.attempt(&FLAT, key, now));
         assert!(poll!(&mut sixth).is_pending(), "waits for the five");
         for attempt in under_way {
-            attempt.failed();
+            attempt.failed().await;
         }
         let refused = sixth.await.unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_secs(900), "banned");
@@ -637,9 +800,9 @@ mod tests {
         let second = t.attempt(&POLICY, keys("bob", "10.0.0.1"), now).await;
         let mut third = std::pin::pin!(t.attempt(&POLICY, keys("carol", "10.0.0.1"), now));
         assert!(poll!(&mut third).is_pending());
-        first.unwrap().failed();
+        first.unwrap().failed().await;
         assert!(poll!(&mut third).is_pending(), "one may still fail");
-        second.unwrap().failed();
+        second.unwrap().failed().await;
         assert_eq!(third.await.unwrap_err().retry_after, Duration::from_secs(1));
     }
 

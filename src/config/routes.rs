@@ -21,8 +21,9 @@ pub struct RouteConfig {
     /// `host`: lower-case host without port; empty matches any host. Default `""`.
     pub host: String,
     /// `upstream`: the backend's absolute `http://` or `https://` URL, with a host and no user,
-    /// query or fragment. Required.
-    pub upstream: http::Uri,
+    /// query or fragment; `""` (written as such, `None` here) for a route that exists only for
+    /// forward-auth (`/auth/verify`, SPEC §7.4), which proxies nothing. Required.
+    pub upstream: Option<http::Uri>,
     /// `auth`: how a caller proves who it is. Default `"bearer"`.
     pub auth: AuthMode,
     /// `scope` (one scope for every method, kept as `*`) or `scopes` (a table from upper-case
@@ -114,9 +115,7 @@ pub(super) fn decode(
                 format!("{sec}.path: another route already has path '{path}' and host '{host}'"),
             );
         }
-        let what = "the backend's URL such as \"http://127.0.0.1:8090\" (a route without an upstream is not supported)";
-        let (upstream, up_span) = d.required_non_empty_str(t, &sec, "upstream", span.clone(), what);
-        let upstream = upstream_uri(d, &upstream, up_span, &sec);
+        let upstream = route_upstream(d, t, &sec, span.clone());
         let auth = match d.opt_str(t, &sec, "auth") {
             None => AuthMode::Bearer,
             Some((v, s)) => {
@@ -136,6 +135,11 @@ pub(super) fn decode(
             .opt_str(t, &sec, "upstream_ca")
             .filter(|(p, _)| !p.is_empty())
             .map(|(p, _)| resolve(base, &p));
+        let assertion = d.bool(t, &sec, "assertion", false);
+        if assertion && upstream.is_none() {
+            let s = t.get("assertion").and_then(Item::span);
+            d.error(s, format!("{sec}.assertion: a route with upstream = \"\" has no upstream to address the assertion to (its aud)"));
+        }
         let allow_groups = super::users::group_names(d, t, &sec, "allow_groups");
         let allow_users = allowed_users(d, t, &sec);
         if auth == AuthMode::None && !(allow_groups.is_empty() && allow_users.is_empty()) {
@@ -156,7 +160,7 @@ pub(super) fn decode(
             scopes,
             timeout: d.duration(t, &sec, "timeout", "30s", Duration::from_millis(1)),
             forward_authorization: d.bool(t, &sec, "forward_authorization", false),
-            assertion: d.bool(t, &sec, "assertion", false),
+            assertion,
             upstream_ca,
             allow_groups,
             allow_users,
@@ -209,6 +213,23 @@ fn route_path(d: &mut Decoder<'_>, path: &str, span: Span, sec: &str) -> String 
         d.error(span, format!("{sec}.path: '{path}' must be a normalized absolute path such as \"/rest/api\" (no dot segments, //, %, ;, ?, #)"));
     }
     trimmed.to_string()
+}
+
+/// `upstream`: required; `""` written as such (not through an empty `${VAR}`) is a
+/// forward-auth-only route.
+fn route_upstream(
+    d: &mut Decoder<'_>,
+    t: &dyn TableLike,
+    sec: &str,
+    table_span: Span,
+) -> Option<http::Uri> {
+    let written_empty = t.get("upstream").and_then(Item::as_str) == Some("");
+    if written_empty {
+        return None;
+    }
+    let what = "the backend's URL such as \"http://127.0.0.1:8090\" (or \"\" for a route that only answers forward-auth checks)";
+    let (upstream, up_span) = d.required_non_empty_str(t, sec, "upstream", table_span, what);
+    Some(upstream_uri(d, &upstream, up_span, sec))
 }
 
 fn upstream_uri(d: &mut Decoder<'_>, text: &str, span: Span, sec: &str) -> http::Uri {

@@ -8,13 +8,24 @@ use toml_edit::{Document, Item, TableLike};
 
 use super::decode::{ConfigErrors, Decoder, Span};
 use super::{
-    Config, admin, apps, auth, base_dir_of, log, login, oauth, routes, scopes, server, store, users,
+    Config, admin, apps, auth, base_dir_of, forward_auth, log, login, oauth, routes, scopes,
+    server, store, users,
 };
 
 /// The top-level keys: one per section.
 const TOP: &[&str] = &[
-    "server", "admin", "log", "store", "oauth", "auth", "login", "scopes", "users", "apps",
+    "server",
+    "admin",
+    "log",
+    "store",
+    "oauth",
+    "auth",
+    "login",
+    "scopes",
+    "users",
+    "apps",
     "routes",
+    "forward_auth",
 ];
 
 /// Every section and its keys, for the documentation test that keeps the README and the
@@ -32,6 +43,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("users", users::KEYS),
     ("apps", apps::KEYS),
     ("routes", routes::KEYS),
+    ("forward_auth", forward_auth::KEYS),
 ];
 
 /// Parses `src` (read from `path`) and decodes every section, collecting every problem.
@@ -39,8 +51,9 @@ pub(super) fn decode(
     src: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    overrides: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
-    let mut d = Decoder::new(src, path, env);
+    let mut d = Decoder::new(src, path, env).with_overrides(overrides);
     let doc = match Document::parse(src) {
         Ok(doc) => doc,
         Err(e) => {
@@ -61,7 +74,7 @@ pub(super) fn decode(
     let t = section(&mut d, root, "log", &empty);
     let log = log::decode(&mut d, t);
     let t = section(&mut d, root, "store", &empty);
-    let store = store::decode(&mut d, t);
+    let store = store::decode(&mut d, t, &base);
     let t = section(&mut d, root, "oauth", &empty);
     let oauth = oauth::decode(&mut d, t, &base);
     let t = section(&mut d, root, "auth", &empty);
@@ -74,6 +87,9 @@ pub(super) fn decode(
     let users = users::decode(&mut d, root, &scope_names);
     let apps = apps::decode(&mut d, root, &scope_names);
     let routes = routes::decode(&mut d, root, &scope_names, &base);
+    let t = section(&mut d, root, "forward_auth", &empty);
+    let forward_auth = forward_auth::decode(&mut d, t, &server.public_url);
+    d.reject_unused_overrides();
 
     if d.has_errors() {
         return Err(ConfigErrors(d.into_errors()));
@@ -92,6 +108,7 @@ pub(super) fn decode(
         users,
         apps,
         routes,
+        forward_auth,
     })
 }
 
@@ -212,7 +229,7 @@ mod tests {
                 };
                 let src = format!("{header}\n{key} = 1.5\n");
                 let no_env = |_: &str| None;
-                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env) else {
+                let Err(errors) = decode(&src, Path::new("g.toml"), &no_env, &[]) else {
                     panic!("{name} = 1.5 was accepted");
                 };
                 let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();

@@ -433,7 +433,6 @@ fn empty_and_out_of_range_values_are_refused_at_their_location() {
             "apps[0].allowed_web_origins[0]",
         ),
         (37, r#"path = """#, 8, "routes[0].path"),
-        (39, r#"upstream = """#, 12, "routes[0].upstream"),
         (39, r#"upstream = "${EMPTY}""#, 12, "routes[0].upstream"),
         (
             39,

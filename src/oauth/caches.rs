@@ -74,6 +74,13 @@ impl OAuthCaches {
         }
     }
 
+    /// These caches with the client-authentication throttle shared through `store` (with
+    /// PostgreSQL, SPEC §3.2: failures on one replica ban on the others).
+    pub fn sharing_throttle_through(mut self, store: &crate::store::Store) -> Self {
+        self.clients = Throttle::sharing_through(store);
+        self
+    }
+
     /// The slot of the refresh token with this hash (made empty if there is none).
     pub fn refresh_slot(&self, hash: &SecretHash) -> RefreshSlot {
         self.refresh.get_with(*hash, || Arc::new(Mutex::new(None)))
@@ -115,7 +122,8 @@ mod tests {
                 .client_attempt(&huge, addr, now)
                 .await
                 .unwrap()
-                .failed();
+                .failed()
+                .await;
         }
         assert!(caches.client_attempt(&huge, addr, now).await.is_err());
         let other = format!("{}d", &huge[1..]);

@@ -178,8 +178,11 @@ pub async fn authenticate_throttled(
         }
     };
     let result = authenticate(ctx.store, presented, now).await;
+    if let Ok(app) = &result {
+        ctx.note_client(&app.client_id);
+    }
     match &result {
-        Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed(),
+        Err(r) if r.error.code == OAuthErrorCode::InvalidClient => attempt.failed().await,
         // Right credentials, or not checked at all (the store failed).
         _ => attempt.forgive(),
     }

@@ -46,8 +46,9 @@ pub enum ForwarderError {
 /// authority and trust (the platform's roots or an `upstream_ca`), shared by the routes that
 /// name it.
 pub struct Forwarder {
-    /// Indexed like the config's routes (`Route::index`).
-    pools: Vec<Arc<UpstreamPool>>,
+    /// Indexed like the config's routes (`Route::index`); `None` for a forward-auth-only route
+    /// (`upstream = ""`), which has nothing to connect to.
+    pools: Vec<Option<Arc<UpstreamPool>>>,
     /// The same pools by what they connect to, for the next config to take over.
     by_key: HashMap<PoolKey, Arc<UpstreamPool>>,
 }
@@ -77,7 +78,10 @@ impl Forwarder {
         let mut by_key: HashMap<PoolKey, Arc<UpstreamPool>> = HashMap::new();
         let mut pools = Vec::with_capacity(routes.len());
         for route in routes {
-            let upstream = &route.upstream;
+            let Some(upstream) = &route.upstream else {
+                pools.push(None);
+                continue;
+            };
             let https = upstream.scheme() == Some(&http::uri::Scheme::HTTPS);
             let authority = upstream
                 .authority()
@@ -104,7 +108,7 @@ impl Forwarder {
                 .cloned();
             if let Some(pool) = existing {
                 by_key.insert(key, pool.clone());
-                pools.push(pool);
+                pools.push(Some(pool));
                 continue;
             }
             let tls = match &key.trust {
@@ -130,7 +134,7 @@ impl Forwarder {
             })?;
             let pool = UpstreamPool::new(endpoint);
             by_key.insert(key, pool.clone());
-            pools.push(pool);
+            pools.push(Some(pool));
         }
         Ok(Self { pools, by_key })
     }
@@ -153,8 +157,11 @@ impl Forwarder {
     ) -> (Result<Response<Body>, GatewayError>, Option<Duration>) {
         let upgrade = is_websocket_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let Some(pool) = self.pools.get(route.index) else {
-            return (Err(GatewayError::Internal), None);
+        let pool = match self.pools.get(route.index) {
+            Some(Some(pool)) => pool,
+            // A forward-auth-only route proxies nothing: the pipeline answers it before here.
+            Some(None) => return (Err(GatewayError::NoRoute), None),
+            None => return (Err(GatewayError::Internal), None),
         };
         match upstream_uri(route, req.uri(), rewritten_path) {
             Ok(uri) => *req.uri_mut() = uri,
@@ -362,7 +369,7 @@ mod tests {
         RouteConfig {
             path: "/".into(),
             host: String::new(),
-            upstream: upstream.parse().unwrap(),
+            upstream: Some(upstream.parse().unwrap()),
             auth: AuthMode::None,
             scopes: Default::default(),
             timeout: Duration::from_secs(30),
@@ -390,17 +397,38 @@ mod tests {
             route("http://127.0.0.1:1/other", None),
         ];
         let first = Forwarder::new(&routes, None).unwrap();
-        assert!(Arc::ptr_eq(&first.pools[0], &first.pools[2]), "shared");
+        assert!(
+            Arc::ptr_eq(
+                first.pools[0].as_ref().unwrap(),
+                first.pools[2].as_ref().unwrap()
+            ),
+            "shared"
+        );
         let same = Forwarder::new(&routes, Some(&first)).unwrap();
         for i in 0..3 {
-            assert!(Arc::ptr_eq(&first.pools[i], &same.pools[i]), "route {i}");
+            assert!(
+                Arc::ptr_eq(
+                    first.pools[i].as_ref().unwrap(),
+                    same.pools[i].as_ref().unwrap()
+                ),
+                "route {i}"
+            );
         }
         // A replaced CA file (same path) must not keep connections its old roots verified.
         write_ca(&ca);
         let renewed = Forwarder::new(&routes, Some(&same)).unwrap();
-        assert!(Arc::ptr_eq(&same.pools[0], &renewed.pools[0]));
-        assert!(!Arc::ptr_eq(&same.pools[1], &renewed.pools[1]));
+        assert!(Arc::ptr_eq(
+            same.pools[0].as_ref().unwrap(),
+            renewed.pools[0].as_ref().unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            same.pools[1].as_ref().unwrap(),
+            renewed.pools[1].as_ref().unwrap()
+        ));
         let moved = Forwarder::new(&[route("http://127.0.0.1:3", None)], Some(&renewed)).unwrap();
-        assert!(!Arc::ptr_eq(&renewed.pools[0], &moved.pools[0]));
+        assert!(!Arc::ptr_eq(
+            renewed.pools[0].as_ref().unwrap(),
+            moved.pools[0].as_ref().unwrap()
+        ));
     }
 }

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::auth::context::Ctx;
 use crate::auth::{AuthFailure, Credential, Principal};
@@ -16,15 +15,20 @@ use crate::config::AuthMode;
 use crate::error::{GatewayError, json_error};
 use crate::proxy::routes::Route;
 
-/// Lets the request through as `Principal`, or answers it.
+/// Lets the request through as `Principal`, sends a browser to sign in, or answers it.
 pub enum Decision {
     Allow(Arc<Principal>),
+    /// A browser (`Accept: text/html`, GET or HEAD) without a session on a `session` route:
+    /// the caller says where the login should send it back to (a proxied request its own path,
+    /// a forward-auth check the original URL).
+    Login,
     Deny(Response<Body>),
 }
 
-/// Decides whether `req` may use `route`.
-pub async fn check(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> Decision {
-    let (result, decision) = decide(ctx, route, req).await;
+/// Decides whether a request with `method` and `headers` may use `route`: the one check of
+/// proxied requests and forward-auth decisions (`/auth/verify`) alike.
+pub async fn check(ctx: &Ctx<'_>, route: &Route, method: &Method, headers: &HeaderMap) -> Decision {
+    let (result, decision) = decide(ctx, route, method, headers).await;
     ctx.metrics
         .auth_decisions
         .with_label_values(&[route.label.as_str(), result])
@@ -32,26 +36,31 @@ pub async fn check(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> Dec
     decision
 }
 
-async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'static str, Decision) {
+async fn decide(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+) -> (&'static str, Decision) {
     let request_id = ctx.request_id();
-    let Some(rule) = route.scopes.for_method(req.method()) else {
+    let Some(rule) = route.scopes.for_method(method) else {
         let r = refuse(Refusal::Method, request_id);
         return ("method_not_allowed", Decision::Deny(r));
     };
     let now = ctx.clock.now();
     let principal =
-        if route.auth == AuthMode::Session && !req.headers().contains_key(header::AUTHORIZATION) {
-            match session(ctx, req, now).await {
+        if route.auth == AuthMode::Session && !headers.contains_key(header::AUTHORIZATION) {
+            match session(ctx, headers, now).await {
                 Ok(Some(p)) => Ok(p),
-                Ok(None) if wants_html(req) => {
-                    return ("login_redirect", Decision::Deny(login_redirect(req)));
+                Ok(None) if wants_html(method, headers) => {
+                    return ("login_redirect", Decision::Login);
                 }
                 Ok(None) => Err(AuthFailure::Missing),
                 Err(f) => Err(f),
             }
         } else {
             ctx.auth
-                .from_headers(req.headers(), ctx.directory, ctx.keys, ctx.store, now)
+                .from_headers(headers, ctx.directory, ctx.keys, ctx.store, now)
                 .await
         };
     let principal = match principal {
@@ -68,7 +77,8 @@ async fn decide(ctx: &Ctx<'_>, route: &Route, req: &Request<Incoming>) -> (&'sta
         );
     }
     if !admitted(route, &principal) {
-        let response = if principal.credential == Credential::Session && wants_html(req) {
+        let response = if principal.credential == Credential::Session && wants_html(method, headers)
+        {
             crate::ui::page::error(
                 StatusCode::FORBIDDEN,
                 "Access denied",
@@ -96,10 +106,10 @@ fn admitted(route: &Route, principal: &Principal) -> bool {
 /// The user of a valid `gatehouse_session` cookie, holding the user's `max_scope`.
 async fn session(
     ctx: &Ctx<'_>,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     now: SystemTime,
 ) -> Result<Option<Arc<Principal>>, AuthFailure> {
-    let found = crate::auth::session::find(ctx.store, ctx.directory, req.headers(), now)
+    let found = crate::auth::session::find(ctx.store, ctx.directory, headers, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "session lookup: the store does not answer");
@@ -119,18 +129,17 @@ async fn session(
     Ok(principal.map(|p| Arc::new(p.with_groups(user.groups.clone()))))
 }
 
-fn wants_html(req: &Request<Incoming>) -> bool {
-    (req.method() == Method::GET || req.method() == Method::HEAD)
-        && req
-            .headers()
+fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"))
 }
 
-/// 303 to the login page, which sends the browser back to the same path and query.
-fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+/// 303 to the login page, which sends the browser back to `target` (the request's path and
+/// query).
+pub fn login_redirect(target: &str) -> Response<Body> {
     let location = format!(
         "/login?return_to={}",
         crate::ui::return_to::percent_encode(target)
@@ -147,7 +156,7 @@ fn login_redirect(req: &Request<Incoming>) -> Response<Body> {
 }
 
 /// Why the guard turns a request away.
-enum Refusal<'a> {
+pub enum Refusal<'a> {
     /// The route has no scope for this method.
     Method,
     /// No usable credential, or it could not be checked.
@@ -161,7 +170,7 @@ enum Refusal<'a> {
 /// The one place a refusal on a proxied route becomes a response: SPEC §3.3's JSON (through
 /// [`GatewayError`] where the gateway has a kind for it) and RFC 6750 §3's `WWW-Authenticate`
 /// on 401 and 403.
-fn refuse(refusal: Refusal<'_>, request_id: &str) -> Response<Body> {
+pub fn refuse(refusal: Refusal<'_>, request_id: &str) -> Response<Body> {
     let (mut response, challenge) = match refusal {
         Refusal::Method => (
             GatewayError::MethodNotAllowed.into_response(request_id),

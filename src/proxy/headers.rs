@@ -197,7 +197,9 @@ impl HeaderPolicy {
         }
     }
 
-    fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
+    /// Sets the identity headers of `id` (with the configured names) in `headers`: a proxied
+    /// request's, or a forward-auth answer's for the ingress to copy.
+    pub fn set_identity(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
         headers.insert(self.user_header.clone(), id.user.clone());
         headers.insert(self.scopes_header.clone(), id.scopes.clone());
         if let Some(client) = id.client_id {
@@ -208,6 +210,20 @@ impl HeaderPolicy {
         }
         if let Some(assertion) = &id.assertion {
             headers.insert(X_AUTH_ASSERTION.clone(), assertion.clone());
+        }
+    }
+
+    /// [`HeaderPolicy::set_identity`] for a forward-auth answer (SPEC §7.4): every identity
+    /// header is present, empty when it does not apply (no client id for a PAT or a session, no
+    /// group), so that an ingress that copies the answer's headers overwrites any value the
+    /// client made up rather than letting it through, and one whose copy of an absent header
+    /// misbehaves (Caddy 2.6 passes its placeholder on literally) gets an empty value.
+    pub fn set_identity_answer(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
+        self.set_identity(headers, id);
+        for name in [&self.client_id_header, &self.groups_header] {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), HeaderValue::from_static(""));
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! identity headers and assertion made, and the request forwarded. The server hands every
 //! request that is not one of the gateway's own endpoints here.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
@@ -109,6 +110,23 @@ impl Routed {
     }
 }
 
+/// The route for a request whose path is `raw_path` and whose host `host` gives (asked only
+/// when some route names a host), with the path made canonical (SPEC §3.4): the one decision
+/// that a proxied request and a forward-auth check (`verify`) share. A path that normalization
+/// refuses is 400; no route is 404.
+pub fn select<'p, 'h>(
+    routes: &RouteTable,
+    raw_path: &'p str,
+    host: impl FnOnce() -> Option<&'h str>,
+) -> Result<(Arc<Route>, Cow<'p, str>), GatewayError> {
+    let path = normalize(raw_path).map_err(|e| GatewayError::BadPath(e.message()))?;
+    let host = if routes.matches_hosts() { host() } else { None };
+    match routes.find(host, &path) {
+        Some(route) => Ok((route.clone(), path)),
+        None => Err(GatewayError::NoRoute),
+    }
+}
+
 /// Answers one proxied request.
 pub async fn handle(
     ctx: &Ctx<'_>,
@@ -117,32 +135,35 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Routed {
     let request_id = ctx.request_id;
-    let path = match normalize(req.uri().path()) {
-        Ok(p) => p,
-        Err(e) => return Routed::early(Err(GatewayError::BadPath(e.message())), None),
-    };
-    let routes = &state.routes;
-    let host = if routes.matches_hosts() {
+    let (route, path) = match select(&state.routes, req.uri().path(), || {
         request_host(req.uri(), req.headers())
-    } else {
-        None
+    }) {
+        Ok(found) => found,
+        Err(e) => return Routed::early(Err(e), None),
     };
-    let Some(route) = routes.find(host, &path).cloned() else {
+    if route.config.upstream.is_none() {
+        // A forward-auth-only route (`upstream = ""`): nothing behind it to proxy to, so no
+        // route for a proxied request, decided before any credential is looked at.
         return Routed::early(Err(GatewayError::NoRoute), None);
-    };
+    }
     let principal = if route.auth == AuthMode::None {
         None
     } else {
         // Boxed: a session lookup is a large future, which the common path should not carry.
-        match Box::pin(guard::check(ctx, &route, &req)).await {
+        match Box::pin(guard::check(ctx, &route, req.method(), req.headers())).await {
             guard::Decision::Allow(p) => Some(p),
+            guard::Decision::Login => {
+                let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                let response = guard::login_redirect(target);
+                return Routed::early(Ok(response), Some(route));
+            }
             guard::Decision::Deny(response) => return Routed::early(Ok(response), Some(route)),
         }
     };
     // Owned only when normalization rewrote the path; the common case stays allocation-free.
     let rewritten = match path {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(p) => Some(p),
+        Cow::Borrowed(_) => None,
+        Cow::Owned(p) => Some(p),
     };
     let facts = ClientFacts {
         peer: conn.peer.ip(),
@@ -177,7 +198,7 @@ pub async fn handle(
 }
 
 /// The identity headers for `principal` on `route`, with a fresh assertion where asked for.
-fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> Identity<'a> {
+pub fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> Identity<'a> {
     let assertion = route
         .config
         .assertion
@@ -196,7 +217,7 @@ fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> Ident
 fn assertion(ctx: &Ctx<'_>, route: &Route, principal: &Principal) -> Option<HeaderValue> {
     let jti = crate::auth::secret::new_id().ok()?;
     let scope = principal.scopes_value.to_str().ok()?;
-    let audience = route.config.upstream.to_string();
+    let audience = route.config.upstream.as_ref()?.to_string();
     let claims = AssertionClaims::new(
         &ctx.config.server.public_url,
         &principal.user,

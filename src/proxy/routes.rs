@@ -40,8 +40,12 @@ impl Route {
             RouteScopes::default()
         });
         let label = config.label();
-        let upstream: &Uri = &config.upstream;
-        let base_path = upstream.path().trim_end_matches('/').to_string();
+        let base_path = config
+            .upstream
+            .as_ref()
+            .map_or("", |u: &Uri| u.path())
+            .trim_end_matches('/')
+            .to_string();
         Self {
             request_duration: metrics
                 .http_request_duration
@@ -144,7 +148,7 @@ mod tests {
         RouteConfig {
             path: path.into(),
             host: host.into(),
-            upstream: upstream.parse().unwrap(),
+            upstream: Some(upstream.parse().unwrap()),
             auth: AuthMode::None,
             scopes: BTreeMap::new(),
             timeout: Duration::from_secs(30),
@@ -172,7 +176,14 @@ mod tests {
 
     fn upstream(t: &RouteTable, host: Option<&str>, path: &str) -> String {
         let route = t.find(host, path).unwrap();
-        route.config.upstream.authority().unwrap().to_string()
+        route
+            .config
+            .upstream
+            .as_ref()
+            .unwrap()
+            .authority()
+            .unwrap()
+            .to_string()
     }
 
     #[test]

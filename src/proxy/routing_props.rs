@@ -21,7 +21,7 @@ fn table() -> RouteTable {
         .map(|path| RouteConfig {
             path: (*path).into(),
             host: String::new(),
-            upstream: "http://127.0.0.1:1/base".parse().unwrap(),
+            upstream: Some("http://127.0.0.1:1/base".parse().unwrap()),
             auth: AuthMode::None,
             scopes: Default::default(),
             timeout: Duration::from_secs(1),

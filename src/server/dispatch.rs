@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use super::Gateway;
 use super::endpoints;
+use crate::auth::context::Caller;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::metrics::{method_label, status_label};
@@ -26,8 +27,18 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
     let framing = framing_error(&req);
     let own = endpoints::classify(req.uri().path(), live.config.oauth.confluence_paths)
         .filter(|_| framing.is_none());
+    // Who a request to an own endpoint came from (a proxied one carries its principal).
+    let mut caller: Option<Caller> = None;
     let routed = match (framing, own) {
         (Some(e), _) => Routed::early(Err(e), None),
+        (None, Some(endpoints::Endpoint::Verify)) => {
+            // Not through `endpoints::handle`: the access log wants the principal decided.
+            let ctx = gateway.ctx(&live, conn.peer, &request_id);
+            let mut routed =
+                Box::pin(crate::proxy::verify::handle(&ctx, &live.proxy, conn, req)).await;
+            routed.response = routed.response.map(|r| with_request_id(r, &request_id));
+            routed
+        }
         (None, Some(endpoint)) => {
             // Boxed: the gateway's own endpoints make a large future, and the proxy path should
             // not carry (and move) its size on every request.
@@ -46,6 +57,7 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
                     .headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
+            caller = response.extensions_mut().remove::<Caller>();
             Routed::early(Ok(with_request_id(response, &request_id)), None)
         }
         (None, None) => {
@@ -91,8 +103,14 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
         status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         upstream_ms = upstream.map(|d| d.as_secs_f64() * 1000.0),
-        user = principal.as_deref().map(|p| p.user.as_str()),
-        client_id = principal.as_deref().and_then(|p| p.client_id()),
+        user = principal
+            .as_deref()
+            .map(|p| p.user.as_str())
+            .or_else(|| caller.as_ref().and_then(|c| c.user.as_deref())),
+        client_id = principal
+            .as_deref()
+            .and_then(|p| p.client_id())
+            .or_else(|| caller.as_ref().and_then(|c| c.client_id.as_deref())),
         peer = %conn.peer.ip(),
     );
     response

@@ -337,3 +337,28 @@ impl CleanupReport {
             + self.grants
     }
 }
+
+/// One throttle key's failures as replicas share them (SPEC §3.2): what the throttle counts,
+/// stored by the store without interpretation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleRow {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// When the window's first failure was.
+    pub first_failure: SystemTime,
+    /// Attempts are refused until then.
+    pub blocked_until: SystemTime,
+    /// After this the row counts nothing and may be deleted.
+    pub expires: SystemTime,
+}
+
+impl Default for ThrottleRow {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            first_failure: SystemTime::UNIX_EPOCH,
+            blocked_until: SystemTime::UNIX_EPOCH,
+            expires: SystemTime::UNIX_EPOCH,
+        }
+    }
+}

@@ -2,17 +2,22 @@
 //! events sent with `pg_notify` inside the changing transaction (so only on commit), and a
 //! background `PgListener` that re-broadcasts other replicas' events and announces when its
 //! connection drops ([`StoreEvent::NotificationsLost`]) and when it listens again
-//! ([`StoreEvent::NotificationsBack`]).
+//! ([`StoreEvent::NotificationsBack`]). TLS to the server (SPEC §7.5) follows libpq's
+//! `sslmode` (every value, `allow` included) and `store.tls_ca`.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 
+use std::time::SystemTime;
+
+use super::codec::{from_micros, micros};
 use super::error::SqlxResultExt as _;
 use super::events::{CHANNEL, Events};
-use super::{StoreError, StoreErrorKind, StoreEvent};
+use super::{StoreError, StoreErrorKind, StoreEvent, ThrottleRow};
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serialises migrations of replicas that start at the same time.
@@ -23,29 +28,29 @@ pub(crate) struct PostgresEngine {
     pub(crate) events: Events,
     listen_pool: PgPool,
     listener: Option<tokio::task::AbortHandle>,
+    /// When this replica last deleted expired throttle rows (Unix microseconds).
+    throttle_swept: std::sync::atomic::AtomicI64,
 }
 
 impl PostgresEngine {
-    /// Connects (failing with `Unavailable` when the server cannot be reached), migrates, and
-    /// starts the listener on its own connection, outside the main pool.
+    /// Connects (failing with `Unavailable` when the server cannot be reached, with a message
+    /// that names TLS when TLS is what failed), migrates, and starts the listener on its own
+    /// connection, outside the main pool. `tls_ca` is `store.tls_ca`.
     pub(crate) async fn open(
         url: &str,
+        tls_ca: Option<&Path>,
         max_connections: u32,
         events: Events,
     ) -> Result<Self, StoreError> {
-        // Never echo the URL: it may carry a password.
-        let options = PgConnectOptions::from_str(url).map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Internal,
-                "store.url is not a valid PostgreSQL URL",
-            )
-        })?;
+        let options = connect_options(url, tls_ca)?;
+        let options = settle_allow(options).await;
+        let mode = options.get_ssl_mode();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
-            .ctx("connect to PostgreSQL")?;
+            .map_err(|e| connect_error(e, mode))?;
         // Two: a listener given up on may still hold one connection for a moment.
         let listen_pool = PgPoolOptions::new()
             .max_connections(2)
@@ -58,6 +63,7 @@ impl PostgresEngine {
             events: events.clone(),
             listen_pool: listen_pool.clone(),
             listener: None,
+            throttle_swept: std::sync::atomic::AtomicI64::new(0),
         };
         engine
             .migrate(super::migrate::POSTGRES, Some(MIGRATION_LOCK))
@@ -92,6 +98,119 @@ impl PostgresEngine {
         Ok(())
     }
 
+    /// The latest `blocked_until` of the rows of `keys` that is after `now`, if any.
+    pub(crate) async fn throttle_blocked_until(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(blocked_until) FROM throttle_failures \
+             WHERE key = ANY($1) AND blocked_until > $2 AND expires > $2",
+        )
+        .bind(keys)
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .ctx("read shared throttles")?;
+        Ok(until.map(from_micros))
+    }
+
+    /// Changes the rows of `keys` in one transaction, each under its row lock (taken in key
+    /// order, so two replicas never wait on each other in a cycle): `change` gets the row as
+    /// stored (all zero when there is none, or when it has expired) and returns it changed.
+    /// Expired rows are swept at most once a minute per replica.
+    pub(crate) async fn throttle_update(
+        &self,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+        change: &(dyn Fn(ThrottleRow) -> ThrottleRow + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let c = "record a throttled failure";
+        let mut sorted: Vec<&Vec<u8>> = keys.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut tx = self.begin_write(c).await?;
+        for key in sorted {
+            sqlx::query(
+                "INSERT INTO throttle_failures (key, failures, first_failure, blocked_until, expires) \
+                 VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .ctx(c)?;
+            let (failures, first, blocked, expires): (i32, i64, i64, i64) = sqlx::query_as(
+                "SELECT failures, first_failure, blocked_until, expires FROM throttle_failures \
+                 WHERE key = $1 FOR UPDATE",
+            )
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx(c)?;
+            let stored = if expires > micros(now) {
+                ThrottleRow {
+                    failures: u32::try_from(failures).unwrap_or(0),
+                    first_failure: from_micros(first),
+                    blocked_until: from_micros(blocked),
+                    expires: from_micros(expires),
+                }
+            } else {
+                ThrottleRow::default()
+            };
+            let row = change(stored);
+            sqlx::query(
+                "UPDATE throttle_failures SET failures = $2, first_failure = $3, \
+                 blocked_until = $4, expires = $5 WHERE key = $1",
+            )
+            .bind(key)
+            .bind(i32::try_from(row.failures).unwrap_or(i32::MAX))
+            .bind(micros(row.first_failure))
+            .bind(micros(row.blocked_until))
+            .bind(micros(row.expires))
+            .execute(&mut *tx)
+            .await
+            .ctx(c)?;
+        }
+        tx.commit().await.ctx(c)?;
+        self.sweep_throttles(now).await;
+        Ok(())
+    }
+
+    /// Deletes the row of `key` (a user name whose password was right).
+    pub(crate) async fn throttle_forget(&self, key: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM throttle_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .ctx("forget a throttled key")?;
+        Ok(())
+    }
+
+    /// Deletes the expired throttle rows, at most once a minute per replica; a failure only
+    /// leaves them for the next sweep.
+    async fn sweep_throttles(&self, now: SystemTime) {
+        use std::sync::atomic::Ordering;
+        const EVERY: i64 = 60_000_000;
+        let now = micros(now);
+        let last = self.throttle_swept.load(Ordering::Relaxed);
+        if now - last < EVERY
+            || self
+                .throttle_swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let swept = sqlx::query("DELETE FROM throttle_failures WHERE expires <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "could not delete expired throttle rows");
+        }
+    }
+
     pub(crate) async fn close(&self) {
         if let Some(listener) = &self.listener {
             listener.abort();
@@ -111,6 +230,118 @@ impl Drop for PostgresEngine {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
+    }
+}
+
+/// `store.url`'s options with `store.tls_ca` applied. libpq's rule for a root certificate is
+/// kept: with one (`tls_ca`, or `sslrootcert` in the URL), `sslmode=require` verifies the
+/// chain as `verify-ca` does. The CA file is read here, once, so a missing or unreadable file
+/// fails the start with its name instead of every connection later.
+fn connect_options(url: &str, tls_ca: Option<&Path>) -> Result<PgConnectOptions, StoreError> {
+    // Never echo the URL: it may carry a password.
+    let mut options = PgConnectOptions::from_str(url).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Internal,
+            "store.url is not a valid PostgreSQL URL (or its sslmode is not one of disable, \
+             allow, prefer, require, verify-ca, verify-full)",
+        )
+    })?;
+    let mut has_root = url_names_root_cert(url);
+    if let Some(ca) = tls_ca {
+        let pem = std::fs::read(ca).map_err(|e| {
+            StoreError::internal(format!(
+                "store.tls_ca: cannot read {} for TLS to PostgreSQL: {e}",
+                ca.display()
+            ))
+        })?;
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        if !certs.is_ok_and(|c| !c.is_empty()) {
+            return Err(StoreError::internal(format!(
+                "store.tls_ca: {} holds no PEM certificate for TLS to PostgreSQL",
+                ca.display()
+            )));
+        }
+        options = options.ssl_root_cert_from_pem(pem);
+        has_root = true;
+    }
+    if has_root && matches!(options.get_ssl_mode(), PgSslMode::Require) {
+        options = options.ssl_mode(PgSslMode::VerifyCa);
+    }
+    Ok(options)
+}
+
+/// Whether `url`'s query names a root certificate (`sslrootcert`, or sqlx's spellings).
+fn url_names_root_cert(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(k, _)| matches!(&*k, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+    })
+}
+
+/// `sslmode=allow` as libpq means it: plain text first, TLS (unverified) when the server
+/// refuses plain text. sqlx treats `allow` as `disable`, so the choice is made here, once, by
+/// one plain-text attempt; the pool then connects every time the way that worked.
+async fn settle_allow(options: PgConnectOptions) -> PgConnectOptions {
+    if !matches!(options.get_ssl_mode(), PgSslMode::Allow) {
+        return options;
+    }
+    let plain = options.clone().ssl_mode(PgSslMode::Disable);
+    match PgConnection::connect_with(&plain).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            plain
+        }
+        Err(e) if refused_without_tls(&e) => options.ssl_mode(PgSslMode::Require),
+        // Anything else is the pool's to report.
+        Err(_) => plain,
+    }
+}
+
+/// A server whose pg_hba.conf admits this client only over TLS (`hostssl`) rejects a
+/// plain-text connection with 28000 and "no encryption" ("SSL off" before PostgreSQL 12).
+fn refused_without_tls(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code().as_deref() == Some("28000")
+        && (db.message().contains("no encryption") || db.message().contains("SSL off"))
+}
+
+/// The first connection's failure, saying so when TLS is what failed: a handshake or
+/// certificate error (sqlx reports the latter as I/O), a server without TLS under `require`,
+/// or a server that wants TLS under `disable`.
+fn connect_error(e: sqlx::Error, mode: PgSslMode) -> StoreError {
+    let is_tls = match &e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    };
+    let mode = ssl_mode_name(mode);
+    let context = if is_tls {
+        format!("the TLS connection to PostgreSQL (sslmode={mode})")
+    } else if refused_without_tls(&e) {
+        format!(
+            "connect to PostgreSQL: the server accepts this client only over TLS, and \
+             sslmode={mode} does not use it (use sslmode=require or stronger)"
+        )
+    } else {
+        "connect to PostgreSQL".to_owned()
+    };
+    StoreError::from_sqlx(&context, e)
+}
+
+/// `sslmode`'s name as libpq spells it.
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 

@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         Err(e) => return page::store_failure(&e, ctx.request_id()),
     };
     let Some(current) = current else {
-        return back(target, state, clear_stale(&parts.headers));
+        return back(target, state, clear_stale(ctx, &parts.headers));
     };
     if confirmed {
         let presented = params.get("csrf_token").unwrap_or_default();

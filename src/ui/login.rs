@@ -39,7 +39,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match *req.method() {
         Method::GET | Method::HEAD => {
             let params = Params::parse(req.uri().query().unwrap_or_default()).unwrap_or_default();
-            let to = return_to::sanitize(params.get("return_to"));
+            let to = return_to::sanitize_for(params.get("return_to"), &ctx.config.forward_auth);
             form(ctx, req.headers(), StatusCode::OK, to, "", None)
         }
         Method::POST => submit(ctx, req).await,
@@ -100,7 +100,7 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let headers = &parts.headers;
-    let to = return_to::sanitize(params.get("return_to"));
+    let to = return_to::sanitize_for(params.get("return_to"), &ctx.config.forward_auth);
     let username = params.get("username").unwrap_or_default();
     let presented = params.get("csrf_token").unwrap_or_default();
     let csrf_ok = cookies::get(headers, LOGIN_COOKIE)
@@ -150,10 +150,10 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             // Not a failure, and the name's earlier failures are forgotten. The address keeps
             // its count: one valid account must not reset the counter of someone guessing.
             attempt.forgive();
-            guard.throttle.forget(&user_key);
+            guard.throttle.forget(&user_key).await;
         }
         Ok(false) => {
-            attempt.failed();
+            attempt.failed().await;
             count(ctx, "failure");
             tracing::info!(request_id = ctx.request_id(), %addr, "login failed");
             return form(
@@ -189,6 +189,9 @@ async fn submit(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             count(ctx, "success");
             tracing::info!(request_id = ctx.request_id(), user = username, "login");
             let mut r = page::see_other(to);
+            if let Some(clear) = session::clear_host_only_cookie(ctx.config) {
+                r.headers_mut().append(header::SET_COOKIE, clear);
+            }
             r.headers_mut().append(header::SET_COOKIE, cookie);
             r
         }

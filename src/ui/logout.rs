@@ -94,8 +94,8 @@ pub async fn end_confirmed(
 }
 
 /// The `Set-Cookie` that clears a session cookie naming no live session, if one was sent.
-pub fn clear_stale(headers: &HeaderMap) -> Option<HeaderValue> {
-    cookies::get(headers, SESSION_COOKIE).map(|_| cookies::clear(SESSION_COOKIE, "/", "Lax"))
+pub fn clear_stale(ctx: &Ctx<'_>, headers: &HeaderMap) -> Option<HeaderValue> {
+    cookies::get(headers, SESSION_COOKIE).map(|_| session::clear_cookie(ctx.config))
 }
 
 const FORM: Confirmation<'static> = Confirmation {
@@ -120,7 +120,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             let Some(s) = current else {
                 // Nothing to end; a stale cookie is cleared anyway.
                 let mut r = page::see_other("/login");
-                if let Some(clear) = clear_stale(&parts.headers) {
+                if let Some(clear) = clear_stale(ctx, &parts.headers) {
                     r.headers_mut().append(header::SET_COOKIE, clear);
                 }
                 return r;

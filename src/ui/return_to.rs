@@ -1,7 +1,11 @@
 //! Where a login sends the browser back to (SPEC §3.2, SECURITY.md "Browser pages"): only a
 //! path on this origin. Anything a browser could read as another origin — `//host`, `/\host`,
 //! a scheme, control characters (browsers drop tab and newline inside URLs), or any of these
-//! percent-encoded — becomes `/`.
+//! percent-encoded — becomes `/`. After a forward-auth check (SPEC §7.4) the original URL on
+//! the ingress's host may be named too: an absolute `https://` URL whose host is one of
+//! `forward_auth.allowed_hosts`, exactly.
+
+use crate::config::ForwardAuthConfig;
 
 /// The path to redirect to after login: `candidate` if it is a safe same-origin path,
 /// otherwise `/`.
@@ -10,6 +14,54 @@ pub fn sanitize(candidate: Option<&str>) -> &str {
         Some(c) if is_safe(c) => c,
         _ => "/",
     }
+}
+
+/// The place to redirect to after login: `candidate` if it is a safe same-origin path or an
+/// absolute `https://` URL on one of `forward_auth.allowed_hosts`, otherwise `/`.
+pub fn sanitize_for<'a>(candidate: Option<&'a str>, forward_auth: &ForwardAuthConfig) -> &'a str {
+    match candidate {
+        Some(c) if is_safe(c) || is_allowed_absolute(c, forward_auth) => c,
+        _ => "/",
+    }
+}
+
+/// Whether `candidate` is `https://HOST[:PORT]` followed by nothing or a safe path (as
+/// [`is_safe`] judges it), with `HOST[:PORT]` in `allowed_hosts`. The authority may hold only
+/// letters, digits, `-`, `.` and one `:PORT`, so that no parser can read another host out of it
+/// (no `@`, `\`, `%`, whitespace).
+fn is_allowed_absolute(candidate: &str, forward_auth: &ForwardAuthConfig) -> bool {
+    if forward_auth.allowed_hosts.is_empty() || candidate.len() > 8192 {
+        return false;
+    }
+    let Some(rest) = candidate.strip_prefix("https://") else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().unwrap_or(0))
+        }
+        Some(_) => return false,
+    };
+    if !host_ok || port == Some(0) {
+        return false;
+    }
+    let host = host.to_ascii_lowercase();
+    let key = match port {
+        None | Some(443) => host,
+        Some(p) => format!("{host}:{p}"),
+    };
+    forward_auth.allows_host(&key) && (path.is_empty() || is_safe(path))
 }
 
 /// Whether `candidate` is a same-origin absolute path (with an optional query) that stays one
@@ -133,6 +185,49 @@ mod tests {
             assert_eq!(sanitize(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(sanitize(None), "/");
+    }
+
+    fn allowing(hosts: &[&str]) -> ForwardAuthConfig {
+        ForwardAuthConfig {
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            cookie_domain: String::new(),
+        }
+    }
+
+    #[test]
+    fn absolute_urls_only_on_allowed_hosts() {
+        let fa = allowing(&["app.example.com", "wiki.example.com:8443"]);
+        for ok in [
+            "https://app.example.com",
+            "https://app.example.com/",
+            "https://App.Example.com/x?y=1",
+            "https://app.example.com:443/x",
+            "https://wiki.example.com:8443/page",
+            "/same/origin",
+        ] {
+            assert_eq!(sanitize_for(Some(ok), &fa), ok, "{ok}");
+        }
+        for bad in [
+            "http://app.example.com/x",
+            "https://evil.com/x",
+            "https://app.example.com.evil.com/",
+            "https://app.example.com@evil.com/",
+            "https://evil.com\\@app.example.com/",
+            "https://app.example.com:8443/x",
+            "https://wiki.example.com/x",
+            "https://app.example.com//evil.com",
+            "https://app.example.com/\\evil.com",
+            "https://app.example.com%2F@evil.com",
+            "https://app.example.com:/x",
+            "https://app.example.com/%09/evil.com",
+            "HTTPS://app.example.com/",
+            "//app.example.com/",
+        ] {
+            assert_eq!(sanitize_for(Some(bad), &fa), "/", "{bad:?}");
+        }
+        // Without allowed hosts, only same-origin paths.
+        let none = allowing(&[]);
+        assert_eq!(sanitize_for(Some("https://app.example.com/"), &none), "/");
     }
 
     proptest::proptest! {

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod apps;
+mod forward_auth;
 mod oauth;
 mod ops;
 mod proxy;

@@ -157,7 +157,7 @@ async fn sni_chooses_among_certificates_and_unknown_names_get_the_default() {
         r#"extra = [ { cert = "api.pem", key = "api.key" }, { cert = "wild.pem", key = "wild.key" } ]"#,
     );
     let default = der(&dir.pki.server_cert_pem);
-    let gw = TestGateway::start_with(dir, &path).await;
+    let gw = TestGateway::start_written(dir).await;
 
     assert_eq!(
         presented(&gw, Some("api.example.test")).await,
@@ -237,12 +237,12 @@ async fn replaced_files_are_served_to_new_handshakes_while_open_connections_go_o
     let (extra_cert, extra_key) = dir.pki.issue(&["*.example.test"]);
     std::fs::write(dir.dir.path().join("extra.pem"), &extra_cert).unwrap();
     std::fs::write(dir.dir.path().join("extra.key"), &extra_key).unwrap();
-    let path = config_with_tls(
+    config_with_tls(
         &dir,
         r#"extra = [ { cert = "extra.pem", key = "extra.key" } ]"#,
     );
     let first = der(&dir.pki.server_cert_pem);
-    let gw = TestGateway::start_with(dir, &path).await;
+    let gw = TestGateway::start_written(dir).await;
     let folder = gw.dir.dir.path().to_path_buf();
     assert_eq!(presented(&gw, None).await, first);
 
@@ -306,7 +306,7 @@ async fn with_watch_off_changed_files_wait_for_a_reload() {
     let dir = ConfigDir::new();
     let path = config_with_tls(&dir, "watch = false");
     let first = der(&dir.pki.server_cert_pem);
-    let gw = TestGateway::start_with(dir, &path).await;
+    let gw = TestGateway::start_written(dir).await;
     let (cert, key) = gw.dir.pki.issue(&["localhost"]);
     std::fs::write(gw.dir.dir.path().join("cert.pem"), &cert).unwrap();
     std::fs::write(gw.dir.dir.path().join("key.pem"), &key).unwrap();

@@ -6,3 +6,5 @@ mod events;
 mod flows;
 pub(crate) mod lifecycle;
 mod races;
+mod throttle;
+mod tls;

@@ -4,3 +4,4 @@
 mod browser;
 mod consent;
 mod login;
+mod throttle_replicas;

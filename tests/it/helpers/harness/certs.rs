@@ -1,4 +1,5 @@
-//! A throwaway PKI for tests: a CA, a server certificate for `localhost` / 127.0.0.1, clients
+//! A throwaway PKI for tests: a CA, a server certificate for `localhost` / 127.0.0.1 (and the
+//! forward-auth tests' `app.localhost` / `gw.localhost`), clients
 //! that trust the CA, and Ed25519 signing keys.
 
 use std::net::SocketAddr;
@@ -9,6 +10,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+/// The names the server certificate holds: `localhost` and its address for most tests, and two
+/// more hosts under `localhost` for the forward-auth tests (an application host behind an
+/// ingress and the gateway's own host, both resolved to 127.0.0.1 by the clients).
+pub const SERVER_NAMES: &[&str] = &["localhost", "127.0.0.1", "app.localhost", "gw.localhost"];
 
 pub struct TestPki {
     pub ca_pem: String,
@@ -28,8 +34,13 @@ impl TestPki {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let params = CertificateParams::new(
+            SERVER_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let server_cert = params.signed_by(&server_key, &issuer).unwrap();
         Self {
             ca_pem: ca_cert.pem(),

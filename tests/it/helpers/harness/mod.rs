@@ -110,17 +110,19 @@ impl TestGateway {
 
     /// Starts in a prepared config folder (e.g. one sharing another replica's keys).
     pub async fn start_in(dir: ConfigDir, server_extra: &str, extra: &str) -> Self {
-        let path = dir.write(server_extra, extra);
-        Self::start_with(dir, &path).await
+        dir.write(server_extra, extra);
+        Self::start_written(dir).await
     }
 
-    /// Starts with the config file at `path` in `dir`, as written (or edited) by the test.
-    pub async fn start_with(dir: ConfigDir, path: &std::path::Path) -> Self {
+    /// Starts with the `gatehouse.toml` already written in `dir` (a test that needs a config
+    /// [`ConfigDir::write`] cannot make, such as a `public_url` naming the listener's port).
+    pub async fn start_written(dir: ConfigDir) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("gatehouse=debug")
             .try_init();
-        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.dir.path().join("gatehouse.toml");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let app = App::build(config).await.unwrap();
         let (public, admin, plain, redirect) = (
             app.public_addr(),

@@ -23,9 +23,15 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `gatehouse serve --config PATH` (JSON logs) and waits for its `listening` line.
     pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`GatewayProcess::start`] with `env` added to the child's environment.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
