@@ -186,6 +186,7 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> Ser
 
 /// `server.tls.extra`: an array of `{ cert, key }` tables, inline or as `[[server.tls.extra]]`.
 fn extra_pairs(d: &mut Decoder<'_>, tls: &dyn TableLike, base: &Path) -> Vec<CertKeyPair> {
+    d.refuse_env_array("server.tls", "extra");
     let Some(item) = tls.get("extra") else {
         return Vec::new();
     };
