@@ -42,7 +42,7 @@ pub use oauth::{OAuthConfig, RequirePkce};
 pub use routes::{AuthMode, RouteConfig};
 pub use scopes::ScopeEntry;
 pub use sections::KNOWN_KEYS;
-pub use server::{ServerConfig, TlsConfig, is_trusted_proxy};
+pub use server::{CertKeyPair, ServerConfig, TlsConfig, is_trusted_proxy};
 pub use store::StoreConfig;
 pub use users::UserEntry;
 

@@ -203,6 +203,10 @@ impl Demo {
         );
         let _ = writeln!(
             out,
+            "Paste the lines below into a second shell: this one is running the demo.\n"
+        );
+        let _ = writeln!(
+            out,
             "# 0. Shell variables (the admin's personal access token, scope ADMIN):"
         );
         let _ = writeln!(
@@ -258,6 +262,10 @@ impl Demo {
         let _ = writeln!(
             out,
             "curl -s --cacert \"$CACERT\" -o /dev/null -w '%{{redirect_url}}\\n' -H \"Authorization: Bearer $PAT\" -d decision=approve --data-urlencode \"consent_id=$(printf %s \"$PAGE\" | sed -n 's/.*name=\"consent_id\" value=\"\\([^\"]*\\)\".*/\\1/p')\" --data-urlencode \"csrf_token=$(printf %s \"$PAGE\" | sed -n 's/.*name=\"csrf_token\" value=\"\\([^\"]*\\)\".*/\\1/p')\" \"$GH/oauth2/authorize\""
+        );
+        let _ = writeln!(
+            out,
+            "#    A code lives 60 s (oauth.code_ttl) and works once: exchange it (step 4) within the minute."
         );
         let _ = writeln!(out, "export CODE=<code>");
         let _ = writeln!(out, "\n# 4. Exchange the code for tokens:");

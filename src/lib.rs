@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod init;
 pub mod metrics;
 pub mod oauth;
 pub mod proxy;

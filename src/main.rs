@@ -42,6 +42,20 @@ enum Command {
         #[arg(long, default_value_t = 9090)]
         admin_port: u16,
     },
+    /// Write a ready-to-edit deployment into DIR: a commented gatehouse.toml, a signing key, a
+    /// self-signed certificate for localhost and a data folder. Never overwrites a file.
+    Init {
+        /// The folder (made when missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the demo's Confluence-style sample backend alone (plain HTTP), for the routes that
+    /// `gatehouse init` writes.
+    SampleBackend {
+        /// Where to listen.
+        #[arg(long, default_value = gatehouse::init::SAMPLE_BACKEND)]
+        listen: std::net::SocketAddr,
+    },
     /// Validate the config: exit 0, or print every problem with file:line:column and exit 2.
     CheckConfig {
         #[arg(
@@ -99,6 +113,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve(&config),
         Command::HashPassword => hash_password(),
+        Command::Init { dir } => init(&dir),
+        Command::SampleBackend { listen } => sample_backend(listen),
         Command::Demo { port, admin_port } => {
             demo(gatehouse::demo::DemoOptions { port, admin_port })
         }
@@ -251,6 +267,58 @@ fn demo(options: gatehouse::demo::DemoOptions) -> ExitCode {
         drop(dir);
         eprintln!("gatehouse demo stopped; its folder is deleted");
         ExitCode::SUCCESS
+    })
+}
+
+/// `gatehouse init [DIR]`: the files, then the next commands on stdout.
+fn init(dir: &std::path::Path) -> ExitCode {
+    match gatehouse::init::init(dir) {
+        Ok(done) => {
+            print!("{}", gatehouse::init::next_steps(&done, &own_command()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// How a shell reaches this binary: `gatehouse` when that name on `PATH` is this very file,
+/// else its full path.
+fn own_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "gatehouse".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("gatehouse")).is_ok_and(|found| found == me))
+    });
+    if on_path {
+        "gatehouse".into()
+    } else {
+        gatehouse::init::shell_word(&me.display().to_string())
+    }
+}
+
+/// `gatehouse sample-backend`: the demo's content API until SIGTERM or SIGINT.
+fn sample_backend(listen: std::net::SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        match gatehouse::demo::backend::start_on(listen).await {
+            Ok(addr) => {
+                eprintln!(
+                    "gatehouse sample-backend: a Confluence-style content API on http://{addr} (GET/POST /rest/api/content, GET /rest/admin/...)"
+                );
+                shutdown_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("cannot listen on {listen}: {e}")),
+        }
     })
 }
 

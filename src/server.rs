@@ -50,6 +50,8 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
     #[error("oauth.signing_keys: {0}")]
     Keys(#[from] crate::auth::keys::KeyError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("{0}")]
     Directory(String),
     #[error("{0}")]
@@ -71,9 +73,16 @@ pub struct Gateway {
     pub oauth: crate::oauth::caches::OAuthCaches,
     /// Login throttling and bounded password verification (SPEC §3.2).
     pub login: crate::auth::throttle::LoginGuard,
-    tls: ArcSwap<rustls::ServerConfig>,
+    /// The public listener's TLS settings; its certificates come from `certs`.
+    tls: Arc<rustls::ServerConfig>,
+    /// The certificates served, swapped by a reload and by the file watch (`server.tls.watch`).
+    certs: Arc<tls::CertStore>,
     listening: AtomicBool,
 }
+
+/// How often the certificate and key files are looked at (`server.tls.watch`): a change is
+/// served within this plus the time a half-written file takes to complete (SPEC §7.5: 5 s).
+const CERT_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long `/readyz` waits for the store.
 const READINESS_STORE_BOUND: std::time::Duration = std::time::Duration::from_millis(700);
@@ -134,6 +143,8 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartupError> {
         let metrics = Metrics::new()?;
         let files::ConfigFiles { tls, keys } = files::load(&config)?;
+        let certs = Arc::new(tls::CertStore::new(tls));
+        let tls = tls::server_config_with(certs.resolver())?;
         let live = Snapshot::build(config.clone(), &metrics, None)?;
         let keys = Arc::new(keys);
         let auth = Arc::new(crate::auth::Authenticator::new(&config.auth, &metrics));
@@ -178,7 +189,8 @@ impl App {
             auth,
             oauth,
             login,
-            tls: ArcSwap::new(tls),
+            tls,
+            certs,
             listening: AtomicBool::new(false),
             config,
         };
@@ -262,6 +274,7 @@ impl App {
         let cleanup = gateway
             .store
             .spawn_cleanup(std::time::Duration::from_secs(60), gateway.clock.clone());
+        let cert_watch = gateway.certs.spawn_watch(CERT_WATCH_INTERVAL);
         gateway.listening.store(true, Ordering::Relaxed);
         tracing::info!(store = gateway.store.engine_name(), "gatehouse is serving");
 
@@ -279,6 +292,7 @@ impl App {
         admin_stop.cancel();
         admin.abort();
         cleanup.abort();
+        cert_watch.abort();
         gateway.store.close().await;
     }
 }
@@ -406,7 +420,7 @@ async fn handle_connection(
     let stop = place.stop.clone();
     match kind {
         Kind::Public { tls: true } => {
-            let acceptor = TlsAcceptor::from(gateway.tls.load_full());
+            let acceptor = TlsAcceptor::from(gateway.tls.clone());
             let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(io));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,

@@ -212,6 +212,18 @@ impl<'a> Decoder<'a> {
         Some((self.overrides[index].value.clone(), Some(at..at + 1)))
     }
 
+    /// Refuses an override of `section.key`, a key the environment cannot set (an array of
+    /// tables such as `server.tls.extra`), naming the variable.
+    pub fn refuse_env_array(&mut self, section: &str, key: &str) {
+        if let Some((_, span)) = self.override_of(section, key) {
+            let msg = format!(
+                "{}: an array cannot be set from the environment; set it in the file",
+                dotted(section, key)
+            );
+            self.error(span, msg);
+        }
+    }
+
     /// Whether `key` is given, in `t` or by the environment: what decoders use instead of
     /// `t.get(key)` to tell a missing key.
     pub fn present(&mut self, t: &dyn TableLike, section: &str, key: &str) -> bool {

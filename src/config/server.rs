@@ -54,11 +54,25 @@ pub struct ServerConfig {
 }
 
 /// `[server.tls]`: PEM files, relative to the config file's folder.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
-    /// `cert`: the PEM certificate chain file. Required.
+    /// `cert`: the PEM certificate chain file, served to a client whose SNI names no other
+    /// certificate (or that sends none). Required.
     pub cert: PathBuf,
     /// `key`: the PEM private key file. Required.
+    pub key: PathBuf,
+    /// `extra = [ { cert = "b.pem", key = "b.key" } ]`: more certificates, each served to the
+    /// clients whose SNI one of its SAN DNS names (wildcards included) matches. Default none.
+    pub extra: Vec<CertKeyPair>,
+    /// `watch`: reload every certificate and key file when it changes (certbot, cert-manager).
+    /// Default `true`.
+    pub watch: bool,
+}
+
+/// One `server.tls.extra` entry: a PEM certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertKeyPair {
+    pub cert: PathBuf,
     pub key: PathBuf,
 }
 
@@ -90,7 +104,10 @@ pub(super) const KEYS: &[&str] = &[
 ];
 
 /// The keys of `[server.tls]`, in the order of [`TlsConfig`].
-pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];
+pub(super) const TLS_KEYS: &[&str] = &["cert", "key", "extra", "watch"];
+
+/// The keys of a `server.tls.extra` entry.
+const EXTRA_KEYS: &[&str] = &["cert", "key"];
 
 /// `[server]` (the table `t`), with its defaults; paths are resolved against `base`.
 pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> ServerConfig {
@@ -131,6 +148,8 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> Ser
         tls_span,
         "the PEM private key file",
     );
+    let extra = extra_pairs(d, tls_t, base);
+    let watch = d.bool(tls_t, "server.tls", "watch", true);
     ServerConfig {
         listen,
         public_url,
@@ -159,8 +178,68 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike, base: &Path) -> Ser
         tls: TlsConfig {
             cert: resolve(base, &cert),
             key: resolve(base, &key),
+            extra,
+            watch,
         },
     }
+}
+
+/// `server.tls.extra`: an array of `{ cert, key }` tables, inline or as `[[server.tls.extra]]`.
+fn extra_pairs(d: &mut Decoder<'_>, tls: &dyn TableLike, base: &Path) -> Vec<CertKeyPair> {
+    d.refuse_env_array("server.tls", "extra");
+    let Some(item) = tls.get("extra") else {
+        return Vec::new();
+    };
+    let entries: Vec<(&dyn TableLike, crate::config::decode::Span)> = match item {
+        Item::ArrayOfTables(array) => array
+            .iter()
+            .map(|t| (t as &dyn TableLike, t.span()))
+            .collect(),
+        Item::Value(toml_edit::Value::Array(array)) => {
+            let mut entries = Vec::new();
+            for (i, v) in array.iter().enumerate() {
+                match v.as_inline_table() {
+                    Some(t) => entries.push((t as &dyn TableLike, v.span())),
+                    None => d.error(
+                        v.span(),
+                        format!(
+                            "server.tls.extra[{i}]: expected a table such as {{ cert = \"b.pem\", key = \"b.key\" }}, found {}",
+                            v.type_name()
+                        ),
+                    ),
+                }
+            }
+            entries
+        }
+        other => {
+            d.error(
+                other.span(),
+                format!(
+                    "server.tls.extra: expected an array of {{ cert, key }} tables, found {}",
+                    other.type_name()
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut pairs = Vec::with_capacity(entries.len());
+    for (i, (t, span)) in entries.into_iter().enumerate() {
+        let sec = format!("server.tls.extra[{i}]");
+        d.reject_unknown(t, &sec, EXTRA_KEYS);
+        let (cert, _) = d.required_non_empty_str(
+            t,
+            &sec,
+            "cert",
+            span.clone(),
+            "a PEM certificate chain file",
+        );
+        let (key, _) = d.required_non_empty_str(t, &sec, "key", span, "a PEM private key file");
+        pairs.push(CertKeyPair {
+            cert: resolve(base, &cert),
+            key: resolve(base, &key),
+        });
+    }
+    pairs
 }
 
 /// `server.public_url`: an absolute https:// URL (http:// for a loopback host), without the

@@ -24,7 +24,13 @@ struct Pages {
 
 /// Starts the backend on `127.0.0.1:0` and returns its address; it runs until the process ends.
 pub async fn start() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts the backend on `addr` (`gatehouse sample-backend --listen ADDR`) and returns the
+/// address it listens on; it runs until the process ends.
+pub async fn start_on(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let mut seed = Pages {
         next_id: 1,

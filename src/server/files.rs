@@ -4,27 +4,25 @@
 //! at the key that names the file (SPEC §1: exit 2), e.g.
 //! `gatehouse.toml:7:8: server.tls.cert: cannot read /etc/gatehouse/cert.pem: No such file…`.
 
-use std::sync::Arc;
-
 use crate::auth::keys::{KeyError, SigningKeys};
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::proxy::forward::{ForwarderError, load_ca};
 
-use super::tls::{self, TlsError};
+use super::tls::{self, LoadedTls, PairIndex, TlsError};
 
 /// What the files hold, ready to serve with.
 pub struct ConfigFiles {
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: LoadedTls,
     pub keys: SigningKeys,
 }
 
 /// Loads every file `config` names, or reports every one that does not load.
 pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
     let mut errors = Vec::new();
-    let tls = match tls::server_config(&config.server.tls.cert, &config.server.tls.key) {
+    let tls = match tls::load(&config.server.tls) {
         Ok(tls) => Some(tls),
         Err(problems) => {
-            errors.extend(problems.0.into_iter().map(|e| tls_error(config, e)));
+            errors.extend(problems.into_iter().map(|(i, e)| tls_error(config, i, e)));
             None
         }
     };
@@ -67,11 +65,17 @@ pub fn load(config: &Config) -> Result<ConfigFiles, ConfigErrors> {
     }
 }
 
-fn tls_error(config: &Config, e: TlsError) -> ConfigError {
+/// A certificate problem, at the key that names the file: `server.tls.cert`, or
+/// `server.tls.extra[1].key`.
+fn tls_error(config: &Config, pair: PairIndex, e: TlsError) -> ConfigError {
+    let table = match pair {
+        PairIndex::Default => "server.tls".to_string(),
+        PairIndex::Extra(i) => format!("server.tls.extra[{i}]"),
+    };
     match e {
-        TlsError::Key(problem) => config.error_at("server.tls.key", problem),
-        TlsError::Cert(problem) => config.error_at("server.tls.cert", problem),
-        TlsError::Rustls(e) => config.error_at("server.tls.cert", format!("TLS setup: {e}")),
+        TlsError::Key(problem) => config.error_at(&format!("{table}.key"), problem),
+        TlsError::Cert(problem) => config.error_at(&format!("{table}.cert"), problem),
+        TlsError::Rustls(e) => config.error_at(&format!("{table}.cert"), format!("TLS setup: {e}")),
     }
 }
 
@@ -139,6 +143,8 @@ fn ca_problem(e: ForwarderError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn config_in(dir: &std::path::Path, signing_keys: &str) -> Config {
@@ -147,6 +153,46 @@ mod tests {
         );
         let path = dir.join("gatehouse.toml");
         Config::parse(&src, &path, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn extra_certificates_are_checked_at_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = crate::auth::keys::generate_pem().unwrap();
+        std::fs::write(dir.path().join("k.pem"), pem.expose()).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["b.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("b.pem"), other.cert.pem()).unwrap();
+        let src = "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nextra = [\n  { cert = \"gone.pem\", key = \"key.pem\" },\n  { cert = \"b.pem\", key = \"key.pem\" },\n]\n[oauth]\nsigning_keys = [\"k.pem\"]\n";
+        let config = Config::parse(src, &dir.path().join("g.toml"), &|_| None).unwrap();
+        let message = load(&config).err().unwrap().to_string();
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines.len(), 2, "{message}");
+        assert!(
+            lines[0].contains(":7:12: server.tls.extra[0].cert: cannot read"),
+            "{message}"
+        );
+        assert!(
+            lines[1].contains(":8:27: server.tls.extra[1].key: ")
+                && lines[1].contains("does not match the certificate"),
+            "{message}"
+        );
+
+        let bad = "[server]\npublic_url = \"https://gw.example.com\"\n[server.tls]\ncert = \"c\"\nkey = \"k\"\nextra = [ { cert = \"c\", kye = \"k\" }, \"x\" ]\nwatch = \"yes\"\n[oauth]\nsigning_keys = [\"k.pem\"]\n";
+        let errors = Config::parse(bad, Path::new("g.toml"), &|_| None)
+            .err()
+            .unwrap()
+            .to_string();
+        for expected in [
+            "g.toml:6:11: server.tls.extra[0].key: required",
+            "g.toml:6:25: unknown key 'server.tls.extra[0].kye' (did you mean 'key'?)",
+            "g.toml:6:38: server.tls.extra[1]: expected a table",
+            "g.toml:7:9: server.tls.watch: expected true or false",
+        ] {
+            assert!(errors.contains(expected), "{expected} not in {errors}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Gateway {
             crate::apps::config_sync::live_rules(&live.config, &live.directory),
         )
         .map_err(StartupError::Apps)?;
-        self.tls.store(tls);
+        self.certs.replace(tls);
         self.live.store(Arc::new(live));
         // Users or their scopes may have changed: validate every token afresh.
         self.auth.flush();

@@ -109,9 +109,9 @@ impl Idp {
             .expect("start node");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        let first = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
             .await
-            .expect("the provider did not start within 20 s")
+            .expect("the provider did not start within 90 s")
             .unwrap()
             .expect("the provider exited before listening");
         let ready: Value = serde_json::from_str(&first).unwrap();

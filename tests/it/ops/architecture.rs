@@ -23,6 +23,7 @@ const ORDER: &[&str] = &[
     "proxy",
     "server",
     "demo",
+    "init",
 ];
 
 /// The top-level modules that `source` names through `crate::`, including inside

@@ -49,6 +49,12 @@ fn the_demo_prints_steps_that_work_and_stops_cleanly() {
         assert!(Instant::now() < deadline, "the demo printed {printed:#?}");
         printed.push(lines.next().unwrap().unwrap());
     }
+    let said = |words: &str| printed.iter().any(|l| l.contains(words));
+    assert!(said("a second shell"), "the steps say where to paste them");
+    assert!(
+        said("A code lives 60 s"),
+        "the steps say how long a code lives"
+    );
     let exports = printed
         .iter()
         .find(|l| l.starts_with("export GH="))

@@ -3,10 +3,12 @@
 
 mod access_log;
 mod architecture;
+mod certs;
 mod cli;
 mod demo;
 mod deploy;
 mod env_overrides;
+mod first_run;
 mod limits;
 mod prometheus;
 mod readiness;

@@ -20,6 +20,7 @@ pub struct TestPki {
     pub ca_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestPki {
@@ -45,7 +46,20 @@ impl TestPki {
             ca_pem: ca_cert.pem(),
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
+            issuer,
         }
+    }
+
+    /// A new certificate from this CA for `names` (SAN DNS names or IP addresses) and its
+    /// key, both PEM.
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     pub fn client(&self, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
