@@ -68,7 +68,7 @@ fn within_caller(ctx: &Ctx<'_>, who: &Principal, app: &App) -> Result<(), ApiErr
 }
 
 fn caller(who: &Principal) -> String {
-    format!("users/{}", who.user)
+    format!("users/{}", who.user())
 }
 
 fn now(ctx: &Ctx<'_>) -> SystemTime {

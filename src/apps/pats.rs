@@ -136,7 +136,7 @@ pub async fn list(ctx: &Ctx<'_>, who: &Principal) -> Answer {
     let now = ctx.clock.now();
     let pats = ctx
         .store
-        .list_pats(&who.user)
+        .list_pats(who.user())
         .await
         .map_err(|e| ApiError::store(&e, ctx.request_id()))?;
     let body = ListResponse {
@@ -173,7 +173,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         return Err(ApiError::invalid(v));
     }
     let request = MintRequest {
-        user: &who.user,
+        user: who.user(),
         display_name: display_name.as_deref().unwrap_or_default(),
         scope: scope.as_deref().unwrap_or_default(),
         ttl: ttl.as_deref(),
@@ -200,9 +200,9 @@ pub async fn delete(ctx: &Ctx<'_>, who: &Principal, id: &str) -> Answer {
     let store = &ctx.store;
     // The store's synchronous event hook has made this replica's token cache forget the PAT
     // by the time `delete_pat` returns (`Store::on_event_sync`).
-    match store.delete_pat(&who.user, id).await {
+    match store.delete_pat(who.user(), id).await {
         Ok(()) => {
-            tracing::info!(request_id = ctx.request_id(), pat = %id, user = %who.user, "personal access token deleted");
+            tracing::info!(request_id = ctx.request_id(), pat = %id, user = %who.user(), "personal access token deleted");
             Ok(no_content())
         }
         Err(e) if e.kind() == crate::store::StoreErrorKind::NotFound => Err(ApiError::not_found(

@@ -1,7 +1,11 @@
 //! Bearer and session authentication for proxied routes and the gateway's own APIs
-//! (RFC 6750, RFC 9068, SPEC §3.4): validated tokens are cached (moka, keyed by SHA-256 of the
+//! (RFC 6750, RFC 9068, SPEC §3.4): validated tokens are cached (keyed by SHA-256 of the
 //! token) until the earlier of their expiry and `auth.cache_ttl`; invalid ones for
-//! `auth.negative_cache_ttl`, so a flood of one bad token costs one verification. Revocation
+//! `auth.negative_cache_ttl`, so a flood of one bad token costs one verification. The cache is
+//! quick_cache rather than moka (README, "Behaviour worth knowing"): moka's own bookkeeping is
+//! about 300 B per entry, the whole budget of a cached token. quick_cache has no per-entry
+//! expiry, so each entry carries its end and a lookup past it is a miss; the scrape of the
+//! entry gauge sweeps such entries out, and the size bound evicts them in any case. Revocation
 //! and app-change events from the store take effect on the next request: a cached
 //! validation they concern is made again, and an access token holds at most what its app
 //! allows now (SPEC §2).
@@ -17,15 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
-use moka::sync::Cache;
 use prometheus::IntCounter;
+use quick_cache::sync::Cache;
 
 use super::accounts;
 use super::directory::Directory;
 use super::foreign::{Accept, Shape};
 use super::jwt::TokenError;
 use super::keys::SigningKeys;
-use super::principal::{Credential, Principal};
+use super::principal::{Credential, Groups, Id, Interned, Principal};
 use super::revoked::Revoked;
 use super::scope::Scopes;
 use crate::clock::{Clock, unix_seconds};
@@ -109,28 +113,19 @@ struct Entry {
     epoch: u64,
     /// [`Revoked::seq`] before the validation read the store.
     since: u64,
-    ttl: Duration,
+    /// When the entry stops answering: the validation's time plus its ttl.
+    until: SystemTime,
 }
 
 /// `lost_at` while this replica hears the others' events.
 const LISTENING: u64 = u64::MAX;
 
-struct EntryExpiry;
-
-impl moka::Expiry<SecretHash, Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &SecretHash,
-        value: &Entry,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
 /// Validates bearer tokens with a cache in front; cheap to share.
 pub struct Authenticator {
-    cache: Cache<SecretHash, Entry>,
+    /// `None` when `auth.cache_max_entries` is 0 (nothing is cached).
+    cache: Option<Cache<SecretHash, Entry>>,
+    /// The users, apps and scope lists the cached principals share.
+    interned: Interned,
     revoked: Revoked,
     epoch: AtomicU64,
     /// Microseconds since the Unix epoch at which other replicas' events stopped arriving,
@@ -146,12 +141,14 @@ impl Authenticator {
     /// setting comes with each call, from the config the request runs under
     /// ([`Directory::tokens`]).
     pub fn new(auth: &AuthConfig, metrics: &Metrics) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(auth.cache_max_entries)
-            .expire_after(EntryExpiry)
-            .build();
+        // quick_cache wants room for at least one entry; `0` turns caching off.
+        let cache = usize::try_from(auth.cache_max_entries)
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Cache::new);
         Self {
             cache,
+            interned: Interned::default(),
             revoked: Revoked::new(auth.cache_ttl + Duration::from_secs(1)),
             epoch: AtomicU64::new(0),
             lost_at: AtomicU64::new(LISTENING),
@@ -221,7 +218,8 @@ impl Authenticator {
         let trusted = self.events_trusted(now, rules.propagation);
         let epoch = self.epoch.load(Ordering::Acquire);
         let since = self.revoked.seq();
-        if let Some(entry) = self.cache.get(&key).filter(|e| e.epoch == epoch) {
+        let cached = self.cache.as_ref().and_then(|c| c.get(&key));
+        if let Some(entry) = cached.filter(|e| e.epoch == epoch && now < e.until) {
             let answer = match entry.result {
                 Ok(p) if p.expires_at + rules.leeway <= now => Some(Err(AuthFailure::Expired)),
                 Ok(_) if !trusted => Some(Err(AuthFailure::Unavailable)),
@@ -257,18 +255,18 @@ impl Authenticator {
             Err(AuthFailure::Unavailable) => Duration::ZERO,
             Err(_) => rules.negative_ttl,
         };
-        if !ttl.is_zero() {
-            self.cache.insert(
+        if let Some(cache) = self.cache.as_ref().filter(|_| !ttl.is_zero()) {
+            cache.insert(
                 key,
                 Entry {
                     result: result.clone(),
                     epoch,
                     since,
-                    ttl,
+                    until: now + ttl,
                 },
             );
             self.entries
-                .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
+                .set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
         }
         result
     }
@@ -314,7 +312,8 @@ impl Authenticator {
                 if !accept.issuer(issuer) {
                     return None;
                 }
-                Some(within(accept.wait(), issuer.check_jwt(token, directory, now)).await)
+                let check = issuer.check_jwt(token, directory, &self.interned, now);
+                Some(within(accept.wait(), check).await)
             }
             Shape::OtherJwt => accept.own().then_some(own().await),
             Shape::Opaque => {
@@ -324,7 +323,8 @@ impl Authenticator {
                 }
                 let ask = async {
                     for issuer in candidates {
-                        if let Some(principal) = issuer.introspect(token, directory, now).await? {
+                        let answer = issuer.introspect(token, directory, &self.interned, now);
+                        if let Some(principal) = answer.await? {
                             return Ok(principal);
                         }
                     }
@@ -393,13 +393,20 @@ impl Authenticator {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(claims.exp).unwrap_or(0));
         let client_id = claims.client_id.ok_or(AuthFailure::Invalid("malformed"))?;
         let credential = Credential::AppToken {
-            client_id,
-            grant_id,
-            jti: claims.jti,
+            client: self
+                .interned
+                .client(&client_id)
+                .ok_or(AuthFailure::Invalid("malformed"))?,
+            grant_id: Id::new(&grant_id),
+            jti: Id::new(&claims.jti),
         };
-        let groups = user.groups.clone();
-        principal(
-            directory, credential, claims.sub, scopes, expires_at, groups,
+        self.principal(
+            directory,
+            credential,
+            &claims.sub,
+            user.groups,
+            scopes,
+            expires_at,
         )
     }
 
@@ -433,23 +440,47 @@ impl Authenticator {
         if let Err(e) = store.touch_pat(&pat.id, now).await {
             tracing::debug!(error = %e, "could not record the PAT's last use");
         }
-        let credential = Credential::PersonalToken { id: pat.id };
-        let groups = user.groups.clone();
-        principal(
+        let credential = Credential::PersonalToken {
+            id: Id::new(&pat.id),
+        };
+        self.principal(
             directory,
             credential,
-            pat.user,
+            &pat.user,
+            user.groups,
             scopes,
             pat.expire_time,
-            groups,
         )
     }
 
-    /// Brings `gatehouse_token_cache_entries` up to date (moka counts lazily); called on scrape.
-    pub fn refresh_entry_gauge(&self) {
-        self.cache.run_pending_tasks();
+    /// A principal of `user` (with `groups`) holding `scopes`, made of the shared values.
+    fn principal(
+        &self,
+        directory: &Directory,
+        credential: Credential,
+        user: &str,
+        groups: Groups,
+        scopes: Scopes,
+        expires_at: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        shared_principal(
+            &self.interned,
+            directory,
+            credential,
+            user,
+            groups,
+            scopes,
+            expires_at,
+        )
+    }
+
+    /// Sweeps out the entries past their time (a lookup already treats them as misses) and
+    /// brings `gatehouse_token_cache_entries` up to date; called on scrape.
+    pub fn refresh_entry_gauge(&self, now: SystemTime) {
+        let Some(cache) = &self.cache else { return };
+        cache.retain(|_, entry| now < entry.until);
         self.entries
-            .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
+            .set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
     }
 
     /// Applies one store event that happened at `now`: the next request with a token it
@@ -462,7 +493,9 @@ impl Authenticator {
                 self.revoked.app(client_id)
             }
             StoreEvent::PatRevoked { id, token_hash } => {
-                self.cache.invalidate(token_hash);
+                if let Some(cache) = &self.cache {
+                    cache.remove(token_hash);
+                }
                 self.revoked.pat(id);
             }
             StoreEvent::NotificationsLost => {
@@ -489,7 +522,9 @@ impl Authenticator {
     /// Forgets every cached validation (events were missed, or the users changed).
     pub fn flush(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     /// Follows the store's events, each applied at `clock`'s time before the call that
@@ -516,18 +551,29 @@ async fn within(
         .unwrap_or(Err(AuthFailure::Unavailable))
 }
 
-fn principal(
+/// A principal of `user` (with `groups`) holding `scopes`, its user and scope header value
+/// shared through `interned` with the other principals holding the same.
+pub(super) fn shared_principal(
+    interned: &Interned,
     directory: &Directory,
     credential: Credential,
-    user: String,
+    user: &str,
+    groups: Groups,
     scopes: Scopes,
     expires_at: SystemTime,
-    groups: super::principal::Groups,
 ) -> Result<Arc<Principal>, AuthFailure> {
-    let text = directory.scopes.to_names(scopes);
-    Principal::new(credential, user, scopes, &text, expires_at)
-        .map(|p| Arc::new(p.with_groups(groups)))
-        .ok_or(AuthFailure::Invalid("malformed"))
+    let malformed = AuthFailure::Invalid("malformed");
+    let identity = interned.user(user, groups).ok_or(malformed)?;
+    let scopes_value = interned
+        .scopes_value(&directory.scopes.to_names(scopes))
+        .ok_or(malformed)?;
+    Ok(Arc::new(Principal::new(
+        credential,
+        identity,
+        scopes,
+        scopes_value,
+        expires_at,
+    )))
 }
 
 fn unavailable(e: crate::store::StoreError) -> AuthFailure {
@@ -554,3 +600,7 @@ pub fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, AuthFai
     }
     Ok(token)
 }
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;

@@ -70,7 +70,7 @@ impl Ctx<'_> {
             .auth
             .from_headers(headers, self.directory, self.keys, self.store, now, accept)
             .await?;
-        self.note_user(&principal.user);
+        self.note_user(principal.user());
         if let Some(client_id) = principal.client_id() {
             self.note_client(client_id);
         }

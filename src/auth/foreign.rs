@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::AuthFailure;
 use super::directory::Directory;
-use super::principal::{Credential, Groups, Principal};
+use super::principal::{Credential, Groups, Interned, Principal};
 use super::scope::Scopes;
 use crate::config::{Config, IssuerConfig, SELF_ISSUER};
 use crate::federation::{Expectations, KeySet, KeySource, Outbound, Trust, VerifyError};
@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 /// One `[[issuers]]` entry, ready to check tokens.
 pub struct ForeignIssuer {
     pub config: IssuerConfig,
+    /// `config.name`, as every principal of this issuer holds it (shared).
+    name: Arc<str>,
     keys: Arc<KeySet>,
     client: Outbound,
     /// The `ca` file's content when the set was built (a reload compares it).
@@ -170,6 +172,7 @@ impl ForeignIssuers {
             };
             let issuer = Arc::new(ForeignIssuer {
                 config: entry.clone(),
+                name: Arc::from(entry.name.as_str()),
                 keys,
                 client,
                 ca_pem,
@@ -247,6 +250,7 @@ impl ForeignIssuer {
         &self,
         token: &str,
         directory: &Directory,
+        interned: &Interned,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let now_unix = crate::clock::unix_seconds(now);
@@ -281,7 +285,7 @@ impl ForeignIssuer {
         if !typ_ok {
             return Err(AuthFailure::Invalid("malformed"));
         }
-        self.principal(&verified.claims, directory, now)
+        self.principal(&verified.claims, directory, interned, now)
     }
 
     /// Asks the issuer's RFC 7662 endpoint about an opaque token: `Ok(None)` when it says
@@ -290,6 +294,7 @@ impl ForeignIssuer {
         &self,
         token: &str,
         directory: &Directory,
+        interned: &Interned,
         now: SystemTime,
     ) -> Result<Option<Arc<Principal>>, AuthFailure> {
         let c = &self.config;
@@ -347,7 +352,7 @@ impl ForeignIssuer {
                 .saturating_add(i64::try_from(directory.tokens.cache_ttl.as_secs()).unwrap_or(0));
             claims.insert("exp".into(), Value::from(until));
         }
-        self.principal(&claims, directory, now).map(Some)
+        self.principal(&claims, directory, interned, now).map(Some)
     }
 
     /// The principal a verified token or an active introspection answer stands for.
@@ -355,6 +360,7 @@ impl ForeignIssuer {
         &self,
         claims: &Map<String, Value>,
         directory: &Directory,
+        interned: &Interned,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let c = &self.config;
@@ -369,11 +375,18 @@ impl ForeignIssuer {
             tracing::warn!(issuer = %c.name, user = %user, "a token of another issuer names a config user; refused (set username_prefix)");
             return Err(AuthFailure::Invalid("name_clash"));
         }
-        let client_id = claims
+        let client = match claims
             .get("client_id")
             .or_else(|| claims.get("azp"))
             .and_then(Value::as_str)
-            .map(str::to_string);
+        {
+            Some(id) => Some(
+                interned
+                    .client(id)
+                    .ok_or(AuthFailure::Invalid("malformed"))?,
+            ),
+            None => None,
+        };
         let theirs: Vec<&str> = match claims.get(&c.scope_claim) {
             Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).collect(),
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
@@ -406,13 +419,12 @@ impl ForeignIssuer {
             return Err(AuthFailure::Expired);
         }
         let credential = Credential::Foreign {
-            issuer: Arc::from(c.name.as_str()),
-            client_id,
+            issuer: self.name.clone(),
+            client,
         };
-        let text = directory.scopes.to_names(scopes);
-        Principal::new(credential, user, scopes, &text, expires_at)
-            .map(|p| Arc::new(p.with_groups(groups)))
-            .ok_or(AuthFailure::Invalid("malformed"))
+        super::authenticator::shared_principal(
+            interned, directory, credential, &user, groups, scopes, expires_at,
+        )
     }
 }
 

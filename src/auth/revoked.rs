@@ -15,30 +15,32 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use super::principal::{Credential, Principal};
+use super::principal::{Credential, Id, Principal};
 
+/// The revocation sets stay on moka: they are small (a change is kept for `auth.cache_ttl`
+/// only) and want a time-to-live per set, which moka gives.
 pub struct Revoked {
-    tokens: Cache<String, u64>,
-    grants: Cache<String, u64>,
+    tokens: Cache<Id, u64>,
+    grants: Cache<Id, u64>,
     apps: Cache<String, u64>,
-    pats: Cache<String, u64>,
+    pats: Cache<Id, u64>,
     /// Changes recorded so far; each id above maps to the number of its latest change.
     seq: AtomicU64,
 }
 
 impl Revoked {
     pub fn new(keep: Duration) -> Self {
-        let set = || {
+        fn set<K: std::hash::Hash + Eq + Send + Sync + 'static>(keep: Duration) -> Cache<K, u64> {
             Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(keep)
                 .build()
-        };
+        }
         Self {
-            tokens: set(),
-            grants: set(),
-            apps: set(),
-            pats: set(),
+            tokens: set(keep),
+            grants: set(keep),
+            apps: set(keep),
+            pats: set(keep),
             seq: AtomicU64::new(0),
         }
     }
@@ -50,23 +52,23 @@ impl Revoked {
     }
 
     pub fn token(&self, jti: &str) {
-        self.insert(&self.tokens, jti);
+        self.insert(&self.tokens, Id::new(jti));
     }
     pub fn grant(&self, id: &str) {
-        self.insert(&self.grants, id);
+        self.insert(&self.grants, Id::new(id));
     }
     pub fn app(&self, client_id: &str) {
-        self.insert(&self.apps, client_id);
+        self.insert(&self.apps, client_id.to_owned());
     }
     pub fn pat(&self, id: &str) {
-        self.insert(&self.pats, id);
+        self.insert(&self.pats, Id::new(id));
     }
 
-    fn insert(&self, set: &Cache<String, u64>, id: &str) {
+    fn insert<K: std::hash::Hash + Eq + Send + Sync + 'static>(&self, set: &Cache<K, u64>, id: K) {
         // Count first: a reader that sees the count but not yet the entry behaves as it would
         // have an instant before the change (whose caller is still waiting for its answer).
         let n = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        set.insert(id.to_owned(), n);
+        set.insert(id, n);
     }
 
     /// Whether a change recorded after `since` (a [`Revoked::seq`] reading) concerns `p`.
@@ -74,18 +76,18 @@ impl Revoked {
         if self.seq.load(Ordering::Acquire) <= since {
             return false;
         }
-        let changed = |set: &Cache<String, u64>, id: &str| set.get(id).is_some_and(|n| n > since);
+        let changed = |n: Option<u64>| n.is_some_and(|n| n > since);
         match &p.credential {
             Credential::AppToken {
-                client_id,
+                client,
                 grant_id,
                 jti,
             } => {
-                changed(&self.tokens, jti)
-                    || changed(&self.grants, grant_id)
-                    || changed(&self.apps, client_id)
+                changed(self.tokens.get(jti))
+                    || changed(self.grants.get(grant_id))
+                    || changed(self.apps.get(&*client.id))
             }
-            Credential::PersonalToken { id } => changed(&self.pats, id),
+            Credential::PersonalToken { id } => changed(self.pats.get(id)),
             // Sessions end in the store; foreign tokens are revoked at their issuer (SPEC §7.2:
             // cached no longer than auth.cache_ttl).
             Credential::Session | Credential::Foreign { .. } => false,
@@ -97,7 +99,10 @@ impl Revoked {
 mod tests {
     use std::time::SystemTime;
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::auth::principal::ClientRef;
     use crate::auth::scope::Scopes;
 
     /// An app's token (`app-1`, `grant-1`, `jti-1`), or with `pat` a PAT of that id.
@@ -105,14 +110,15 @@ mod tests {
         let credential = match pat {
             Some(id) => Credential::PersonalToken { id: id.into() },
             None => Credential::AppToken {
-                client_id: "app-1".into(),
+                client: Arc::new(ClientRef::new("app-1").unwrap()),
                 grant_id: "grant-1".into(),
                 jti: "jti-1".into(),
             },
         };
-        Principal::new(
+        Principal::unshared(
             credential,
-            "alice".into(),
+            "alice",
+            crate::auth::principal::no_groups(),
             Scopes::EMPTY,
             "",
             SystemTime::UNIX_EPOCH,

@@ -103,7 +103,7 @@ async fn decide(
 fn admitted(route: &Route, principal: &Principal) -> bool {
     let (users, groups) = (&route.config.allow_users, &route.config.allow_groups);
     (users.is_empty() && groups.is_empty())
-        || users.contains(&principal.user)
+        || users.iter().any(|u| u == principal.user())
         || principal.in_any_group(groups)
 }
 
@@ -123,14 +123,16 @@ async fn session(
         return Ok(None);
     };
     let text = ctx.directory.scopes.to_names(user.max_scope);
-    let principal = Principal::new(
+    // A session's principal lives for one request and is not cached: nothing to share.
+    let principal = Principal::unshared(
         Credential::Session,
-        user.name,
+        &user.name,
+        user.groups,
         user.max_scope,
         &text,
         session.expire_time,
     );
-    Ok(principal.map(|p| Arc::new(p.with_groups(user.groups.clone()))))
+    Ok(principal.map(Arc::new))
 }
 
 fn wants_html(method: &Method, headers: &HeaderMap) -> bool {

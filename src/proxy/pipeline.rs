@@ -205,10 +205,10 @@ pub fn identity<'a>(ctx: &Ctx<'_>, route: &Route, principal: &'a Principal) -> I
         .then(|| assertion(ctx, route, principal))
         .flatten();
     Identity {
-        user: &principal.user_value,
+        user: principal.user_value(),
         scopes: &principal.scopes_value,
-        client_id: principal.client_id_value.as_ref(),
-        groups: &principal.groups,
+        client_id: principal.client_id_value(),
+        groups: principal.groups(),
         assertion,
     }
 }
@@ -220,7 +220,7 @@ fn assertion(ctx: &Ctx<'_>, route: &Route, principal: &Principal) -> Option<Head
     let audience = route.config.upstream.as_ref()?.to_string();
     let claims = AssertionClaims::new(
         &ctx.config.server.public_url,
-        &principal.user,
+        principal.user(),
         audience.trim_end_matches('/'),
         scope,
         principal.client_id(),

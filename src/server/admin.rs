@@ -14,7 +14,7 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>) -> Response<Body> {
     }
     match req.uri().path() {
         "/metrics" => {
-            gateway.auth.refresh_entry_gauge();
+            gateway.auth.refresh_entry_gauge(gateway.clock.now());
             let mut response = Response::new(full(gateway.metrics.render()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -105,7 +105,7 @@ pub async fn handle(gateway: &Gateway, conn: &ConnInfo, req: Request<Incoming>) 
         upstream_ms = upstream.map(|d| d.as_secs_f64() * 1000.0),
         user = principal
             .as_deref()
-            .map(|p| p.user.as_str())
+            .map(|p| p.user())
             .or_else(|| caller.as_ref().and_then(|c| c.user.as_deref())),
         client_id = principal
             .as_deref()

@@ -53,7 +53,7 @@ pub async fn authenticate(
                 let token = crate::auth::authenticator::bearer_token(Some(authorization))
                     .map_err(|_| unauthenticated(ctx, crate::auth::AuthFailure::Malformed))?;
                 Ok(Some(Authenticated {
-                    user: p.user.clone(),
+                    user: p.user().to_owned(),
                     max_scope: p.scopes,
                     binding: token.to_owned(),
                 }))
