@@ -275,6 +275,9 @@ impl App {
             .store
             .spawn_cleanup(std::time::Duration::from_secs(60), gateway.clock.clone());
         let cert_watch = gateway.certs.spawn_watch(CERT_WATCH_INTERVAL);
+        let cache_sweep = gateway
+            .auth
+            .spawn_sweep(std::time::Duration::from_secs(60), gateway.clock.clone());
         gateway.listening.store(true, Ordering::Relaxed);
         tracing::info!(store = gateway.store.engine_name(), "gatehouse is serving");
 
@@ -293,6 +296,7 @@ impl App {
         admin.abort();
         cleanup.abort();
         cert_watch.abort();
+        cache_sweep.abort();
         gateway.store.close().await;
     }
 }

@@ -177,7 +177,7 @@ pub async fn create(ctx: &Ctx<'_>, who: &Principal, req: Request<Incoming>) -> A
         display_name: display_name.as_deref().unwrap_or_default(),
         scope: scope.as_deref().unwrap_or_default(),
         ttl: ttl.as_deref(),
-        not_after: Some(who.expires_at),
+        not_after: Some(who.expires_at()),
     };
     let scopes = &ctx.directory.scopes;
     let now = ctx.clock.now();

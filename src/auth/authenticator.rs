@@ -5,7 +5,7 @@
 //! quick_cache rather than moka (README, "Behaviour worth knowing"): moka's own bookkeeping is
 //! about 300 B per entry, the whole budget of a cached token. quick_cache has no per-entry
 //! expiry, so each entry carries its end and a lookup past it is a miss; the scrape of the
-//! entry gauge sweeps such entries out, and the size bound evicts them in any case. Revocation
+//! entry gauge and a sweep each minute take such entries out. Revocation
 //! and app-change events from the store take effect on the next request: a cached
 //! validation they concern is made again, and an access token holds at most what its app
 //! allows now (SPEC §2).
@@ -29,7 +29,7 @@ use super::directory::Directory;
 use super::foreign::{Accept, Shape};
 use super::jwt::TokenError;
 use super::keys::SigningKeys;
-use super::principal::{Credential, Groups, Id, Interned, Principal};
+use super::principal::{Credential, Groups, Id, Interned, Principal, unix_micros};
 use super::revoked::Revoked;
 use super::scope::Scopes;
 use crate::clock::{Clock, unix_seconds};
@@ -113,8 +113,9 @@ struct Entry {
     epoch: u64,
     /// [`Revoked::seq`] before the validation read the store.
     since: u64,
-    /// When the entry stops answering: the validation's time plus its ttl.
-    until: SystemTime,
+    /// When the entry stops answering, in microseconds since the Unix epoch: the validation's
+    /// time plus its ttl.
+    until: u64,
 }
 
 /// `lost_at` while this replica hears the others' events.
@@ -219,9 +220,10 @@ impl Authenticator {
         let epoch = self.epoch.load(Ordering::Acquire);
         let since = self.revoked.seq();
         let cached = self.cache.as_ref().and_then(|c| c.get(&key));
-        if let Some(entry) = cached.filter(|e| e.epoch == epoch && now < e.until) {
+        let now_micros = unix_micros(now);
+        if let Some(entry) = cached.filter(|e| e.epoch == epoch && now_micros < e.until) {
             let answer = match entry.result {
-                Ok(p) if p.expires_at + rules.leeway <= now => Some(Err(AuthFailure::Expired)),
+                Ok(p) if p.expires_at() + rules.leeway <= now => Some(Err(AuthFailure::Expired)),
                 Ok(_) if !trusted => Some(Err(AuthFailure::Unavailable)),
                 // Changed since it was cached: validate afresh below.
                 Ok(p) if self.revoked.covers(&p, entry.since) => None,
@@ -248,7 +250,7 @@ impl Authenticator {
         };
         let ttl = match &result {
             Ok(p) => p
-                .expires_at
+                .expires_at()
                 .duration_since(now)
                 .unwrap_or_default()
                 .min(rules.cache_ttl),
@@ -262,7 +264,7 @@ impl Authenticator {
                     result: result.clone(),
                     epoch,
                     since,
-                    until: now + ttl,
+                    until: now.checked_add(ttl).map_or(u64::MAX, unix_micros),
                 },
             );
             self.entries
@@ -478,9 +480,30 @@ impl Authenticator {
     /// brings `gatehouse_token_cache_entries` up to date; called on scrape.
     pub fn refresh_entry_gauge(&self, now: SystemTime) {
         let Some(cache) = &self.cache else { return };
+        let now = unix_micros(now);
         cache.retain(|_, entry| now < entry.until);
         self.entries
             .set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Sweeps the cache every `every` as a scrape does, so that entries past their time leave
+    /// memory within `every` where nothing scrapes `/metrics`.
+    pub fn spawn_sweep(
+        self: &Arc<Self>,
+        every: Duration,
+        clock: Clock,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                this.refresh_entry_gauge(clock.now());
+            }
+        })
     }
 
     /// Applies one store event that happened at `now`: the next request with a token it

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 
@@ -147,7 +147,9 @@ pub struct Principal {
     pub scopes: Scopes,
     /// The expanded scopes, space-separated, as the scopes header's value (shared).
     pub scopes_value: Arc<HeaderValue>,
-    pub expires_at: SystemTime,
+    /// The end of the credential, in microseconds since the Unix epoch (8 bytes where a
+    /// `SystemTime` takes 16: see [`Principal::expires_at`]).
+    expires_micros: u64,
 }
 
 impl Principal {
@@ -164,8 +166,13 @@ impl Principal {
             identity,
             scopes,
             scopes_value,
-            expires_at,
+            expires_micros: unix_micros(expires_at),
         }
+    }
+
+    /// When the credential ends (to the microsecond; the store keeps no finer time).
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.expires_micros)
     }
 
     /// A principal made of values of its own, nothing shared (a session's, which is not
@@ -246,6 +253,12 @@ impl Principal {
     pub fn is_personal_token(&self) -> bool {
         matches!(self.credential, Credential::PersonalToken { .. })
     }
+}
+
+/// Microseconds from the Unix epoch to `t`: 0 before it, `u64::MAX` past the year 586,000.
+pub fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The empty group list.
