@@ -137,15 +137,24 @@ kill "$NGINX_PID"
 wait "$NGINX_PID" 2>/dev/null || true
 
 # --- gatehouse -----------------------------------------------------------------------------
-GP=$(port) GA=$(port)
 cp "$W"/*.pem "$W/gatehouse/"
-fill "$MEM/gatehouse.toml.in" "TLS_PORT=$GP" "ADMIN_PORT=$GA" "UPSTREAM_PORT=$UP" "EXTRA=" \
-	>"$W/gatehouse/gatehouse.toml"
-(cd "$W/gatehouse" && TOKIO_WORKER_THREADS=$WORKERS exec env "${GATEHOUSE_ENV[@]}" "$GATEHOUSE" serve --config gatehouse.toml \
-	>"$W/gatehouse/log" 2>&1) &
-G_PID=$!
-PIDS+=("$G_PID")
-wait_port "http://127.0.0.1:$GA/readyz"
+# The ports are picked again when a start fails: right after nginx's connections closed, a port
+# that was free a moment ago can still be held by one of them (TIME_WAIT).
+for attempt in 1 2 3; do
+	GP=$(port) GA=$(port)
+	fill "$MEM/gatehouse.toml.in" "TLS_PORT=$GP" "ADMIN_PORT=$GA" "UPSTREAM_PORT=$UP" "EXTRA=" \
+		>"$W/gatehouse/gatehouse.toml"
+	(cd "$W/gatehouse" && TOKIO_WORKER_THREADS=$WORKERS exec env "${GATEHOUSE_ENV[@]}" "$GATEHOUSE" serve --config gatehouse.toml \
+		>"$W/gatehouse/log" 2>&1) &
+	G_PID=$!
+	PIDS+=("$G_PID")
+	wait_port "http://127.0.0.1:$GA/readyz" && break
+	log "gatehouse did not start (attempt $attempt): $(tail -n 3 "$W/gatehouse/log")"
+	kill "$G_PID" 2>/dev/null || true
+	wait "$G_PID" 2>/dev/null || true
+	((attempt < 3)) || exit 1
+	rm -f "$W/gatehouse/gatehouse.db"*
+done
 python3 "$MEM/seed_pats.py" "$W/gatehouse/gatehouse.db" 1 "$W/warm.tokens"
 WARM=$(<"$W/warm.tokens")
 code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $WARM" "https://127.0.0.1:$GP/")
