@@ -298,13 +298,21 @@ fn kept_working_memory_gives_the_same_answers_as_argon2s_own_verifier() {
                 .is_ok()
         };
         for pw in ["right", "wrong", "righ", "right "] {
-            assert_eq!(verify_with_memory(pw, phc, &mut memory), own(pw), "{pw} {phc}");
+            assert_eq!(
+                verify_with_memory(pw, phc, &mut memory),
+                own(pw),
+                "{pw} {phc}"
+            );
         }
         // Grown to the largest m_cost seen, never shrunk; zeroed after each use.
         assert_eq!(memory.len(), blocks_after);
         assert!(memory.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
     }
-    assert!(!verify_with_memory("right", "$argon2id$v=19$m=64,t=1,p=1$bad", &mut memory));
+    assert!(!verify_with_memory(
+        "right",
+        "$argon2id$v=19$m=64,t=1,p=1$bad",
+        &mut memory
+    ));
 }
 
 #[tokio::test]
@@ -323,7 +331,9 @@ async fn the_verifier_keeps_one_working_memory_per_concurrent_verification() {
         let phc = phc.clone();
         async move {
             let stored = (i % 3 != 0).then_some(phc.as_str());
-            verifier.verify(if i % 2 == 0 { "pw" } else { "no" }, stored).await
+            verifier
+                .verify(if i % 2 == 0 { "pw" } else { "no" }, stored)
+                .await
         }
     });
     let answers = futures_util::future::join_all(runs).await;
