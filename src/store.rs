@@ -272,7 +272,7 @@ impl Store {
     }
 
     /// Replaces the client secret hash. With `previous_valid_until`, the old secret keeps
-    /// working until then; without, it stops at once.
+    /// working until then; without, it stops at once. Announces [`StoreEvent::AppUpdated`].
     pub async fn rotate_app_secret(
         &self,
         id: &str,

@@ -7,7 +7,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Response, header};
 
@@ -137,7 +138,7 @@ pub async fn authenticate_request(
     oauth: &OAuthCaches,
     request: &OAuthRequest,
     now: SystemTime,
-) -> Result<App, Refused> {
+) -> Result<Arc<App>, Refused> {
     let presented = presented(&request.parts.headers, &request.params)?;
     let addr = ctx.client_addr(&request.parts.headers);
     authenticate_throttled(ctx, oauth, &presented, addr, now).await
@@ -158,7 +159,7 @@ pub async fn authenticate_throttled(
     presented: &Presented,
     addr: IpAddr,
     now: SystemTime,
-) -> Result<App, Refused> {
+) -> Result<Arc<App>, Refused> {
     let attempt = match caches.client_attempt(&presented.client_id, addr, now).await {
         Ok(attempt) => attempt,
         Err(throttled) => {
@@ -177,7 +178,8 @@ pub async fn authenticate_throttled(
             });
         }
     };
-    let result = authenticate(ctx.store, presented, now).await;
+    let max_age = ctx.config.auth.revocation_propagation;
+    let result = authenticate(caches, ctx.store, presented, now, max_age).await;
     if let Ok(app) = &result {
         ctx.note_client(&app.client_id);
     }
@@ -203,16 +205,19 @@ impl std::fmt::Display for LogId<'_> {
 }
 
 /// Checks the credentials: the app exists and is active, a confidential app proved its
-/// secret, a public app sent none. Every failure is the same `invalid_client`.
+/// secret, a public app sent none. Every failure is the same `invalid_client`. The app comes
+/// from `caches` when read within `max_age` (see `caches::AppCache`).
 pub async fn authenticate(
+    caches: &OAuthCaches,
     store: &Store,
     presented: &Presented,
     now: SystemTime,
-) -> Result<App, Refused> {
+    max_age: Duration,
+) -> Result<Arc<App>, Refused> {
     let basic = presented.method == Method::Basic;
     let refused = || Refused::new(reply::invalid_client("client authentication failed"), basic);
-    let app = store
-        .get_app_by_client_id(&presented.client_id)
+    let app = caches
+        .app(store, &presented.client_id, now, max_age)
         .await
         .map_err(|e| Refused::new(reply::store_failure(&e), basic))?;
     let Some(app) = app.filter(|a| a.active) else {

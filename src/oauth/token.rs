@@ -5,6 +5,7 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::sync::Arc;
 
 use super::caches::OAuthCaches;
 use super::client_auth;
@@ -24,7 +25,7 @@ async fn token(
     ctx: &Ctx<'_>,
     oauth: &OAuthCaches,
     req: Request<Incoming>,
-) -> (Response<Body>, Option<App>) {
+) -> (Response<Body>, Option<Arc<App>>) {
     let metrics = &ctx.metrics;
     let failed = |e: &OAuthError, basic: bool| {
         metrics
