@@ -15,9 +15,11 @@ use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::store::{App, RefreshToken, RotateOutcome, SecretHash, secret_hash};
 
-/// What a token request answers: a fresh response, or the JSON of one given before.
+/// What a token request answers: a fresh response, the JSON of a fresh rotation (serialized
+/// once, for the answer and for its repeats), or the JSON of one given before.
 pub enum Refreshed {
     New(TokenResponse),
+    Rotated(String),
     Repeat(String),
 }
 
@@ -44,13 +46,15 @@ pub async fn refresh(
     let response = rotate(ctx, app, &hash, requested.as_deref(), now).await?;
     let body = serde_json::to_string(&response)
         .map_err(|_| super::reply::server_error("serializing a token response"))?;
+    // The answer is the JSON just remembered: serialized once, not again by the caller.
+    let answer = body.clone();
     *remembered = Some(RememberedRefresh {
         body,
         requested_scope: requested,
         client_id: app.client_id.clone(),
         rotated_at: now,
     });
-    Ok(Refreshed::New(response))
+    Ok(Refreshed::Rotated(answer))
 }
 
 async fn rotate(

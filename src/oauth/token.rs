@@ -74,6 +74,13 @@ async fn token(
                 Err(_) => failed(&reply::server_error("serializing a token response"), false),
             }
         }
+        Ok(Refreshed::Rotated(json)) => {
+            metrics
+                .tokens_issued
+                .with_label_values(&["refresh_token"])
+                .inc();
+            reply::json(StatusCode::OK, json)
+        }
         Ok(Refreshed::Repeat(json)) => reply::json(StatusCode::OK, json),
         Err(e) => failed(&e, false),
     };
