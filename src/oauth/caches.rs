@@ -233,6 +233,20 @@ impl OAuthCaches {
         let key = [Key::client(client_id, addr)];
         self.clients.attempt(&CLIENT_POLICY, key, now).await
     }
+
+    /// [`OAuthCaches::client_attempt`] judged against this replica's failures only, with the
+    /// keys of the judgement against the other replicas' still owed (`None`: none is, the
+    /// throttle is this process's alone). See [`Throttle::attempt_here`].
+    pub async fn client_attempt_here(
+        &self,
+        client_id: &str,
+        addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<(Attempt<'_, 1>, Option<Vec<Vec<u8>>>), Throttled> {
+        let key = [Key::client(client_id, addr)];
+        let attempt = self.clients.attempt_here(&CLIENT_POLICY, key, now).await?;
+        Ok((attempt, self.clients.shared_keys(&key)))
+    }
 }
 
 #[cfg(test)]
