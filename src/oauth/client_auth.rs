@@ -211,6 +211,14 @@ pub struct SharedCheck {
 }
 
 impl SharedCheck {
+    /// Nothing owed: a client authenticated without a shared throttle (SQLite, a benchmark).
+    pub fn none() -> Self {
+        Self {
+            keys: None,
+            carried: AtomicBool::new(false),
+        }
+    }
+
     /// The keys a store read must judge, if any; from then on the caller must refuse with
     /// [`SharedCheck::refusal`] when that read finds them blocked.
     pub fn carry(&self) -> Option<&[Vec<u8>]> {
