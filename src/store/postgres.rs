@@ -42,6 +42,9 @@ const GET_REFRESH_AND_GRANT_JUDGING: &str = "SELECT t.hash, t.grant_id, t.genera
     WHERE key = ANY($2) AND blocked_until > $3 AND expires > $3) b \
     LEFT JOIN (refresh_tokens t JOIN grants g ON g.id = t.grant_id) ON t.hash = $1";
 
+/// How long a pooled connection may sit idle before it is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub(crate) struct PostgresEngine {
     pub(crate) pool: PgPool,
     pub(crate) events: Events,
@@ -67,6 +70,19 @@ impl PostgresEngine {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection idle for less than `PING_AFTER_IDLE` is used without a ping (a
+            // round trip per statement, on the server's CPU too): sqlx tests each connection
+            // as it is released, so only one that sat idle long enough for the server to go
+            // away is pinged first (and replaced if it fails).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(e, mode))?;
