@@ -178,7 +178,8 @@ impl App {
         }
         // With PostgreSQL the throttles are shared by the replicas (SPEC §3.2).
         let oauth = crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace)
-            .sharing_throttle_through(&store);
+            .sharing_throttle_through(&store)
+            .following(&store);
         let login = crate::auth::throttle::LoginGuard::sharing_through(&config, &store);
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
