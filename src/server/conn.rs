@@ -494,6 +494,10 @@ pub async fn serve_http1_parking<S>(
         if !parts.read_buf.is_empty() {
             // Bytes of a next request hyper had read but not parsed (the start of a head that
             // came with the previous request): they are a head begun, served at once.
+            tracing::debug!(
+                bytes = parts.read_buf.len(),
+                "unparked at once: replaying a head begun"
+            );
             io.replay = parts.read_buf;
             io.activity.bytes_arrived();
             continue;
@@ -672,9 +676,11 @@ impl Watch {
                                 Parking::Later => wake = wake.min(now + PARK_DELAY),
                                 Parking::Never => {}
                             },
-                            // A head is arriving: look again once it may have been answered.
-                            Expiry::Head => wake = wake.min(now + PARK_DELAY),
-                            Expiry::FirstRequest => {}
+                            // A head is arriving (or the first one awaited): look again once
+                            // it may have been answered, as no alarm rings when it has.
+                            Expiry::Head | Expiry::FirstRequest => {
+                                wake = wake.min(now + PARK_DELAY)
+                            }
                         }
                     }
                     if self.timer.deadline() != wake.into() {
