@@ -457,15 +457,19 @@ pub async fn serve_http1_parking<S>(
     };
     let mut service = service;
     loop {
-        let mut conn = builders
-            .http1
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        // Boxed: hyper's connection state is about 1.9 KiB, and held inline it would stay part
+        // of the task while the connection is parked.
+        let mut conn = Box::new(
+            builders
+                .http1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
         let mut closing = false;
         let driven = poll_fn(|cx| {
             watch.activity.task.register(cx.waker());
             loop {
-                if let Poll::Ready(result) = Pin::new(&mut conn).poll(cx) {
+                if let Poll::Ready(result) = Pin::new(&mut *conn).poll(cx) {
                     return Poll::Ready(Some(Some(result)));
                 }
                 match watch.verdict(&alarm_waker) {
@@ -476,7 +480,7 @@ pub async fn serve_http1_parking<S>(
                     Verdict::Close if closing => return Poll::Pending,
                     Verdict::Close => {
                         closing = true;
-                        Pin::new(&mut conn).graceful_shutdown();
+                        Pin::new(&mut *conn).graceful_shutdown();
                     }
                 }
             }
@@ -486,7 +490,7 @@ pub async fn serve_http1_parking<S>(
             return log_end(ended);
         }
         // Upgraded connections end above; `None` cannot come here.
-        let Some(parts) = conn.into_parts() else {
+        let Some(parts) = (*conn).into_parts() else {
             return;
         };
         io = parts.io.into_inner();
