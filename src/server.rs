@@ -421,7 +421,12 @@ async fn handle_connection(
     match kind {
         Kind::Public { tls: true } => {
             let acceptor = TlsAcceptor::from(gateway.tls.clone());
-            let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(io));
+            // Boxed, like the hyper connection a parked connection gives back: held inline, its
+            // state (a TLS stream's worth) would stay part of every connection's task.
+            let handshake = Box::pin(tokio::time::timeout(
+                server.header_read_timeout,
+                acceptor.accept(io),
+            ));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),

@@ -344,9 +344,18 @@ pub async fn serve<I, S>(
 {
     let io = TokioIo::new(io);
     match protocol {
+        // Boxed, like the others: every connection's task would carry the largest state inline
+        // (the TLS listener's HTTP/1.1 connections go through [`serve_http1_parking`]).
         Protocol::Http1 => {
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            watch_over(conn, |c| c.graceful_shutdown(), activity, limits, shutdown).await
+            Box::pin(watch_over(
+                conn,
+                |c| c.graceful_shutdown(),
+                activity,
+                limits,
+                shutdown,
+            ))
+            .await
         }
         // Boxed, like the sniffing connection: the HTTP/2 and auto connections' state is
         // kilobytes larger than HTTP/1's, and every connection's task would carry the largest.
@@ -457,8 +466,8 @@ pub async fn serve_http1_parking<S>(
     };
     let mut service = service;
     loop {
-        // Boxed: hyper's connection state is about 1.9 KiB, and held inline it would stay part
-        // of the task while the connection is parked.
+        // Boxed: hyper's connection state (about 1.9 KiB) held inline would stay part of the
+        // task, parked or not.
         let mut conn = Box::new(
             builders
                 .http1
