@@ -36,7 +36,7 @@ pub use identity_providers::{
     ClientAuth, IdentityProviderEntry, is_provider_name, is_user_name_byte,
 };
 pub use issuers::{IssuerConfig, SELF_ISSUER};
-pub use log::{LogConfig, LogFormat};
+pub use log::{LogConfig, LogFormat, log_filter};
 pub use login::LoginConfig;
 pub use oauth::{OAuthConfig, RequirePkce};
 pub use routes::{AuthMode, RouteConfig};

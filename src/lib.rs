@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod auth;
 pub mod body;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -47,11 +47,34 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike) -> LogConfig {
     let (level, span) = d
         .opt_non_empty_str(t, "log", "level", what)
         .unwrap_or_else(|| ("info".into(), None));
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+    if log_filter(&level).is_none() {
         d.error(
             span,
             format!("log.level: '{level}' is not a level or filter such as \"info\""),
         );
     }
     LogConfig { format, level }
+}
+
+/// `log.level` and `RUST_LOG`: comma-separated directives, each a level (`info`) or
+/// `target=level` (`gatehouse::proxy=debug`). A bare word that is not a level is refused rather
+/// than read as a target name, as `tracing`'s own parser would (then `level = "verbose"` would
+/// silence every log line).
+pub fn log_filter(directives: &str) -> Option<tracing_subscriber::filter::Targets> {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = |s: &str| s.trim().parse::<LevelFilter>().ok();
+    let well_formed = directives.split(',').all(|directive| match directive.split_once('=') {
+        Some((target, lvl)) => {
+            let target = target.trim();
+            !target.is_empty()
+                && !target.contains(char::is_whitespace)
+                && !lvl.contains('=')
+                && level(lvl).is_some()
+        }
+        None => level(directive).is_some(),
+    });
+    if !well_formed {
+        return None;
+    }
+    directives.parse().ok()
 }

@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "server",
     "demo",
     "init",
+    "cli",
 ];
 
 /// The top-level modules that `source` names through `crate::`, including inside

@@ -119,7 +119,7 @@ impl TestGateway {
     pub async fn start_written(dir: ConfigDir) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("gatehouse=debug")
+            .with_max_level(tracing::Level::DEBUG)
             .try_init();
         let path = dir.dir.path().join("gatehouse.toml");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
