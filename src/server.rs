@@ -422,7 +422,12 @@ async fn handle_connection(
     match kind {
         Kind::Public { tls: true } => {
             let acceptor = TlsAcceptor::from(gateway.tls.clone());
-            let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(io));
+            // Boxed, like the hyper connection a parked connection gives back: held inline, its
+            // state (a TLS stream's worth) would stay part of every connection's task.
+            let handshake = Box::pin(tokio::time::timeout(
+                server.header_read_timeout,
+                acceptor.accept(io),
+            ));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -436,8 +441,16 @@ async fn handle_connection(
                 conn::Protocol::Http1
             };
             let info = ConnInfo::new(peer, "https", tunnels(&gateway, place));
+            let parked = gateway.metrics.connections_parked.clone();
             let service = public_service(gateway, info, activity.clone());
-            conn::serve(stream, protocol, &builder, service, activity, limits, stop).await;
+            if protocol == conn::Protocol::Http1 {
+                conn::serve_http1_parking(
+                    stream, &builder, service, activity, limits, stop, parked,
+                )
+                .await;
+            } else {
+                conn::serve(stream, protocol, &builder, service, activity, limits, stop).await;
+            }
         }
         Kind::Public { tls: false } => {
             let info = ConnInfo::new(peer, "http", tunnels(&gateway, place));
@@ -521,7 +534,7 @@ fn public_service(
     let info = Arc::new(info);
     service_fn(move |req| {
         let (gateway, info) = (gateway.clone(), info.clone());
-        let guard = activity.begin();
+        let guard = activity.begin_request(&req);
         // Boxed: hyper keeps and moves the service future, and this one is a few KiB.
         Box::pin(async move {
             let response = dispatch::handle(&gateway, &info, req).await;
