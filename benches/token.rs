@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::CALLBACK;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::App;
+use gatehouse::oauth::client_auth::SharedCheck;
 use gatehouse::oauth::grant::exchange_code;
 use gatehouse::oauth::grant_refresh::{Refreshed, refresh};
 use gatehouse::oauth::params::Params;
@@ -71,7 +72,9 @@ fn bench(c: &mut Criterion) {
                 for n in 0..iters {
                     let params = exchange_params(&new_code(app, n).await);
                     let started = Instant::now();
-                    let r = exchange_code(&ctx, &record, &params, g.clock.now()).await;
+                    let r =
+                        exchange_code(&ctx, &record, &SharedCheck::none(), &params, g.clock.now())
+                            .await;
                     spent += started.elapsed();
                     black_box(r.unwrap());
                 }
@@ -85,6 +88,7 @@ fn bench(c: &mut Criterion) {
         exchange_code(
             &g.ctx(&live, peer, &request_id),
             &record,
+            &SharedCheck::none(),
             &params,
             g.clock.now(),
         )
@@ -99,11 +103,16 @@ fn bench(c: &mut Criterion) {
             let params =
                 Params::parse(&format!("grant_type=refresh_token&refresh_token={token}")).unwrap();
             let ctx = g.ctx(&live, peer, &request_id);
-            let next = match refresh(&ctx, &g.oauth, &record, &params, g.clock.now())
+            let none = SharedCheck::none();
+            let next = match refresh(&ctx, &g.oauth, &record, &none, &params, g.clock.now())
                 .await
                 .unwrap()
             {
                 Refreshed::New(r) => r.refresh_token,
+                Refreshed::Rotated(json) => {
+                    let body: serde_json::Value = serde_json::from_str(&json).unwrap();
+                    body["refresh_token"].as_str().unwrap().to_owned()
+                }
                 Refreshed::Repeat(_) => panic!("every rotation uses the newest token"),
             };
             *current.lock().unwrap() = next;

@@ -420,7 +420,9 @@ fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let filter = from_env
         .and_then(|directives| crate::config::log_filter(&directives))
         .or_else(|| crate::config::log_filter(&format!("{level},rustls=error")))

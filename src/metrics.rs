@@ -34,6 +34,9 @@ pub struct Metrics {
     pub introspections: IntCounterVec,
     /// Sign-ins through an OpenID Connect provider (SPEC §7.1) by provider and result.
     pub idp_logins: IntCounterVec,
+    /// Idle HTTP/1.1 client connections over TLS held without their HTTP buffers (parked;
+    /// docs/performance-notes.md): a part of `gatehouse_connections_active{listener="https"}`.
+    pub connections_parked: IntGauge,
 }
 
 impl Metrics {
@@ -130,6 +133,14 @@ impl Metrics {
                 "Sign-ins through an OpenID Connect provider, by provider and result.",
                 &["provider", "result"],
             )?,
+            connections_parked: {
+                let g = IntGauge::new(
+                    "gatehouse_connections_parked",
+                    "Idle HTTPS connections parked without their HTTP buffers.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
         };
         let build = IntGaugeVec::new(
@@ -280,6 +291,7 @@ mod tests {
             "gatehouse_jwks_refreshes_total",
             "gatehouse_introspections_total",
             "gatehouse_idp_logins_total",
+            "gatehouse_connections_parked",
             "gatehouse_build_info",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

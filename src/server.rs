@@ -178,7 +178,8 @@ impl App {
         }
         // With PostgreSQL the throttles are shared by the replicas (SPEC §3.2).
         let oauth = crate::oauth::caches::OAuthCaches::new(config.oauth.refresh_grace)
-            .sharing_throttle_through(&store);
+            .sharing_throttle_through(&store)
+            .following(&store);
         let login = crate::auth::throttle::LoginGuard::sharing_through(&config, &store);
         let gateway = Gateway {
             live: ArcSwap::from_pointee(live),
@@ -425,7 +426,12 @@ async fn handle_connection(
     match kind {
         Kind::Public { tls: true } => {
             let acceptor = TlsAcceptor::from(gateway.tls.clone());
-            let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(io));
+            // Boxed, like the hyper connection a parked connection gives back: held inline, its
+            // state (a TLS stream's worth) would stay part of every connection's task.
+            let handshake = Box::pin(tokio::time::timeout(
+                server.header_read_timeout,
+                acceptor.accept(io),
+            ));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -439,8 +445,16 @@ async fn handle_connection(
                 conn::Protocol::Http1
             };
             let info = ConnInfo::new(peer, "https", tunnels(&gateway, place));
+            let parked = gateway.metrics.connections_parked.clone();
             let service = public_service(gateway, info, activity.clone());
-            conn::serve(stream, protocol, &builder, service, activity, limits, stop).await;
+            if protocol == conn::Protocol::Http1 {
+                conn::serve_http1_parking(
+                    stream, &builder, service, activity, limits, stop, parked,
+                )
+                .await;
+            } else {
+                conn::serve(stream, protocol, &builder, service, activity, limits, stop).await;
+            }
         }
         Kind::Public { tls: false } => {
             let info = ConnInfo::new(peer, "http", tunnels(&gateway, place));
@@ -524,7 +538,7 @@ fn public_service(
     let info = Arc::new(info);
     service_fn(move |req| {
         let (gateway, info) = (gateway.clone(), info.clone());
-        let guard = activity.begin();
+        let guard = activity.begin_request(&req);
         // Boxed: hyper keeps and moves the service future, and this one is a few KiB.
         Box::pin(async move {
             let response = dispatch::handle(&gateway, &info, req).await;

@@ -272,7 +272,7 @@ impl Store {
     }
 
     /// Replaces the client secret hash. With `previous_valid_until`, the old secret keeps
-    /// working until then; without, it stops at once.
+    /// working until then; without, it stops at once. Announces [`StoreEvent::AppUpdated`].
     pub async fn rotate_app_secret(
         &self,
         id: &str,
@@ -379,6 +379,21 @@ impl Store {
         on_engine!(self, e => e.get_code(hash).await)
     }
 
+    /// [`Store::get_code`] with, when `throttle_keys` are given, the latest `blocked_until`
+    /// of those keys after `now` ([`Store::throttle_blocked_until`]), read in the same round
+    /// trip: the grant's client authentication judged against the other replicas' failures.
+    pub async fn get_code_judging(
+        &self,
+        hash: &SecretHash,
+        throttle_keys: Option<&[Vec<u8>]>,
+        now: SystemTime,
+    ) -> Result<(Option<AuthCode>, Option<SystemTime>), StoreError> {
+        match (&self.inner.engine, throttle_keys) {
+            (Engine::Postgres(e), Some(keys)) => e.get_code_judging(hash, keys, now).await,
+            _ => Ok((self.get_code(hash).await?, None)),
+        }
+    }
+
     /// In one transaction: marks the code used, creates its grant and the grant's first
     /// refresh token (`first`). Of concurrent redemptions exactly one gets `Redeemed`. The
     /// answer comes once that transaction has committed, which it may share with other
@@ -438,6 +453,22 @@ impl Store {
     /// How many group-commit writers this handle runs (batches that may be in flight at once).
     pub fn grant_writers(&self) -> usize {
         self.inner.grants.writers()
+    }
+
+    /// [`Store::get_refresh_token_and_grant`] with the throttle judgement of
+    /// [`Store::get_code_judging`], in the same round trip.
+    pub async fn get_refresh_token_and_grant_judging(
+        &self,
+        hash: &SecretHash,
+        throttle_keys: Option<&[Vec<u8>]>,
+        now: SystemTime,
+    ) -> Result<(Option<(RefreshToken, Grant)>, Option<SystemTime>), StoreError> {
+        match (&self.inner.engine, throttle_keys) {
+            (Engine::Postgres(e), Some(keys)) => {
+                e.get_refresh_token_and_grant_judging(hash, keys, now).await
+            }
+            _ => Ok((self.get_refresh_token_and_grant(hash).await?, None)),
+        }
     }
 
     /// A refresh token and its grant, read in one round trip.

@@ -6,8 +6,9 @@ use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -138,15 +139,47 @@ pub fn validate_hash(phc: &str) -> Result<HashParams, InvalidHash> {
 /// Checks `password` against a PHC string, blocking for the whole argon2 computation.
 /// Anything but a valid argon2id hash that matches is `false`.
 pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
+    verify_with_memory(password, phc, &mut Vec::new())
+}
+
+/// [`verify_password_blocking`] with argon2's working memory (`m_cost` KiB) in `memory`, grown
+/// when too small and kept by the caller for the next verification. A fresh 19 MiB block per
+/// login made glibc raise its mmap threshold past that size once the first block was freed;
+/// every later block then came from the arena of whichever blocking thread ran it and stayed
+/// resident after it was freed (~200 MiB held in a mixed soak). Kept buffers are allocated
+/// once and reused, so memory is flat. The buffer is zeroed after use: it holds
+/// password-derived state.
+fn verify_with_memory(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
     if validate_hash(phc).is_err() || check_length(password).is_err() {
         return false;
     }
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let needed = params.block_count();
+    if memory.len() < needed {
+        *memory = vec![Block::default(); needed];
     }
+    let mut computed = Zeroizing::new(vec![0u8; expected.len()]);
+    let hashed = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut computed,
+            &mut memory[..needed],
+        );
+    memory[..needed].fill(Block::default());
+    hashed.is_ok() && bool::from(expected.as_bytes().ct_eq(&computed))
 }
 
 /// How much password hashing may run at once.
@@ -188,8 +221,25 @@ struct Inner {
     admitted: AtomicUsize,
     max_admitted: usize,
     dummy_hash: String,
+    /// argon2 working memory kept between verifications, one buffer per verification running
+    /// at once (see [`verify_with_memory`]).
+    memory: std::sync::Mutex<Vec<Vec<Block>>>,
     /// argon2 verifications actually run, known user or not.
     computed: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// A kept working-memory buffer, or an empty one that the verification grows. At most one
+    /// buffer per permit exists, since each is taken under a permit and given back before it.
+    fn take_memory(&self) -> Vec<Block> {
+        let mut kept = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        kept.pop().unwrap_or_default()
+    }
+
+    fn give_back_memory(&self, memory: Vec<Block>) {
+        let mut kept = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        kept.push(memory);
+    }
 }
 
 /// Counts one admitted verification until dropped.
@@ -222,6 +272,7 @@ impl PasswordVerifier {
                 admitted: AtomicUsize::new(0),
                 max_admitted: concurrent.saturating_add(limits.max_waiting),
                 dummy_hash,
+                memory: std::sync::Mutex::new(Vec::new()),
                 computed: std::sync::atomic::AtomicU64::new(0),
             }),
         }
@@ -257,7 +308,9 @@ impl PasswordVerifier {
         let task = tokio::task::spawn_blocking(move || {
             // The permit and the admission end with the work, even if the caller went away.
             let _held = (permit, admission);
-            let matched = verify_password_blocking(&password, &target);
+            let mut memory = inner.take_memory();
+            let matched = verify_with_memory(&password, &target, &mut memory);
+            inner.give_back_memory(memory);
             inner.computed.fetch_add(1, Ordering::Relaxed);
             matched
         });

@@ -277,3 +277,70 @@ proptest::proptest! {
         let _ = verify_password_blocking("pw", &s);
     }
 }
+
+#[test]
+fn kept_working_memory_gives_the_same_answers_as_argon2s_own_verifier() {
+    use argon2::password_hash::PasswordVerifier as _;
+    let small = cheap_hash("right");
+    let larger = hash_password_with(
+        "right",
+        HashParams {
+            m_cost: 256,
+            ..CHEAP
+        },
+    )
+    .unwrap();
+    let mut memory = Vec::new();
+    for (phc, blocks_after) in [(&small, 64), (&larger, 256), (&small, 256)] {
+        let own = |pw: &str| {
+            Argon2::default()
+                .verify_password(pw.as_bytes(), &PasswordHash::new(phc).unwrap())
+                .is_ok()
+        };
+        for pw in ["right", "wrong", "righ", "right "] {
+            assert_eq!(
+                verify_with_memory(pw, phc, &mut memory),
+                own(pw),
+                "{pw} {phc}"
+            );
+        }
+        // Grown to the largest m_cost seen, never shrunk; zeroed after each use.
+        assert_eq!(memory.len(), blocks_after);
+        assert!(memory.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+    }
+    assert!(!verify_with_memory(
+        "right",
+        "$argon2id$v=19$m=64,t=1,p=1$bad",
+        &mut memory
+    ));
+}
+
+#[tokio::test]
+async fn the_verifier_keeps_one_working_memory_per_concurrent_verification() {
+    let verifier = PasswordVerifier::with_dummy_hash(
+        VerifierLimits {
+            max_concurrent: 2,
+            max_waiting: 32,
+        },
+        &cheap_hash("dummy"),
+    )
+    .unwrap();
+    let phc = cheap_hash("pw");
+    let runs = (0..12).map(|i| {
+        let verifier = verifier.clone();
+        let phc = phc.clone();
+        async move {
+            let stored = (i % 3 != 0).then_some(phc.as_str());
+            verifier
+                .verify(if i % 2 == 0 { "pw" } else { "no" }, stored)
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(runs).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer, Ok(i % 3 != 0 && i % 2 == 0), "run {i}");
+    }
+    let kept = verifier.inner.memory.lock().unwrap();
+    assert!((1..=2).contains(&kept.len()), "{} buffers kept", kept.len());
+    assert!(kept.iter().all(|m| m.len() == 64));
+}

@@ -380,6 +380,27 @@ impl Throttle {
         keys: [Key; N],
         now: SystemTime,
     ) -> Result<Attempt<'_, N>, Throttled> {
+        let attempt = self.attempt_here(policy, keys, now).await?;
+        // Registered here first, then judged against the other replicas' failures too.
+        if let Some(wait) = self.shared_block(&keys, now).await
+            && !wait.is_zero()
+        {
+            attempt.forgive();
+            return Err(Throttled { retry_after: wait });
+        }
+        Ok(attempt)
+    }
+
+    /// [`Throttle::attempt`] judged against this replica's counters only: the caller owes the
+    /// judgement against the other replicas' failures ([`Throttle::shared_keys`],
+    /// [`Throttle::shared_wait`]) before it acts on the credentials' being right. A check that
+    /// one statement of the caller can carry instead of a round trip of its own.
+    pub async fn attempt_here<const N: usize>(
+        &self,
+        policy: &ThrottlePolicy,
+        keys: [Key; N],
+        now: SystemTime,
+    ) -> Result<Attempt<'_, N>, Throttled> {
         let waited = tokio::time::timeout(MAX_WAIT, async {
             loop {
                 // Listening before judging: an answer given in between is not missed.
@@ -393,20 +414,27 @@ impl Throttle {
             }
         })
         .await;
-        let attempt = waited.unwrap_or_else(|_| {
+        waited.unwrap_or_else(|_| {
             tracing::warn!("a throttled attempt waited too long for the attempts ahead of it");
             Err(Throttled {
                 retry_after: Duration::from_secs(1),
             })
-        })?;
-        // Registered here first, then judged against the other replicas' failures too.
-        if let Some(wait) = self.shared_block(&keys, now).await
-            && !wait.is_zero()
-        {
-            attempt.forgive();
-            return Err(Throttled { retry_after: wait });
-        }
-        Ok(attempt)
+        })
+    }
+
+    /// The keys as the store shares them, when this throttle shares failures with other
+    /// replicas (`None`: there is nothing to judge beyond [`Throttle::attempt_here`]).
+    pub fn shared_keys(&self, keys: &[Key]) -> Option<Vec<Vec<u8>>> {
+        self.shared
+            .as_ref()
+            .map(|_| keys.iter().map(Key::to_bytes).collect())
+    }
+
+    /// How long the replicas' shared failures block the keys whose latest `blocked_until` in
+    /// the store is `blocked_until`, at `now` (`None`: not blocked).
+    pub fn shared_wait(blocked_until: Option<SystemTime>, now: SystemTime) -> Option<Throttled> {
+        let wait = blocked_until?.duration_since(now).ok()?;
+        (!wait.is_zero()).then_some(Throttled { retry_after: wait })
     }
 
     /// The judgement of [`Throttle::attempt`] under the lock; `None`: wait.

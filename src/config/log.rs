@@ -63,16 +63,18 @@ pub(super) fn decode(d: &mut Decoder<'_>, t: &dyn TableLike) -> LogConfig {
 pub fn log_filter(directives: &str) -> Option<tracing_subscriber::filter::Targets> {
     use tracing_subscriber::filter::LevelFilter;
     let level = |s: &str| s.trim().parse::<LevelFilter>().ok();
-    let well_formed = directives.split(',').all(|directive| match directive.split_once('=') {
-        Some((target, lvl)) => {
-            let target = target.trim();
-            !target.is_empty()
-                && !target.contains(char::is_whitespace)
-                && !lvl.contains('=')
-                && level(lvl).is_some()
-        }
-        None => level(directive).is_some(),
-    });
+    let well_formed = directives
+        .split(',')
+        .all(|directive| match directive.split_once('=') {
+            Some((target, lvl)) => {
+                let target = target.trim();
+                !target.is_empty()
+                    && !target.contains(char::is_whitespace)
+                    && !lvl.contains('=')
+                    && level(lvl).is_some()
+            }
+            None => level(directive).is_some(),
+        });
     if !well_formed {
         return None;
     }

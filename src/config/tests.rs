@@ -743,7 +743,11 @@ fn issuer_problems_are_reported_where_they_are() {
 
 #[test]
 fn log_level_takes_a_level_or_target_level_list_and_refuses_the_rest() {
-    for good in ["debug", "info,gatehouse::proxy=debug", "warn,rustls=off,gatehouse=trace"] {
+    for good in [
+        "debug",
+        "info,gatehouse::proxy=debug",
+        "warn,rustls=off,gatehouse=trace",
+    ] {
         let c = parse_full_with(14, &format!("level = \"{good}\""))
             .unwrap_or_else(|e| panic!("{good}: {e}"));
         assert_eq!(c.log.level, good);

@@ -7,7 +7,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Response, header};
 
@@ -19,6 +21,7 @@ use super::reply;
 use super::request::OAuthRequest;
 use crate::auth::context::Ctx;
 use crate::auth::secret::Secret;
+use crate::auth::throttle::{Throttle, Throttled};
 use crate::body::Body;
 use crate::store::{App, ClientType, Store, secret_hash};
 
@@ -137,7 +140,7 @@ pub async fn authenticate_request(
     oauth: &OAuthCaches,
     request: &OAuthRequest,
     now: SystemTime,
-) -> Result<App, Refused> {
+) -> Result<Arc<App>, Refused> {
     let presented = presented(&request.parts.headers, &request.params)?;
     let addr = ctx.client_addr(&request.parts.headers);
     authenticate_throttled(ctx, oauth, &presented, addr, now).await
@@ -158,26 +161,13 @@ pub async fn authenticate_throttled(
     presented: &Presented,
     addr: IpAddr,
     now: SystemTime,
-) -> Result<App, Refused> {
+) -> Result<Arc<App>, Refused> {
     let attempt = match caches.client_attempt(&presented.client_id, addr, now).await {
         Ok(attempt) => attempt,
-        Err(throttled) => {
-            tracing::warn!(
-                client_id = %LogId(&presented.client_id),
-                %addr,
-                "client authentication throttled"
-            );
-            return Err(Refused {
-                error: OAuthError::new(
-                    OAuthErrorCode::InvalidClient,
-                    "too many failed client authentications; try again later",
-                ),
-                basic: false,
-                retry_after: Some(throttled.retry_after_secs()),
-            });
-        }
+        Err(throttled) => return Err(throttled_refusal(presented, addr, throttled)),
     };
-    let result = authenticate(ctx.store, presented, now).await;
+    let max_age = ctx.config.auth.revocation_propagation;
+    let result = authenticate(caches, ctx.store, presented, now, max_age).await;
     if let Ok(app) = &result {
         ctx.note_client(&app.client_id);
     }
@@ -187,6 +177,136 @@ pub async fn authenticate_throttled(
         _ => attempt.forgive(),
     }
     result
+}
+
+/// The 429 of a throttled client authentication, logged.
+fn throttled_refusal(presented: &Presented, addr: IpAddr, throttled: Throttled) -> Refused {
+    tracing::warn!(
+        client_id = %LogId(&presented.client_id),
+        %addr,
+        "client authentication throttled"
+    );
+    Refused {
+        error: throttled_error(),
+        basic: false,
+        retry_after: Some(throttled.retry_after_secs()),
+    }
+}
+
+fn throttled_error() -> OAuthError {
+    OAuthError::new(
+        OAuthErrorCode::InvalidClient,
+        "too many failed client authentications; try again later",
+    )
+}
+
+/// The judgement against the other replicas' failures (PostgreSQL, SPEC §3.2) that a grant
+/// whose client authenticated still owes, so that the grant's first store read can carry it
+/// instead of a round trip of its own (see [`authenticate_for_grant`]).
+pub struct SharedCheck {
+    /// The throttle keys as the store keeps them; `None`: nothing is owed (SQLite).
+    keys: Option<Vec<Vec<u8>>>,
+    /// Whether a store read carried the judgement (and its answer was acted on).
+    carried: AtomicBool,
+}
+
+impl SharedCheck {
+    /// Nothing owed: a client authenticated without a shared throttle (SQLite, a benchmark).
+    pub fn none() -> Self {
+        Self {
+            keys: None,
+            carried: AtomicBool::new(false),
+        }
+    }
+
+    /// The keys a store read must judge, if any; from then on the caller must refuse with
+    /// [`SharedCheck::refusal`] when that read finds them blocked.
+    pub fn carry(&self) -> Option<&[Vec<u8>]> {
+        let keys = self.keys.as_deref()?;
+        self.carried.store(true, Ordering::Release);
+        Some(keys)
+    }
+
+    /// The error of a grant refused because the store's `blocked_until` (from a read that
+    /// carried the keys) is after `now`; `None`: not blocked.
+    pub fn refusal(blocked_until: Option<SystemTime>, now: SystemTime) -> Option<OAuthError> {
+        let throttled = Throttle::shared_wait(blocked_until, now)?;
+        let mut error = throttled_error();
+        error.retry_after = Some(throttled.retry_after_secs());
+        Some(error)
+    }
+
+    /// Judges the keys with a read of their own unless a read carried them: the refusal, if
+    /// they are blocked (a store that fails leaves this replica's counters in charge).
+    pub async fn settle(&self, store: &Store, now: SystemTime) -> Option<OAuthError> {
+        if self.carried.load(Ordering::Acquire) {
+            return None;
+        }
+        let keys = self.carry()?;
+        match store.throttle_blocked_until(keys, now).await {
+            Ok(until) => Self::refusal(until, now),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the replicas' shared throttles");
+                None
+            }
+        }
+    }
+}
+
+/// [`authenticate_request`] for the token endpoint's grants, with the judgement against the
+/// other replicas' failures left to the grant ([`SharedCheck`]): its first store read
+/// carries it, and whatever the grant answers, [`SharedCheck::settle`] makes sure it was
+/// judged before the answer leaves. Failed credentials are judged at once, before they
+/// count, as [`authenticate_throttled`] does: a banned client gets 429 whether its secret is
+/// right or wrong, and nothing else.
+pub async fn authenticate_for_grant(
+    ctx: &Ctx<'_>,
+    oauth: &OAuthCaches,
+    request: &OAuthRequest,
+    now: SystemTime,
+) -> Result<(Arc<App>, SharedCheck), Refused> {
+    let presented = presented(&request.parts.headers, &request.params)?;
+    let addr = ctx.client_addr(&request.parts.headers);
+    let (attempt, keys) = match oauth
+        .client_attempt_here(&presented.client_id, addr, now)
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(throttled) => return Err(throttled_refusal(&presented, addr, throttled)),
+    };
+    let check = SharedCheck {
+        keys,
+        carried: AtomicBool::new(false),
+    };
+    let max_age = ctx.config.auth.revocation_propagation;
+    match authenticate(oauth, ctx.store, &presented, now, max_age).await {
+        Ok(app) => {
+            ctx.note_client(&app.client_id);
+            attempt.forgive();
+            Ok((app, check))
+        }
+        Err(refused) if refused.error.code == OAuthErrorCode::InvalidClient => {
+            if let Some(error) = check.settle(ctx.store, now).await {
+                attempt.forgive();
+                tracing::warn!(
+                    client_id = %LogId(&presented.client_id),
+                    %addr,
+                    "client authentication throttled"
+                );
+                return Err(Refused {
+                    retry_after: error.retry_after,
+                    error,
+                    basic: false,
+                });
+            }
+            attempt.failed().await;
+            Err(refused)
+        }
+        Err(refused) => {
+            attempt.forgive();
+            Err(refused)
+        }
+    }
 }
 
 /// A client id as the log shows it: at most its first 64 characters (an id of any length
@@ -203,16 +323,19 @@ impl std::fmt::Display for LogId<'_> {
 }
 
 /// Checks the credentials: the app exists and is active, a confidential app proved its
-/// secret, a public app sent none. Every failure is the same `invalid_client`.
+/// secret, a public app sent none. Every failure is the same `invalid_client`. The app comes
+/// from `caches` when read within `max_age` (see `caches::AppCache`).
 pub async fn authenticate(
+    caches: &OAuthCaches,
     store: &Store,
     presented: &Presented,
     now: SystemTime,
-) -> Result<App, Refused> {
+    max_age: Duration,
+) -> Result<Arc<App>, Refused> {
     let basic = presented.method == Method::Basic;
     let refused = || Refused::new(reply::invalid_client("client authentication failed"), basic);
-    let app = store
-        .get_app_by_client_id(&presented.client_id)
+    let app = caches
+        .app(store, &presented.client_id, now, max_age)
         .await
         .map_err(|e| Refused::new(reply::store_failure(&e), basic))?;
     let Some(app) = app.filter(|a| a.active) else {

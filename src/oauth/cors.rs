@@ -5,6 +5,7 @@
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use std::sync::Arc;
 
 use super::caches::OAuthCaches;
 use crate::auth::context::Ctx;
@@ -21,7 +22,7 @@ pub async fn serve(
     ctx: &Ctx<'_>,
     oauth: &OAuthCaches,
     req: Request<Incoming>,
-    endpoint: impl AsyncFnOnce(Request<Incoming>) -> (Response<Body>, Option<App>),
+    endpoint: impl AsyncFnOnce(Request<Incoming>) -> (Response<Body>, Option<Arc<App>>),
 ) -> Response<Body> {
     if req.method() == Method::OPTIONS {
         return preflight(ctx, oauth, req.headers()).await;
@@ -29,7 +30,7 @@ pub async fn serve(
     let origin = origin(req.headers());
     let (mut response, app) = endpoint(req).await;
     let ok = match &origin {
-        Some(o) => allowed(ctx, oauth, o, app.as_ref()).await,
+        Some(o) => allowed(ctx, oauth, o, app.as_deref()).await,
         None => false,
     };
     decorate(&mut response, origin.as_deref(), ok);

@@ -52,6 +52,8 @@ impl OAuthErrorCode {
 pub struct OAuthError {
     pub code: OAuthErrorCode,
     pub description: String,
+    /// Set on a throttled client authentication: answered 429 with `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -62,6 +64,7 @@ impl OAuthError {
         Self {
             code,
             description: description_text(&description.into()),
+            retry_after: None,
         }
     }
 

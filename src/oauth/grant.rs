@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use super::client_auth::SharedCheck;
 use super::error::OAuthError;
 use super::params::Params;
 use super::pkce::{self, CodeChallengeMethod};
@@ -115,6 +116,7 @@ pub(super) fn app_scopes(directory: &Directory, app: &App) -> Scopes {
 pub async fn exchange_code(
     ctx: &Ctx<'_>,
     app: &App,
+    shared: &SharedCheck,
     params: &Params,
     now: SystemTime,
 ) -> Result<TokenResponse, OAuthError> {
@@ -125,12 +127,16 @@ pub async fn exchange_code(
         .get("redirect_uri")
         .ok_or_else(|| reply::invalid_request("redirect_uri is required"))?;
     let hash = secret_hash(code_value);
-    let code = ctx
+    let (code, blocked_until) = ctx
         .store
-        .get_code(&hash)
+        .get_code_judging(&hash, shared.carry(), now)
         .await
-        .map_err(|e| store_failure(&e))?
-        .ok_or_else(|| invalid_grant("the code is invalid"))?;
+        .map_err(|e| store_failure(&e))?;
+    // The client's throttle first: a banned client learns nothing of the code.
+    if let Some(refused) = SharedCheck::refusal(blocked_until, now) {
+        return Err(refused);
+    }
+    let code = code.ok_or_else(|| invalid_grant("the code is invalid"))?;
     // Checked before anything else so a stolen code's replay by another client, or with a
     // wrong verifier, cannot be used to revoke the victim's tokens.
     if code.client_id != app.client_id {

@@ -7,6 +7,7 @@
 use std::time::SystemTime;
 
 use super::caches::RememberedRefresh;
+use super::client_auth::SharedCheck;
 use super::error::OAuthError;
 use super::grant::{TokenResponse, app_scopes, issue, prepare};
 use super::params::Params;
@@ -15,9 +16,11 @@ use crate::auth::context::Ctx;
 use crate::auth::scope::Scopes;
 use crate::store::{App, RefreshToken, RotateOutcome, SecretHash, secret_hash};
 
-/// What a token request answers: a fresh response, or the JSON of one given before.
+/// What a token request answers: a fresh response, the JSON of a fresh rotation (serialized
+/// once, for the answer and for its repeats), or the JSON of one given before.
 pub enum Refreshed {
     New(TokenResponse),
+    Rotated(String),
     Repeat(String),
 }
 
@@ -26,6 +29,7 @@ pub async fn refresh(
     ctx: &Ctx<'_>,
     oauth: &super::caches::OAuthCaches,
     app: &App,
+    shared: &SharedCheck,
     params: &Params,
     now: SystemTime,
 ) -> Result<Refreshed, OAuthError> {
@@ -39,33 +43,45 @@ pub async fn refresh(
     // find its answer instead of racing it.
     let mut remembered = slot.lock().await;
     if let Some(prev) = remembered.as_ref() {
+        // The client's throttle first (a read of its own here): nothing is replayed to a
+        // banned client.
+        if let Some(refused) = shared.settle(ctx.store, now).await {
+            return Err(refused);
+        }
         return repeat(ctx, app, &hash, prev, requested.as_deref(), now).await;
     }
-    let response = rotate(ctx, app, &hash, requested.as_deref(), now).await?;
+    let response = rotate(ctx, app, shared, &hash, requested.as_deref(), now).await?;
     let body = serde_json::to_string(&response)
         .map_err(|_| super::reply::server_error("serializing a token response"))?;
+    // The answer is the JSON just remembered: serialized once, not again by the caller.
+    let answer = body.clone();
     *remembered = Some(RememberedRefresh {
         body,
         requested_scope: requested,
         client_id: app.client_id.clone(),
         rotated_at: now,
     });
-    Ok(Refreshed::New(response))
+    Ok(Refreshed::Rotated(answer))
 }
 
 async fn rotate(
     ctx: &Ctx<'_>,
     app: &App,
+    shared: &SharedCheck,
     hash: &SecretHash,
     requested: Option<&str>,
     now: SystemTime,
 ) -> Result<TokenResponse, OAuthError> {
     let store = &ctx.store;
-    let (rt, grant) = store
-        .get_refresh_token_and_grant(hash)
+    let (found, blocked_until) = store
+        .get_refresh_token_and_grant_judging(hash, shared.carry(), now)
         .await
-        .map_err(|e| store_failure(&e))?
-        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+        .map_err(|e| store_failure(&e))?;
+    // The client's throttle first: a banned client learns nothing of the token.
+    if let Some(refused) = SharedCheck::refusal(blocked_until, now) {
+        return Err(refused);
+    }
+    let (rt, grant) = found.ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
     if grant.client_id != app.client_id {
         return Err(invalid_grant("the refresh token is invalid"));
     }

@@ -3,6 +3,7 @@
 //! user no longer configured is `{"active": false}` and nothing more (RFC 7662 §2.2); an
 //! active token shows its expanded scope (SPEC §2), client, user, times, issuer and audience.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode};
@@ -31,7 +32,7 @@ async fn introspect(
     ctx: &Ctx<'_>,
     oauth: &OAuthCaches,
     req: Request<Incoming>,
-) -> (Response<Body>, Option<App>) {
+) -> (Response<Body>, Option<Arc<App>>) {
     let request = match request::read(ctx, req).await {
         Ok(r) => r,
         Err(response) => return (response, None),

@@ -2,6 +2,7 @@
 //! refresh token ends its whole grant, an access token only itself (SPEC §3.1). Unknown,
 //! expired or other clients' tokens are answered 200 and left alone (RFC 7009 §2.2).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::{Request, Response};
@@ -26,7 +27,7 @@ async fn revoke(
     ctx: &Ctx<'_>,
     oauth: &OAuthCaches,
     req: Request<Incoming>,
-) -> (Response<Body>, Option<App>) {
+) -> (Response<Body>, Option<Arc<App>>) {
     let request = match request::read(ctx, req).await {
         Ok(r) => r,
         Err(response) => return (response, None),

@@ -5,6 +5,7 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::sync::Arc;
 
 use super::caches::OAuthCaches;
 use super::client_auth;
@@ -24,7 +25,7 @@ async fn token(
     ctx: &Ctx<'_>,
     oauth: &OAuthCaches,
     req: Request<Incoming>,
-) -> (Response<Body>, Option<App>) {
+) -> (Response<Body>, Option<Arc<App>>) {
     let metrics = &ctx.metrics;
     let failed = |e: &OAuthError, basic: bool| {
         metrics
@@ -44,8 +45,8 @@ async fn token(
         }
     };
     let now = ctx.clock.now();
-    let app = match client_auth::authenticate_request(ctx, oauth, &request, now).await {
-        Ok(app) => app,
+    let (app, shared) = match client_auth::authenticate_for_grant(ctx, oauth, &request, now).await {
+        Ok(authenticated) => authenticated,
         Err(refused) => {
             let label = refused.error.code.as_str();
             metrics.token_errors.with_label_values(&[label]).inc();
@@ -54,15 +55,22 @@ async fn token(
     };
     let params = &request.params;
     let outcome = match params.get("grant_type") {
-        Some("authorization_code") => exchange_code(ctx, &app, params, now)
+        Some("authorization_code") => exchange_code(ctx, &app, &shared, params, now)
             .await
             .map(Refreshed::New),
-        Some("refresh_token") => refresh(ctx, oauth, &app, params, now).await,
+        Some("refresh_token") => refresh(ctx, oauth, &app, &shared, params, now).await,
         Some(_) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
             "grant_type must be authorization_code or refresh_token",
         )),
         None => Err(reply::invalid_request("grant_type is required")),
+    };
+    // Whatever the grant answered, the client's throttle was judged against the other
+    // replicas' failures before the answer leaves (SPEC §3.2): by the grant's first store
+    // read, or here when the grant ended before reading (a bad parameter).
+    let outcome = match shared.settle(ctx.store, now).await {
+        Some(refused) => Err(refused),
+        None => outcome,
     };
     let response = match outcome {
         Ok(Refreshed::New(body)) => {
@@ -73,8 +81,24 @@ async fn token(
                 Err(_) => failed(&reply::server_error("serializing a token response"), false),
             }
         }
+        Ok(Refreshed::Rotated(json)) => {
+            metrics
+                .tokens_issued
+                .with_label_values(&["refresh_token"])
+                .inc();
+            reply::json(StatusCode::OK, json)
+        }
         Ok(Refreshed::Repeat(json)) => reply::json(StatusCode::OK, json),
-        Err(e) => failed(&e, false),
+        Err(e) => match e.retry_after {
+            Some(secs) => {
+                metrics
+                    .token_errors
+                    .with_label_values(&[e.code.as_str()])
+                    .inc();
+                reply::throttled(&e, false, secs)
+            }
+            None => failed(&e, false),
+        },
     };
     (response, Some(app))
 }

@@ -44,6 +44,15 @@ pub struct Activity {
     /// Rung by the idle timer, the drain signal and the start of a head.
     rung: AtomicBool,
     task: AtomicWaker,
+    /// The last request carried a body, which may still be read after its response has ended
+    /// (a proxied upload the upstream answered early): hyper is then still inside that request,
+    /// and the connection is not parked until a request without a body follows.
+    body_open: AtomicBool,
+    /// Something was written to the client and not flushed since: hyper's write buffer or
+    /// rustls's may still hold part of a response (a client that does not read).
+    unflushed: AtomicBool,
+    /// The last read from the client found nothing to read (no decrypted byte waits in rustls).
+    read_waiting: AtomicBool,
 }
 
 impl Activity {
@@ -57,6 +66,9 @@ impl Activity {
             multiplexed: AtomicBool::new(false),
             rung: AtomicBool::new(true),
             task: AtomicWaker::new(),
+            body_open: AtomicBool::new(false),
+            unflushed: AtomicBool::new(false),
+            read_waiting: AtomicBool::new(false),
         })
     }
 
@@ -71,11 +83,26 @@ impl Activity {
     /// Marks a request as started; the guard ends it when the response body is done. No
     /// clock read here: while a request is in flight the connection is not idle, and the idle
     /// time counts from when the last one ended.
+    /// Whether the request has a body is not known here: the connection counts as inside a
+    /// request with a body until a later request says otherwise ([`Activity::begin_request`]).
     pub fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_millis.store(0, Ordering::Relaxed);
         self.started.store(true, Ordering::Relaxed);
+        self.body_open.store(true, Ordering::Relaxed);
         ActivityGuard(self.clone())
+    }
+
+    /// [`Activity::begin`] for `req`, noting whether it carries a body: only after a request
+    /// without one can its connection be parked ([`serve_http1_parking`]).
+    pub fn begin_request<B: hyper::body::Body>(
+        self: &Arc<Self>,
+        req: &http::Request<B>,
+    ) -> ActivityGuard {
+        let guard = self.begin();
+        self.body_open
+            .store(!req.body().is_end_stream(), Ordering::Relaxed);
+        guard
     }
 
     /// The connection speaks HTTP/2 (ALPN said so, or the client sent the preface).
@@ -120,6 +147,38 @@ impl Activity {
         let last = self.last_millis.load(Ordering::Relaxed);
         Some((at(last) + limits.idle, Expiry::Idle))
     }
+
+    /// Whether and when a connection waiting between requests (its last response ended, no
+    /// byte of a next one arrived) may be parked: [`PARK_DELAY`] after its last response ended,
+    /// once that response is flushed and the last read found nothing.
+    fn parking(&self) -> Parking {
+        if self.body_open.load(Ordering::Relaxed) {
+            return Parking::Never;
+        }
+        if self.unflushed.load(Ordering::Relaxed) || !self.read_waiting.load(Ordering::Relaxed) {
+            return Parking::Later;
+        }
+        let last = self.last_millis.load(Ordering::Relaxed);
+        Parking::At(self.epoch + Duration::from_millis(last) + PARK_DELAY)
+    }
+}
+
+/// How long a kept-alive HTTP/1.1 connection over TLS waits without a request before it is
+/// parked: its hyper connection (8 KiB read and 8 KiB write buffer, the dispatcher) is taken
+/// apart and only the TLS stream is kept until the client sends again. A client that sends
+/// its next request within a second (a page's resources, an API client's loop) never pays
+/// the rebuild; one that pauses longer costs 16 KiB less while it waits. It is parked between
+/// one and two delays after its last response: the check rides on the connection's one timer.
+pub const PARK_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether a connection between requests may be parked.
+enum Parking {
+    /// Not while the last request's body may still be read.
+    Never,
+    /// Not yet: a response is still being flushed, or a read has not come up empty.
+    Later,
+    /// From this moment on.
+    At(Instant),
 }
 
 impl Wake for Activity {
@@ -285,9 +344,18 @@ pub async fn serve<I, S>(
 {
     let io = TokioIo::new(io);
     match protocol {
+        // Boxed, like the others: every connection's task would carry the largest state inline
+        // (the TLS listener's HTTP/1.1 connections go through [`serve_http1_parking`]).
         Protocol::Http1 => {
             let conn = builders.http1.serve_connection(io, service).with_upgrades();
-            watch_over(conn, |c| c.graceful_shutdown(), activity, limits, shutdown).await
+            Box::pin(watch_over(
+                conn,
+                |c| c.graceful_shutdown(),
+                activity,
+                limits,
+                shutdown,
+            ))
+            .await
         }
         // Boxed, like the sniffing connection: the HTTP/2 and auto connections' state is
         // kilobytes larger than HTTP/1's, and every connection's task would carry the largest.
@@ -334,12 +402,7 @@ async fn watch_over<C, E>(
     // the connection: making them afresh, or even polling them, per wake-up cost a timer-wheel
     // insertion and removal and a waiter-list lock several times per request. The timer is
     // re-armed, when it rings, to the deadline as it then stands.
-    let mut watch = Watch {
-        timer: Box::pin(tokio::time::sleep(limits.idle)),
-        draining: Box::pin(shutdown.cancelled_owned()),
-        activity,
-        limits,
-    };
+    let mut watch = Watch::new(activity, limits, shutdown, false);
     let alarm_waker = Waker::from(watch.activity.clone());
     let mut closing = false;
     let result = poll_fn(|cx| {
@@ -349,7 +412,7 @@ async fn watch_over<C, E>(
                 return Poll::Ready(Some(result));
             }
             match watch.verdict(&alarm_waker) {
-                Verdict::Wait => return Poll::Pending,
+                Verdict::Wait | Verdict::Park => return Poll::Pending,
                 // A client that has not finished a request head gets no more time: hyper's
                 // graceful close would wait for that request (SECURITY.md, slowloris).
                 Verdict::Abort => return Poll::Ready(None),
@@ -362,6 +425,193 @@ async fn watch_over<C, E>(
         }
     })
     .await;
+    log_end(result);
+}
+
+/// A client's TLS stream, as the gateway's TLS listener accepts it.
+pub type TlsIo = tokio_rustls::server::TlsStream<ClientIo>;
+
+/// Serves an HTTP/1.1 connection over TLS like [`serve`], parking it whenever it has waited
+/// [`PARK_DELAY`] between requests: hyper's connection is taken apart (`into_parts`), its
+/// buffers are freed, and the TLS stream alone waits for the socket to become readable; then a
+/// fresh hyper connection takes over, first reading whatever bytes the old one had read and
+/// not parsed. A connection is parked only when hyper is between messages and holds nothing
+/// unsent: no request in flight (a response counts until its body's end), no byte of a next
+/// request head seen, the last request without a body, everything written flushed and the last
+/// read come up empty. Parked, it still closes on `idle_timeout` and on the drain, with TLS's
+/// close_notify; `parked` counts the connections parked now.
+pub async fn serve_http1_parking<S>(
+    tls: TlsIo,
+    builders: &Builders,
+    service: S,
+    activity: Arc<Activity>,
+    limits: Limits,
+    shutdown: CancellationToken,
+    parked: prometheus::IntGauge,
+) where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<TrackedBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut watch = Watch::new(activity.clone(), limits, shutdown, true);
+    let alarm_waker = Waker::from(activity.clone());
+    let mut io = ParkableIo {
+        tls,
+        replay: Bytes::new(),
+        activity,
+    };
+    let mut service = service;
+    loop {
+        // Boxed: hyper's connection state (about 1.9 KiB) held inline would stay part of the
+        // task, parked or not.
+        let mut conn = Box::new(
+            builders
+                .http1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
+        let mut closing = false;
+        let driven = poll_fn(|cx| {
+            watch.activity.task.register(cx.waker());
+            loop {
+                if let Poll::Ready(result) = Pin::new(&mut *conn).poll(cx) {
+                    return Poll::Ready(Some(Some(result)));
+                }
+                match watch.verdict(&alarm_waker) {
+                    Verdict::Wait => return Poll::Pending,
+                    Verdict::Park if closing => return Poll::Pending,
+                    Verdict::Park => return Poll::Ready(None),
+                    Verdict::Abort => return Poll::Ready(Some(None)),
+                    Verdict::Close if closing => return Poll::Pending,
+                    Verdict::Close => {
+                        closing = true;
+                        Pin::new(&mut *conn).graceful_shutdown();
+                    }
+                }
+            }
+        })
+        .await;
+        if let Some(ended) = driven {
+            return log_end(ended);
+        }
+        // Upgraded connections end above; `None` cannot come here.
+        let Some(parts) = (*conn).into_parts() else {
+            return;
+        };
+        io = parts.io.into_inner();
+        service = parts.service;
+        if !parts.read_buf.is_empty() {
+            // Bytes of a next request hyper had read but not parsed (the start of a head that
+            // came with the previous request): they are a head begun, served at once.
+            tracing::debug!(
+                bytes = parts.read_buf.len(),
+                "unparked at once: replaying a head begun"
+            );
+            io.replay = parts.read_buf;
+            io.activity.bytes_arrived();
+            continue;
+        }
+        drop(parts.read_buf);
+        parked.inc();
+        let readable = poll_fn(|cx| {
+            watch.activity.task.register(cx.waker());
+            if io.tls.get_ref().0.poll_readable(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            match watch.verdict(&alarm_waker) {
+                Verdict::Wait | Verdict::Park => Poll::Pending,
+                Verdict::Close | Verdict::Abort => Poll::Ready(false),
+            }
+        })
+        .await;
+        parked.dec();
+        if !readable {
+            // close_notify, then the lingering close, as hyper's graceful close does.
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut io.tls).await;
+            return;
+        }
+    }
+}
+
+/// The IO a parking connection's hyper connection runs on: the TLS stream, the bytes a
+/// previous hyper connection had read and not parsed (given back first, in order), and the
+/// flush and read state [`Activity::parking`] looks at.
+struct ParkableIo {
+    tls: TlsIo,
+    replay: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for ParkableIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            if this.replay.is_empty() {
+                // Let go of the old connection's read buffer.
+                this.replay = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut this.tls).poll_read(cx, buf);
+        this.activity
+            .read_waiting
+            .store(polled.is_pending(), Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for ParkableIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    /// hyper flushes its IO only once its own write buffer is empty: a flush that completes
+    /// means nothing of a response is held on the gateway's side.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tls).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            this.activity.unflushed.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tls).poll_shutdown(cx)
+    }
+}
+
+fn log_end<E: std::fmt::Display>(result: Option<Result<(), E>>) {
     match result {
         Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
         None => tracing::debug!("connection closed: no request head in time"),
@@ -376,6 +626,8 @@ enum Verdict {
     Close,
     /// Close at once: a request head, or the first request, did not come in time.
     Abort,
+    /// Waiting between requests long enough: park (only where [`Watch::parks`]).
+    Park,
 }
 
 /// What closes a connection other than the client: the gateway draining, or a wait that ran
@@ -385,9 +637,26 @@ struct Watch {
     draining: Pin<Box<WaitForCancellationFutureOwned>>,
     activity: Arc<Activity>,
     limits: Limits,
+    /// Whether the connection may be parked between requests.
+    parks: bool,
 }
 
 impl Watch {
+    fn new(
+        activity: Arc<Activity>,
+        limits: Limits,
+        shutdown: CancellationToken,
+        parks: bool,
+    ) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(limits.idle)),
+            draining: Box::pin(shutdown.cancelled_owned()),
+            activity,
+            limits,
+            parks,
+        }
+    }
+
     /// Looks at the timer and the drain signal only if the alarm rang since the last look.
     fn verdict(&mut self, alarm_waker: &Waker) -> Verdict {
         if !self.activity.rung.swap(false, Ordering::AcqRel) {
@@ -397,6 +666,7 @@ impl Watch {
         let draining = self.draining.as_mut().poll(&mut cx).is_ready();
         loop {
             let now = Instant::now();
+            let mut park = false;
             match self.activity.deadline(&self.limits) {
                 Some((deadline, expiry)) if deadline <= now => {
                     let multiplexed = self.activity.multiplexed.load(Ordering::Relaxed);
@@ -406,22 +676,47 @@ impl Watch {
                         _ => Verdict::Close,
                     };
                 }
-                Some((deadline, _)) => {
+                Some((deadline, expiry)) => {
                     // Never later than one idle period from now: the deadline may move earlier
                     // without the alarm ringing (a request that began and ended within a long
                     // header_read_timeout), and this look catches it.
-                    let wake = deadline.min(now + self.limits.idle);
+                    let mut wake = deadline.min(now + self.limits.idle);
+                    if self.parks {
+                        match expiry {
+                            Expiry::Idle => match self.activity.parking() {
+                                Parking::At(at) if at <= now => park = true,
+                                Parking::At(at) => wake = wake.min(at),
+                                Parking::Later => wake = wake.min(now + PARK_DELAY),
+                                Parking::Never => {}
+                            },
+                            // A head is arriving (or the first one awaited): look again once
+                            // it may have been answered, as no alarm rings when it has.
+                            Expiry::Head | Expiry::FirstRequest => {
+                                wake = wake.min(now + PARK_DELAY)
+                            }
+                        }
+                    }
                     if self.timer.deadline() != wake.into() {
                         self.timer.as_mut().reset(wake.into());
                     }
                 }
-                None => self.timer.as_mut().reset((now + self.limits.idle).into()),
+                None => {
+                    // A request in flight: a parking connection looks again soon after it ends.
+                    let every = if self.parks {
+                        PARK_DELAY
+                    } else {
+                        self.limits.idle
+                    };
+                    self.timer.as_mut().reset((now + every).into());
+                }
             }
             if draining {
                 return Verdict::Close;
             }
+            // Polled even when parking: the timer, armed for the idle deadline, must ring a
+            // parked connection too.
             if self.timer.as_mut().poll(&mut cx).is_pending() {
-                return Verdict::Wait;
+                return if park { Verdict::Park } else { Verdict::Wait };
             }
         }
     }
@@ -462,6 +757,12 @@ impl ClientIo {
             first_read: sniff_h2,
             linger: Linger::Open,
         }
+    }
+
+    /// Ready when the socket has bytes (or an error, or the client's close) to read; touches
+    /// no buffer.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.tcp.poll_read_ready(cx)
     }
 
     /// Reads and discards until the client closes, falls quiet, or the bounds are reached.

@@ -299,6 +299,8 @@ macro_rules! apps_ops {
                  update_time = $6 WHERE id = $1 RETURNING {}",
                 $crate::store::ops_apps::APP_COLS
             );
+            let c = "rotate app secret";
+            let mut tx = self.begin_write(c).await?;
             let row = sqlx::query(&sql)
                 .bind(id)
                 .bind(previous_valid_until.is_some())
@@ -306,15 +308,24 @@ macro_rules! apps_ops {
                 .bind(new_hash.0.to_vec())
                 .bind(updated_by)
                 .bind(micros(now))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
-                .ctx("rotate app secret")?;
-            match row {
-                Some(row) => Self::app_row(&row),
-                None => Err($crate::store::StoreError::not_found(format!(
+                .ctx(c)?;
+            let Some(row) = row else {
+                return Err($crate::store::StoreError::not_found(format!(
                     "oauth app 'oauthApps/{id}' not found"
-                ))),
-            }
+                )));
+            };
+            let app = Self::app_row(&row)?;
+            // Announced like any change of the app, so that the replicas' copies used for
+            // client authentication (`oauth/caches.rs`) stop accepting a replaced secret.
+            let events = vec![$crate::store::StoreEvent::AppUpdated {
+                client_id: app.client_id.clone(),
+            }];
+            self.notify(&mut tx, &events).await?;
+            tx.commit().await.ctx(c)?;
+            self.events.publish(&events);
+            Ok(app)
         }
 
         pub(crate) async fn delete_app(&self, id: &str) -> Result<(), $crate::store::StoreError> {

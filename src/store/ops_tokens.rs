@@ -345,17 +345,25 @@ macro_rules! tokens_ops {
             &self,
             hash: &$crate::store::SecretHash,
         ) -> Result<Option<($crate::store::RefreshToken, $crate::store::Grant)>, $crate::store::StoreError> {
-            use $crate::store::codec::*;
             use $crate::store::error::SqlxResultExt as _;
-            use sqlx::Row as _;
             let c = "get refresh token";
             let row = sqlx::query($crate::store::ops_tokens::GET_REFRESH_AND_GRANT)
                 .bind(hash.0.to_vec())
                 .fetch_optional(&self.pool)
                 .await
                 .ctx(c)?;
-            let Some(row) = row else { return Ok(None) };
-            let token = Self::refresh_row(&row)?;
+            row.as_ref().map(Self::refresh_and_grant_row).transpose()
+        }
+
+        /// A row of `GET_REFRESH_AND_GRANT`: the token and its grant (`g_` columns).
+        fn refresh_and_grant_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<($crate::store::RefreshToken, $crate::store::Grant), $crate::store::StoreError> {
+            use $crate::store::codec::*;
+            use $crate::store::error::SqlxResultExt as _;
+            use sqlx::Row as _;
+            let c = "get refresh token";
+            let token = Self::refresh_row(row)?;
             let grant = $crate::store::Grant {
                 id: token.grant_id.clone(),
                 user: row.try_get("g_user_name").ctx(c)?,
@@ -365,7 +373,7 @@ macro_rules! tokens_ops {
                 expire_time: from_micros(row.try_get("g_expire_time").ctx(c)?),
                 revoked_at: opt_from_micros(row.try_get("g_revoked_at").ctx(c)?),
             };
-            Ok(Some((token, grant)))
+            Ok((token, grant))
         }
 
         /// Inside `tx`: rotates `old` (see `Store::rotate_refresh_token`), or (changing

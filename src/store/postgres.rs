@@ -23,6 +23,28 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serialises migrations of replicas that start at the same time.
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7254021903)";
 
+/// A grant's first read with the shared throttle's judgement of its client authentication
+/// (as [`PostgresEngine::throttle_blocked_until`] makes it), in one round trip and always one
+/// row (the code's or token's columns NULL when there is none): `$1` the code's or refresh
+/// token's hash, `$2` the throttle keys, `$3` now.
+const GET_CODE_JUDGING: &str = "SELECT c.hash, c.client_id, c.user_name, c.redirect_uri, \
+    c.scope, c.code_challenge, c.code_challenge_method, c.create_time, c.expire_time, \
+    c.used_at, c.grant_id, b.throttle_blocked_until \
+    FROM (SELECT MAX(blocked_until) AS throttle_blocked_until FROM throttle_failures \
+    WHERE key = ANY($2) AND blocked_until > $3 AND expires > $3) b \
+    LEFT JOIN auth_codes c ON c.hash = $1";
+const GET_REFRESH_AND_GRANT_JUDGING: &str = "SELECT t.hash, t.grant_id, t.generation, \
+    t.parent_hash, t.create_time, t.expire_time, t.rotated_at, t.successor_hash, \
+    t.revoked_at, t.access_jti, t.access_expire_time, g.user_name AS g_user_name, \
+    g.client_id AS g_client_id, g.scope AS g_scope, g.create_time AS g_create_time, \
+    g.expire_time AS g_expire_time, g.revoked_at AS g_revoked_at, b.throttle_blocked_until \
+    FROM (SELECT MAX(blocked_until) AS throttle_blocked_until FROM throttle_failures \
+    WHERE key = ANY($2) AND blocked_until > $3 AND expires > $3) b \
+    LEFT JOIN (refresh_tokens t JOIN grants g ON g.id = t.grant_id) ON t.hash = $1";
+
+/// How long a pooled connection may sit idle before it is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub(crate) struct PostgresEngine {
     pub(crate) pool: PgPool,
     pub(crate) events: Events,
@@ -48,6 +70,19 @@ impl PostgresEngine {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection idle for less than `PING_AFTER_IDLE` is used without a ping (a
+            // round trip per statement, on the server's CPU too): sqlx tests each connection
+            // as it is released, so only one that sat idle long enough for the server to go
+            // away is pinged first (and replaced if it fails).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(e, mode))?;
@@ -99,6 +134,61 @@ impl PostgresEngine {
             .await
             .ctx("notify replicas")?;
         Ok(())
+    }
+
+    /// [`Self::get_code`] and [`Self::throttle_blocked_until`] of `keys` in one statement
+    /// (always one row: the code's columns are NULL when there is no such code).
+    pub(crate) async fn get_code_judging(
+        &self,
+        hash: &super::SecretHash,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<(Option<super::AuthCode>, Option<SystemTime>), StoreError> {
+        use sqlx::Row as _;
+        let c = "get code";
+        let row = sqlx::query(GET_CODE_JUDGING)
+            .bind(hash.0.to_vec())
+            .bind(keys)
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .ctx(c)?;
+        let blocked: Option<i64> = row.try_get("throttle_blocked_until").ctx(c)?;
+        let found: Option<Vec<u8>> = row.try_get("hash").ctx(c)?;
+        let code = found.map(|_| Self::code_row(&row)).transpose()?;
+        Ok((code, blocked.map(from_micros)))
+    }
+
+    /// [`Self::get_refresh_token_and_grant`] and [`Self::throttle_blocked_until`] of `keys`
+    /// in one statement.
+    pub(crate) async fn get_refresh_token_and_grant_judging(
+        &self,
+        hash: &super::SecretHash,
+        keys: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<
+        (
+            Option<(super::RefreshToken, super::Grant)>,
+            Option<SystemTime>,
+        ),
+        StoreError,
+    > {
+        use sqlx::Row as _;
+        let c = "get refresh token";
+        let row = sqlx::query(GET_REFRESH_AND_GRANT_JUDGING)
+            .bind(hash.0.to_vec())
+            .bind(keys)
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .ctx(c)?;
+        let blocked: Option<i64> = row.try_get("throttle_blocked_until").ctx(c)?;
+        let found: Option<Vec<u8>> = row.try_get("hash").ctx(c)?;
+        let pair = match found {
+            Some(_) => Some(Self::refresh_and_grant_row(&row)?),
+            None => None,
+        };
+        Ok((pair, blocked.map(from_micros)))
     }
 
     /// The latest `blocked_until` of the rows of `keys` that is after `now`, if any.

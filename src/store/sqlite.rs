@@ -94,6 +94,10 @@ async fn connect_retrying_busy(
     let mut pause = Duration::from_millis(10);
     loop {
         let attempt = SqlitePoolOptions::new()
+            // No ping (a round trip to the connection's worker thread) before each statement:
+            // a connection to a local file has no far end to lose, and sqlx tests each one as
+            // it is released anyway (docs/performance-notes.md, the token grants).
+            .test_before_acquire(false)
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())

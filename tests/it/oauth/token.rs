@@ -375,6 +375,104 @@ async fn a_rotated_secret_works_during_its_grace_only() {
     assert_eq!(a.status, 200, "new secret: {}", a.text);
 }
 
+/// Client authentication remembers the app it read: a secret replaced without a grace, or an
+/// app deactivated, through this gateway's store is refused on the very next request.
+#[tokio::test]
+async fn a_replaced_secret_or_a_deactivated_app_is_refused_at_once_though_remembered() {
+    let fx = Fx::start("").await;
+    let g = fx.gateway();
+    let code = fx.code(CONF, "READ", true).await;
+    assert_eq!(
+        fx.redeem(&code).await.status,
+        200,
+        "the app is now remembered"
+    );
+    let mut app = g.store.get_app_by_client_id(CONF).await.unwrap().unwrap();
+    let new_secret = "the-new-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let now = g.clock.now();
+    let hash = gatehouse::store::secret_hash(new_secret);
+    g.store
+        .rotate_app_secret(&app.id, hash, None, "users/root", now)
+        .await
+        .unwrap();
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let a = fx
+        .post("/oauth2/token", &form, Auth::Basic(CONF, CONF_SECRET))
+        .await;
+    assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
+    let a = fx
+        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
+        .await;
+    assert_eq!(a.status, 200, "new secret: {}", a.text);
+    app.active = false;
+    g.store.update_app(&app).await.unwrap();
+    let code = fx.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let a = fx
+        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
+        .await;
+    assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
+}
+
+/// With replicas sharing PostgreSQL, a secret replaced on one is refused on the other as soon
+/// as the change's notification arrives; a change that was never announced (written behind
+/// the gateways' backs) within `auth.revocation_propagation` of the other's last read.
+#[tokio::test]
+async fn a_replaced_secret_is_refused_on_the_other_replica() {
+    let Some((one, two, db)) = Fx::replicas("app cache on two replicas").await else {
+        return;
+    };
+    let code = two.code(CONF, "READ", true).await;
+    assert_eq!(two.redeem(&code).await.status, 200, "two remembers the app");
+    let store = &one.gateway().store;
+    let app = store.get_app_by_client_id(CONF).await.unwrap().unwrap();
+    let new_secret = "the-new-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let now = one.gateway().clock.now();
+    let hash = gatehouse::store::secret_hash(new_secret);
+    store
+        .rotate_app_secret(&app.id, hash, None, "users/root", now)
+        .await
+        .unwrap();
+    let old_secret_refused = async {
+        loop {
+            let code = two.code(CONF, "READ", true).await;
+            let form = exchange(&code, Some(VERIFIER));
+            let a = two
+                .post("/oauth2/token", &form, Auth::Basic(CONF, CONF_SECRET))
+                .await;
+            if a.status == 401 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), old_secret_refused)
+        .await
+        .expect("the notification reached the other replica");
+    let code = two.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let a = two
+        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
+        .await;
+    assert_eq!(a.status, 200, "new secret: {}", a.text);
+    // Behind the gateways' backs: no notification, only the age bound.
+    use sqlx::Connection as _;
+    let mut raw = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE apps SET active = false WHERE client_id = $1")
+        .bind(CONF)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    two.advance(Duration::from_secs(1));
+    let code = two.code(CONF, "READ", true).await;
+    let form = exchange(&code, Some(VERIFIER));
+    let a = two
+        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
+        .await;
+    assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
+}
+
 #[tokio::test]
 async fn parameters_come_from_body_and_query_but_secrets_not_from_urls() {
     let fx = Fx::start("").await;

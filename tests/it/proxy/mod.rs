@@ -6,4 +6,5 @@ mod auth_replicas;
 mod forwarding;
 mod groups;
 mod hardening;
+mod parking;
 mod upstream_pool;

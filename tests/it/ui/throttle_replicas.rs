@@ -96,4 +96,25 @@ async fn failed_client_authentications_on_one_replica_ban_on_the_other() {
         body.contains("too many failed client authentications"),
         "{body}"
     );
+    // Whatever the grant: a refresh, or a request the grant would refuse before reading the
+    // store, is throttled too (the right secret is never told apart from a wrong one).
+    let grants: [&[(&str, &str)]; 3] = [
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "no-such-token"),
+        ],
+        &[("grant_type", "authorization_code")],
+        &[("grant_type", "password")],
+    ];
+    for form in grants {
+        let r = two
+            .client(true)
+            .post(two.url("/oauth2/token"))
+            .basic_auth("shared-app", Some(SECRET))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{form:?} throttled on replica two");
+    }
 }
