@@ -117,10 +117,17 @@ impl TestGateway {
     /// Starts with the `gatehouse.toml` already written in `dir` (a test that needs a config
     /// [`ConfigDir::write`] cannot make, such as a `public_url` naming the listener's port).
     pub async fn start_written(dir: ConfigDir) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_max_level(tracing::Level::DEBUG)
-            .try_init();
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("gatehouse", tracing::Level::DEBUG),
+                )
+                .with(tracing_subscriber::fmt::layer().with_test_writer())
+                .try_init();
+        }
         let path = dir.dir.path().join("gatehouse.toml");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let app = App::build(config).await.unwrap();
