@@ -507,11 +507,12 @@ impl hyper::body::Body for UpstreamBody {
     }
 }
 
-/// The largest read buffer (and write queue) of an upstream connection. hyper's default (~400
-/// KiB) let a download's buffer grow past glibc's mmap threshold; glibc then raises that
-/// threshold, serves every later buffer of that size from its arenas and keeps the freed ones:
-/// a soak with 16 MiB bodies held ~200 MiB (18 MiB idle). 64 KiB chunks are four TLS records,
-/// large enough that a download costs no more system calls than the client side's TLS writes.
+/// The largest read buffer (and write queue) of an upstream connection, against hyper's default
+/// of ~400 KiB: what one streaming body can hold in the gateway is bounded by this, per upstream
+/// connection. 64 KiB is four TLS records of the client side. (It was tried first as the cause
+/// of the ~200 MiB a large-body soak held; alone it changed nothing, 195 MiB: the cause was
+/// argon2's per-login block, see `auth::password`.) Its effect on download throughput was not
+/// measured.
 const UPSTREAM_MAX_BUF: usize = 64 * 1024;
 
 fn upstream_http1() -> http1::Builder {
