@@ -202,6 +202,11 @@ impl Fx {
 
     /// Redeems `code` for the confidential app with [`VERIFIER`].
     pub async fn redeem(&self, code: &str) -> Answer {
+        self.redeem_with_secret(code, CONF_SECRET).await
+    }
+
+    /// [`Self::redeem`] with `secret` as the confidential client's password.
+    pub async fn redeem_with_secret(&self, code: &str, secret: &str) -> Answer {
         self.post(
             "/oauth2/token",
             &[
@@ -210,7 +215,7 @@ impl Fx {
                 ("redirect_uri", CALLBACK),
                 ("code_verifier", VERIFIER),
             ],
-            Auth::Basic(CONF, CONF_SECRET),
+            Auth::Basic(CONF, secret),
         )
         .await
     }

@@ -396,22 +396,14 @@ async fn a_replaced_secret_or_a_deactivated_app_is_refused_at_once_though_rememb
         .await
         .unwrap();
     let code = fx.code(CONF, "READ", true).await;
-    let form = exchange(&code, Some(VERIFIER));
-    let a = fx
-        .post("/oauth2/token", &form, Auth::Basic(CONF, CONF_SECRET))
-        .await;
+    let a = fx.redeem_with_secret(&code, CONF_SECRET).await;
     assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
-    let a = fx
-        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
-        .await;
+    let a = fx.redeem_with_secret(&code, new_secret).await;
     assert_eq!(a.status, 200, "new secret: {}", a.text);
     app.active = false;
     g.store.update_app(&app).await.unwrap();
     let code = fx.code(CONF, "READ", true).await;
-    let form = exchange(&code, Some(VERIFIER));
-    let a = fx
-        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
-        .await;
+    let a = fx.redeem_with_secret(&code, new_secret).await;
     assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
 }
 
@@ -437,10 +429,7 @@ async fn a_replaced_secret_is_refused_on_the_other_replica() {
     let old_secret_refused = async {
         loop {
             let code = two.code(CONF, "READ", true).await;
-            let form = exchange(&code, Some(VERIFIER));
-            let a = two
-                .post("/oauth2/token", &form, Auth::Basic(CONF, CONF_SECRET))
-                .await;
+            let a = two.redeem_with_secret(&code, CONF_SECRET).await;
             if a.status == 401 {
                 return;
             }
@@ -451,10 +440,7 @@ async fn a_replaced_secret_is_refused_on_the_other_replica() {
         .await
         .expect("the notification reached the other replica");
     let code = two.code(CONF, "READ", true).await;
-    let form = exchange(&code, Some(VERIFIER));
-    let a = two
-        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
-        .await;
+    let a = two.redeem_with_secret(&code, new_secret).await;
     assert_eq!(a.status, 200, "new secret: {}", a.text);
     // Behind the gateways' backs: no notification, only the age bound.
     use sqlx::Connection as _;
@@ -466,10 +452,7 @@ async fn a_replaced_secret_is_refused_on_the_other_replica() {
         .unwrap();
     two.advance(Duration::from_secs(1));
     let code = two.code(CONF, "READ", true).await;
-    let form = exchange(&code, Some(VERIFIER));
-    let a = two
-        .post("/oauth2/token", &form, Auth::Basic(CONF, new_secret))
-        .await;
+    let a = two.redeem_with_secret(&code, new_secret).await;
     assert_eq!((a.status, a.error().as_str()), (401, "invalid_client"));
 }
 
